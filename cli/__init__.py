@@ -1,0 +1,1 @@
+"""The keras-amb command-line application."""

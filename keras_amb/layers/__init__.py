@@ -1,0 +1,19 @@
+"""Custom layers of the attention branch, mining branch and PC loss."""
+
+from keras_amb.layers.attention_branch import AttentionBranch
+from keras_amb.layers.attention_mechanism import AttentionMechanism
+from keras_amb.layers.class_centers import ClassCenters
+from keras_amb.layers.image_normalization import ImageNormalization
+from keras_amb.layers.perception_branch import PerceptionBranch
+from keras_amb.layers.residual_block import ResidualBlock
+from keras_amb.layers.soft_mask import SoftMask
+
+__all__ = [
+    "AttentionBranch",
+    "AttentionMechanism",
+    "ClassCenters",
+    "ImageNormalization",
+    "PerceptionBranch",
+    "ResidualBlock",
+    "SoftMask",
+]

@@ -1,0 +1,136 @@
+"""The paper's losses, in backend-agnostic `keras.ops`.
+
+Names follow the paper: complement entropy (COT, eq. 4), attention mining
+(eq. 2), prototype conformity (eq. 3). See `METHOD.md` for the decisions where
+the paper is silent.
+"""
+
+import keras
+from keras import ops
+
+_LOG_EPS = 1e-10
+_NORMALIZER_EPS = 1e-7
+_NORM_EPS = 1e-12
+
+
+def _true_class_mask(y_true, num_classes, dtype):
+    y_true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+    return ops.one_hot(y_true, num_classes, dtype=dtype)
+
+
+def _safe_norm(x, axis=-1):
+    """Euclidean norm whose gradient is finite at 0."""
+    return ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=axis), _NORM_EPS))
+
+
+def cross_entropy(y_true, logits):
+    """Mean sparse categorical cross-entropy from logits, in float32."""
+    logits = ops.cast(logits, "float32")
+    y_true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+    return ops.mean(
+        keras.losses.sparse_categorical_crossentropy(
+            y_true, logits, from_logits=True
+        )
+    )
+
+
+def complement_entropy(y_true, logits, zero_true_class=False):
+    """The value Complement Objective Training minimizes.
+
+    `(1 / (N * K)) * sum_i sum_{j != g_i} q_ij * log(q_ij + 1e-10)` with
+    `p = softmax(logits)` and `q = p / ((1 - p_g) + 1e-7)`, or `q = p` when
+    `zero_true_class=True` (the attention mining branch, where the paper sets
+    the true-class probability to 0 so the normalizer is 1). The value is
+    `<= 0`; minimizing it maximizes the entropy of the wrong classes.
+
+    Args:
+        y_true: int tensor `(N,)`, the true classes `g`.
+        logits: float tensor `(N, K)`.
+        zero_true_class: bool, use `q = p` (AMB case).
+
+    Returns:
+        A scalar float32 tensor.
+    """
+    logits = ops.cast(logits, "float32")
+    num_classes = ops.shape(logits)[-1]
+    batch_size = ops.shape(logits)[0]
+    probabilities = ops.softmax(logits, axis=-1)
+    true_mask = _true_class_mask(y_true, num_classes, "float32")
+    if zero_true_class:
+        q = probabilities
+    else:
+        p_true = ops.sum(probabilities * true_mask, axis=-1, keepdims=True)
+        q = probabilities / ((1.0 - p_true) + _NORMALIZER_EPS)
+    terms = q * ops.log(q + _LOG_EPS) * (1.0 - true_mask)
+    denominator = ops.cast(batch_size * num_classes, "float32")
+    return ops.sum(terms) / denominator
+
+
+def attention_mining_loss(y_true, logits):
+    """Eq. 2: mean over the batch of `softmax(logits)[i, g_i]`.
+
+    Args:
+        y_true: int tensor `(N,)`.
+        logits: float tensor `(N, K)`, the attention mining branch's logits.
+
+    Returns:
+        A scalar float32 tensor in `[0, 1]`.
+    """
+    logits = ops.cast(logits, "float32")
+    probabilities = ops.softmax(logits, axis=-1)
+    true_mask = _true_class_mask(y_true, ops.shape(logits)[-1], "float32")
+    return ops.mean(ops.sum(probabilities * true_mask, axis=-1))
+
+
+def prototype_conformity(features, y_true, centers, contrastive_weight=1.0):
+    """Eq. 3, prototype conformity loss with learnable class centres.
+
+    `mean_i [ ||f_i - c_g|| - w / (K - 1) * sum_{j != g}
+    (||f_i - c_j|| + ||c_g - c_j||) ]` with Euclidean norms and
+    `w = contrastive_weight`.
+
+    Args:
+        features: float tensor `(N, D)`.
+        y_true: int tensor `(N,)`.
+        centers: float tensor `(K, D)`, one centre per class.
+        contrastive_weight: float, weight `w` of the contrastive part.
+
+    Returns:
+        A scalar float32 tensor.
+    """
+    features = ops.cast(features, "float32")
+    centers = ops.cast(centers, "float32")
+    num_classes = ops.shape(centers)[0]
+    true_mask = _true_class_mask(y_true, num_classes, "float32")  # (N, K)
+    # b_ij = ||f_i - c_j||, (N, K)
+    b = _safe_norm(features[:, None, :] - centers[None, :, :])
+    # c_gj = ||c_g - c_j||, (N, K)
+    true_centers = ops.matmul(true_mask, centers)  # (N, D)
+    c = _safe_norm(true_centers[:, None, :] - centers[None, :, :])
+    a = ops.sum(b * true_mask, axis=-1)
+    others = ops.sum((b + c) * (1.0 - true_mask), axis=-1)
+    scale = contrastive_weight / ops.cast(num_classes - 1, "float32")
+    return ops.mean(a - scale * others)
+
+
+def attention_map_loss(attention, target, kind="l2"):
+    """Mitsuhara et al.: distance between an attention map and a corrected map.
+
+    Args:
+        attention: float tensor `(N, H, W)` in `[0, 1]`.
+        target: float tensor `(N, H', W')` in `[0, 1]`; resized to `(H, W)`.
+        kind: `"l1"` or `"l2"` (mean absolute or mean squared error).
+
+    Returns:
+        A scalar float32 tensor.
+    """
+    if kind not in ("l1", "l2"):
+        raise ValueError(f"`kind` must be 'l1' or 'l2'. Received: kind={kind!r}")
+    attention = ops.cast(attention, "float32")
+    target = ops.cast(target, "float32")
+    height, width = ops.shape(attention)[1], ops.shape(attention)[2]
+    target = ops.image.resize(target[..., None], (height, width))[..., 0]
+    diff = attention - target
+    if kind == "l1":
+        return ops.mean(ops.abs(diff))
+    return ops.mean(ops.square(diff))
