@@ -1,0 +1,271 @@
+"""Dataset sources: the built-in synthetic set, TFDS datasets, image folders.
+
+Each source gives, per split, a `tf.data.Dataset` of example dicts with
+`image` (uint8, HxWx3), `label` (int32), and where the dataset has them
+`object_mask` (HxW, 1 on the object: synthetic objects, CUB segmentation
+masks, Stanford Dogs boxes) and `part_mask` (synthetic discriminative part).
+"""
+
+import dataclasses
+import os
+import socket
+
+import numpy as np
+import tensorflow as tf
+
+from keras_amb.data import folder
+from keras_amb.data import synthetic
+from keras_amb.data.image_io import ImageReadError
+from keras_amb.data.image_io import read_image
+
+TFDS_DATASETS = {
+    "stanford_dogs": {
+        "host": "vision.stanford.edu",
+        "splits": {"train": "train[:90%]", "val": "train[90%:]", "test": "test"},
+    },
+    "caltech_birds2010": {
+        "host": "data.caltech.edu",
+        "splits": {"train": "train[:90%]", "val": "train[90%:]", "test": "test"},
+    },
+}
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A dataset that is neither prepared locally nor downloadable now."""
+
+
+@dataclasses.dataclass
+class DataSource:
+    """A dataset's splits, class names and what annotations it carries.
+
+    Attributes:
+        name: str, the dataset's name (or folder path).
+        class_names: list of str.
+        annotations: tuple of mask keys the examples carry.
+        sizes: dict, split -> number of examples (None if unknown).
+        skipped: list of `(path, reason)` of files left out.
+        resize_ratio: float, test-time resize ratio that suits the data.
+    """
+
+    name: str
+    class_names: list
+    annotations: tuple
+    sizes: dict
+    make: object = dataclasses.field(repr=False, default=None)
+    skipped: list = dataclasses.field(default_factory=list)
+    resize_ratio: float = 256 / 224
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def examples(self, split):
+        if split not in self.sizes:
+            raise ValueError(
+                f"Dataset {self.name!r} has no split {split!r}. "
+                f"Splits: {', '.join(self.sizes)}"
+            )
+        return self.make(split)
+
+
+# === Synthetic ===
+
+
+def synthetic_source(**params):
+    """The built-in synthetic fine-grained dataset (see `data.synthetic`)."""
+    config = synthetic.SyntheticConfig(**params)
+    cache = {}
+
+    def make(split):
+        if split not in cache:
+            cache[split] = synthetic.make_split(config, split)
+        arrays = cache[split]
+        return tf.data.Dataset.from_tensor_slices(
+            {
+                "image": arrays["image"],
+                "label": arrays["label"],
+                "object_mask": arrays["object_mask"],
+                "part_mask": arrays["part_mask"],
+            }
+        )
+
+    return DataSource(
+        name="synthetic",
+        class_names=synthetic.class_names(config.num_classes),
+        annotations=("object_mask", "part_mask"),
+        sizes={s: config.split_size(s) for s in ("train", "val", "test")},
+        make=make,
+        resize_ratio=1.0,
+    )
+
+
+# === Image folders ===
+
+
+def _decode_file(path):
+    try:
+        return read_image(path.decode("utf-8"))
+    except ImageReadError:
+        # Files were checked before training; one that broke since is
+        # replaced by a black pixel rather than killing the run.
+        return np.zeros((1, 1, 3), np.uint8)
+
+
+def folder_source(root, skip_bad_images=False, check_images=True, progress=True):
+    """Class-named subfolders; broken files found up front.
+
+    Raises:
+        folder.BadImagesError: listing unreadable files, unless
+            `skip_bad_images`, in which case they are left out and listed in
+            `DataSource.skipped`.
+    """
+    class_names, splits = folder.scan_folder(root)
+    if not splits["val"]:
+        train = splits["train"]
+        splits["val"] = [
+            item for item in train
+            if folder._hash_split(item[0], 0.1, 0.0) == "val"
+        ]
+        splits["train"] = [item for item in train if item not in splits["val"]]
+    skipped = []
+    if check_images:
+        paths = [p for items in splits.values() for p, _ in items]
+        skipped = folder.find_bad_images(paths, progress=progress)
+        if skipped and not skip_bad_images:
+            raise folder.BadImagesError(skipped)
+        bad = {p for p, _ in skipped}
+        splits = {s: [it for it in items if it[0] not in bad] for s, items in splits.items()}
+
+    def make(split):
+        items = splits[split]
+        paths = [p for p, _ in items]
+        labels = np.array([label for _, label in items], dtype=np.int32)
+        ds = tf.data.Dataset.from_tensor_slices(
+            {"path": tf.constant(paths, dtype=tf.string), "label": labels}
+        )
+
+        def load(example):
+            image = tf.numpy_function(_decode_file, [example["path"]], tf.uint8)
+            image = tf.ensure_shape(image, (None, None, 3))
+            return {"image": image, "label": example["label"]}
+
+        return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+    return DataSource(
+        name=os.fspath(root),
+        class_names=class_names,
+        annotations=(),
+        sizes={s: len(items) for s, items in splits.items()},
+        make=make,
+        skipped=skipped,
+    )
+
+
+# === TensorFlow Datasets ===
+
+
+def _reachable(host, timeout=3.0):
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _boxes_to_mask(boxes, height, width):
+    """Union of normalised boxes as an HxW uint8 mask; copes with min > max."""
+    boxes = tf.reshape(tf.cast(boxes, tf.float32), (-1, 4))
+    boxes = tf.clip_by_value(boxes, 0.0, 1.0)
+    ymin = tf.minimum(boxes[:, 0], boxes[:, 2])
+    ymax = tf.maximum(boxes[:, 0], boxes[:, 2])
+    xmin = tf.minimum(boxes[:, 1], boxes[:, 3])
+    xmax = tf.maximum(boxes[:, 1], boxes[:, 3])
+    ys = (tf.cast(tf.range(height), tf.float32) + 0.5) / tf.cast(height, tf.float32)
+    xs = (tf.cast(tf.range(width), tf.float32) + 0.5) / tf.cast(width, tf.float32)
+    inside_y = (ys[None, :] >= ymin[:, None]) & (ys[None, :] <= ymax[:, None])
+    inside_x = (xs[None, :] >= xmin[:, None]) & (xs[None, :] <= xmax[:, None])
+    inside = inside_y[:, :, None] & inside_x[:, None, :]
+    return tf.cast(tf.reduce_any(inside, axis=0), tf.uint8)
+
+
+def _normalise_tfds_example(name):
+    def fn(example):
+        image = example["image"]
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        out = {"image": image, "label": tf.cast(example["label"], tf.int32)}
+        if name == "stanford_dogs":
+            out["object_mask"] = _boxes_to_mask(example["objects"]["bbox"], height, width)
+        else:
+            mask = tf.image.resize(
+                example["segmentation_mask"], (height, width), method="nearest"
+            )
+            out["object_mask"] = tf.cast(mask[..., 0] > 0, tf.uint8)
+        return out
+
+    return fn
+
+
+def tfds_source(name, data_dir=None, download=True):
+    """Stanford Dogs or CUB-200-2010 through TensorFlow Datasets.
+
+    Raises:
+        DatasetUnavailableError: within seconds, when the data is not prepared
+            in `data_dir` and cannot be downloaded, with what to do.
+    """
+    import tensorflow_datasets as tfds
+
+    if name not in TFDS_DATASETS:
+        raise ValueError(
+            f"Unknown TFDS dataset {name!r}. Choose one of: {', '.join(TFDS_DATASETS)}"
+        )
+    spec = TFDS_DATASETS[name]
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        where = data_dir or "~/tensorflow_datasets"
+        fix = (
+            f"On a machine with internet run `tfds build {name} --data_dir DIR` "
+            f"(or `keras-amb train --dataset {name} --data-dir DIR` there), copy "
+            f"DIR here and pass --data-dir DIR."
+        )
+        if not download:
+            raise DatasetUnavailableError(f"{name} is not prepared in {where}. {fix}")
+        if not _reachable(spec["host"]):
+            raise DatasetUnavailableError(
+                f"{name} is not prepared in {where} and {spec['host']} cannot be "
+                f"reached to download it. {fix}"
+            )
+        builder.download_and_prepare()
+    info = builder.info
+    class_names = list(info.features["label"].names)
+
+    def make(split):
+        ds = builder.as_dataset(split=spec["splits"][split], shuffle_files=False)
+        return ds.map(_normalise_tfds_example(name), num_parallel_calls=tf.data.AUTOTUNE)
+
+    sizes = {}
+    for split, tfds_split in spec["splits"].items():
+        try:
+            sizes[split] = info.splits[tfds_split].num_examples
+        except Exception:  # mock data and partial metadata
+            sizes[split] = None
+    return DataSource(
+        name=name,
+        class_names=class_names,
+        annotations=("object_mask",),
+        sizes=sizes,
+        make=make,
+    )
+
+
+def load_source(dataset, data_dir=None, skip_bad_images=False, synthetic_params=None, progress=True):
+    """A `DataSource` for `--dataset`: a TFDS name, `synthetic`, or a folder."""
+    if dataset == "synthetic":
+        return synthetic_source(**(synthetic_params or {}))
+    if dataset in TFDS_DATASETS:
+        return tfds_source(dataset, data_dir=data_dir)
+    if os.path.isdir(dataset):
+        return folder_source(dataset, skip_bad_images=skip_bad_images, progress=progress)
+    raise ValueError(
+        f"Unknown dataset {dataset!r}: not 'synthetic', "
+        f"{', '.join(repr(n) for n in TFDS_DATASETS)}, nor an existing folder."
+    )
