@@ -3,11 +3,41 @@
 ABN (Fukui et al., CVPR 2019) improved by an Attention Mining Branch,
 Prototype Conformity loss and Complement Objective Training, in Keras 3 for
 the TensorFlow, JAX and PyTorch backends.
+
+Importing `keras_amb` imports Keras and registers every keras-amb layer and
+model for `keras.saving.load_model`. The `keras-amb` command-line tool defers
+that until it has applied `--backend` (as does KERAS_AMB_DEFER_IMPORTS=1).
 """
+
+import importlib
+import os
+import sys
 
 __version__ = "0.1.0"
 
-from keras_amb import losses
-from keras_amb.models import AttentionBranchNetwork
-from keras_amb.models import AttentionMiningNetwork
-from keras_amb.optimizers import DualOptimizer
+_LAZY = {
+    "AttentionBranchNetwork": "keras_amb.models",
+    "AttentionMiningNetwork": "keras_amb.models",
+    "DualOptimizer": "keras_amb.optimizers",
+    "losses": "keras_amb.losses",
+    "layers": "keras_amb.layers",
+    "models": "keras_amb.models",
+    "data": "keras_amb.data",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        return module if module.__name__.endswith(name) else getattr(module, name)
+    raise AttributeError(f"module 'keras_amb' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)
+
+_DEFER = os.environ.get("KERAS_AMB_DEFER_IMPORTS") == "1" or os.path.basename(
+    sys.argv[0] if sys.argv and sys.argv[0] else ""
+) in ("keras-amb", "keras-amb.exe")
+if not _DEFER:
+    from keras_amb import models as _models  # noqa: F401  (registers classes)
+    from keras_amb import optimizers as _optimizers  # noqa: F401

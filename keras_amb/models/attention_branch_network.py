@@ -346,7 +346,11 @@ class AttentionBranchNetwork(keras.Model):
         self.optimizer.build(self.trainable_variables)
 
     def compile_from_config(self, config):
-        self.compile(**keras.saving.deserialize_keras_object(config))
+        config = keras.saving.deserialize_keras_object(config)
+        # The saving machine's XLA choice says nothing about this one (on
+        # torch, jit_compile=True would mean a slow torch.compile).
+        config["jit_compile"] = "auto"
+        self.compile(**config)
 
     @property
     def main_optimizer(self):

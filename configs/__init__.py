@@ -1,0 +1,1 @@
+"""Experiment configs shipped with keras-amb."""

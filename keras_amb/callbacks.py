@@ -1,0 +1,172 @@
+"""Callbacks of `keras-amb train`: safe checkpoints, history, NaN guard, maps."""
+
+import csv
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_amb import runs
+from keras_amb.models.attention_branch_network import NonFiniteLossError
+
+HISTORY_METRICS = (
+    "loss", "att_loss", "per_loss", "pc_loss", "am_loss", "coe_loss", "map_loss",
+    "top1", "top5", "att_top1",
+)
+HISTORY_COLUMNS = (
+    ["stage", "epoch", "learning_rate", "seconds"]
+    + list(HISTORY_METRICS)
+    + [f"val_{m}" for m in HISTORY_METRICS]
+)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training when any loss component becomes NaN or infinite.
+
+    Raises `NonFiniteLossError` naming the component, the epoch and batch;
+    the last epoch's checkpoint is left as it was.
+    """
+
+    def __init__(self, stage, checkpoint_path=None):
+        super().__init__()
+        self.stage = stage
+        self.checkpoint_path = checkpoint_path
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name, value in (logs or {}).items():
+            if not name.endswith("loss"):
+                continue
+            value = float(value)
+            if not math.isfinite(value):
+                self.model.stop_training = True
+                kept = (
+                    f" The last good checkpoint is {self.checkpoint_path}."
+                    if self.checkpoint_path and os.path.isfile(self.checkpoint_path)
+                    else ""
+                )
+                raise NonFiniteLossError(
+                    f"{name} became {value} in stage {self.stage!r}, epoch "
+                    f"{self.epoch + 1}, batch {batch + 1}; training stopped.{kept} "
+                    "Try a lower learning rate or PC weights."
+                )
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After each epoch: last (and best) checkpoint, history row, then state.
+
+    Each file is written atomically and the state last, so a run killed at
+    any moment resumes from a consistent epoch.
+    """
+
+    def __init__(self, run_dir, stage, stage_index, monitor="val_top1"):
+        super().__init__()
+        self.run_dir = run_dir
+        self.stage = stage
+        self.stage_index = stage_index
+        self.monitor = monitor
+        self.checkpoint_dir = os.path.join(run_dir, "checkpoints")
+        self.last_path = os.path.join(self.checkpoint_dir, f"{stage}-last.keras")
+        self.best_path = os.path.join(self.checkpoint_dir, f"{stage}-best.keras")
+        self.history_path = os.path.join(run_dir, "history.csv")
+        state = runs.read_state(run_dir) or {}
+        self.best = state.get("best", {}).get(stage, -math.inf)
+        self._start = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        runs.atomic_save_model(self.model, self.last_path)
+        score = logs.get(self.monitor, logs.get("top1", -math.inf))
+        state = runs.read_state(self.run_dir) or {}
+        best = dict(state.get("best", {}))
+        if score > self.best:
+            self.best = score
+            best[self.stage] = score
+            runs.atomic_save_model(self.model, self.best_path)
+        lr = self.model.optimizer.learning_rate
+        row = {
+            "stage": self.stage,
+            "epoch": epoch + 1,
+            "learning_rate": float(keras.ops.convert_to_numpy(lr)),
+            "seconds": round(time.time() - self._start, 2),
+        }
+        row.update({k: v for k, v in logs.items() if k in HISTORY_COLUMNS})
+        append_history(self.history_path, row)
+        state.update(
+            {"stage": self.stage, "stage_index": self.stage_index,
+             "completed_epochs": epoch + 1, "best": best}
+        )
+        runs.write_state(self.run_dir, state)
+
+
+def append_history(path, row):
+    new = not os.path.isfile(path)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def truncate_history(path, stages, stage_index, completed_epochs):
+    """Drops rows written after the last recorded state (a kill in between)."""
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    order = {s: i for i, s in enumerate(stages)}
+    kept = [
+        r for r in rows
+        if r.get("stage") in order and (
+            order[r["stage"]] < stage_index
+            or (order[r["stage"]] == stage_index and int(r["epoch"]) <= completed_epochs)
+        )
+    ]
+    if len(kept) != len(rows):
+        tmp = path + ".tmp"
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp, path)
+
+
+class AttentionImages(keras.callbacks.Callback):
+    """Logs attention maps of a few fixed validation images to TensorBoard."""
+
+    def __init__(self, log_dir, images, stage):
+        super().__init__()
+        self.log_dir = log_dir
+        self.images = np.asarray(images, dtype=np.float32)
+        self.stage = stage
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        from keras_amb.explain.overlay import overlay
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        outputs = self.model.predict(self.images, verbose=0)
+        maps = np.asarray(outputs["attention"])
+        panels = np.stack(
+            [overlay(image.astype(np.uint8), a) for image, a in zip(self.images, maps)]
+        )
+        with self._writer.as_default():
+            tf.summary.image(
+                f"{self.stage}/attention", panels, step=epoch + 1,
+                max_outputs=len(panels),
+            )
+        self._writer.flush()

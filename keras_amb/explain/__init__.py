@@ -1,0 +1,1 @@
+"""Looking at and measuring attention maps."""

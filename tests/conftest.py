@@ -1,0 +1,77 @@
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+BACKEND = keras.backend.backend()
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(0)
+
+
+def grad(fn, x):
+    """d fn(x) / dx for a scalar function of one tensor, on any backend."""
+    x = np.asarray(x, dtype="float32")
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = fn(xt)
+        return tape.gradient(y, xt).numpy()
+    if BACKEND == "jax":
+        import jax
+
+        return np.asarray(jax.grad(fn)(x))
+    import torch
+
+    xt = torch.tensor(x, requires_grad=True)
+    fn(xt).backward()
+    return xt.grad.numpy()
+
+
+def run_python(code, backend=BACKEND, timeout=300, env=None):
+    """Runs Python code in a fresh process with the given Keras backend."""
+    full_env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        timeout=timeout, env=full_env, cwd=REPO,
+    )
+
+
+def keras_amb_cli(args, timeout=600, env=None, **kwargs):
+    """Runs the installed `keras-amb` command."""
+    full_env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
+    full_env.update(env or {})
+    exe = os.path.join(os.path.dirname(sys.executable), "keras-amb")
+    return subprocess.run(
+        [exe] + list(args), capture_output=True, text=True, timeout=timeout,
+        env=full_env, **kwargs,
+    )
+
+
+TINY_CONFIG = """\
+dataset: synthetic
+synthetic: {num_classes: 4, image_size: 32, train_size: 64, val_size: 32, test_size: 32}
+backbone: resnet_tiny
+image_size: 32
+batch_size: 16
+pretrain_epochs: 1
+epochs: 1
+attention_images: 2
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_CONFIG)
+    return str(path)

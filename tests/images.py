@@ -1,0 +1,61 @@
+"""Writes a corpus of real-world image files, good and awkward, for tests."""
+
+import os
+
+import numpy as np
+from PIL import Image
+
+
+def _rgb(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def write_good_images(directory, seed=0):
+    """One file per format and mode users throw at us; returns the paths."""
+    os.makedirs(directory, exist_ok=True)
+    rgb = _rgb(40, 50, seed)
+    paths = {}
+
+    def save(name, image, **kwargs):
+        path = os.path.join(directory, name)
+        image.save(path, **kwargs)
+        paths[name] = path
+
+    save("rgb.jpg", Image.fromarray(rgb), quality=90)
+    save("cmyk.jpg", Image.fromarray(rgb).convert("CMYK"), quality=90)
+    save("grey.png", Image.fromarray(rgb[..., 0]))
+    save("rgba.png", Image.fromarray(np.dstack([rgb, np.full((40, 50), 128, np.uint8)])))
+    grey16 = (np.random.default_rng(seed).integers(0, 65536, (40, 50))).astype(np.uint16)
+    save("grey16.png", Image.fromarray(grey16))
+    save("palette.bmp", Image.fromarray(rgb))
+    frames = [Image.fromarray(_rgb(30, 30, s)) for s in range(3)]
+    frames[0].save(os.path.join(directory, "animated.gif"), save_all=True,
+                   append_images=frames[1:], duration=50)
+    paths["animated.gif"] = os.path.join(directory, "animated.gif")
+    save("photo.webp", Image.fromarray(rgb))
+    save("tiny.png", Image.fromarray(rgb[:1, :1]))
+    return paths
+
+
+def write_bad_images(directory):
+    """Unreadable files that carry image names; returns the paths."""
+    os.makedirs(directory, exist_ok=True)
+    paths = {}
+    empty = os.path.join(directory, "empty.jpg")
+    open(empty, "wb").close()
+    paths["empty.jpg"] = empty
+    truncated = os.path.join(directory, "truncated.jpg")
+    Image.fromarray(_rgb(64, 64)).save(truncated, quality=90)
+    with open(truncated, "rb") as f:
+        data = f.read()
+    with open(truncated, "wb") as f:
+        f.write(data[: len(data) // 3])
+    paths["truncated.jpg"] = truncated
+    text = os.path.join(directory, "notes.jpg")
+    with open(text, "w") as f:
+        f.write("this is not an image\n")
+    paths["notes.jpg"] = text
+    folder = os.path.join(directory, "folder.jpg")
+    os.makedirs(folder, exist_ok=True)
+    paths["folder.jpg"] = folder
+    return paths

@@ -1,0 +1,67 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_amb import AttentionBranchNetwork
+from keras_amb.models import backbones
+from keras_amb.models import WeightsUnavailableError
+
+
+@pytest.mark.parametrize("name, size, expected", [
+    ("resnet_tiny", 32, 8), ("resnet_small", 64, 16), ("resnet50", 64, 4),
+])
+def test_feature_extractor_split_points(name, size, expected):
+    model = backbones.feature_extractor(name)
+    shape = model.compute_output_shape((1, size, size, 3))
+    assert shape[1:3] == (expected, expected)
+
+
+def test_resnet50_shapes_match_the_paper():
+    model = AttentionBranchNetwork(num_classes=3, backbone="resnet50", image_size=224)
+    features = model.feature_extractor.compute_output_shape((1, 224, 224, 3))
+    assert features == (1, 14, 14, 1024)
+    assert model.perception_branch.feature_dim == 2048
+    assert len(model.attention_branch.stage) == 3
+
+
+def test_resnet50_loads_a_local_keras_applications_weights_file(tmp_path):
+    source = keras.applications.ResNet50(
+        include_top=False, weights=None, input_shape=(None, None, 3)
+    )
+    path = str(tmp_path / "resnet50_notop.weights.h5")
+    source.save_weights(path)
+    model = AttentionBranchNetwork(num_classes=3, backbone="resnet50", image_size=64)
+    copied = model.load_backbone_weights(path)
+    with_weights = [l.name for l in source.layers if l.weights]
+    # Every source layer, plus stage 4 again for the attention branch's copy.
+    assert copied == len(with_weights) + len([n for n in with_weights if n.startswith("conv5")])
+    for ours, theirs in (
+        (model.feature_extractor.get_layer("conv1_conv"), source.get_layer("conv1_conv")),
+        (model.perception_branch.stage[2].convs[2], source.get_layer("conv5_block3_3_conv")),
+        (model.attention_branch.stage[0].shortcut_conv, source.get_layer("conv5_block1_0_conv")),
+    ):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(ours.kernel), keras.ops.convert_to_numpy(theirs.kernel)
+        )
+
+
+def test_offline_imagenet_weights_give_one_clear_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+
+    monkeypatch.setattr(keras.applications, "ResNet50", offline)
+    model = AttentionBranchNetwork(num_classes=3, backbone="resnet50", image_size=64)
+    with pytest.raises(WeightsUnavailableError) as info:
+        model.load_backbone_weights("imagenet")
+    message = str(info.value)
+    assert "\n" not in message
+    assert backbones.RESNET50_WEIGHTS_FILE in message and "--weights" in message
+
+
+def test_missing_weights_file_and_small_backbone_are_refused(tmp_path):
+    model = AttentionBranchNetwork(num_classes=3, backbone="resnet50", image_size=64)
+    with pytest.raises(WeightsUnavailableError, match="nope.h5"):
+        model.load_backbone_weights(str(tmp_path / "nope.h5"))
+    small = AttentionBranchNetwork(num_classes=3, backbone="resnet_tiny", image_size=32)
+    with pytest.raises(ValueError, match="'resnet_tiny'"):
+        small.load_backbone_weights("imagenet")

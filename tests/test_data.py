@@ -1,0 +1,239 @@
+import time
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from keras_amb import config as amb_config
+from keras_amb.data import BadImagesError
+from keras_amb.data import DatasetUnavailableError
+from keras_amb.data import ImageReadError
+from keras_amb.data import load_source
+from keras_amb.data import prepare
+from keras_amb.data import read_image
+from keras_amb.data import sources
+from keras_amb.data import synthetic
+from tests.images import write_bad_images
+from tests.images import write_good_images
+
+# === Synthetic ===
+
+
+def test_synthetic_is_deterministic_and_versioned():
+    config = synthetic.SyntheticConfig()
+    a = synthetic.make_example(config, "train", 17)
+    b = synthetic.make_example(config, "train", 17)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    other = synthetic.make_example(synthetic.SyntheticConfig(seed=1), "train", 17)
+    assert not np.array_equal(a["image"], other["image"])
+    test = synthetic.make_example(config, "test", 17)
+    assert not np.array_equal(a["image"], test["image"])
+    assert synthetic.SYNTHETIC_VERSION == "1"
+    # Frozen default: a fingerprint of version 1's first training images.
+    first = synthetic.make_split(config, "train", count=4)
+    assert first["label"].tolist() == [7, 2, 5, 1]
+    assert int(first["image"].astype(np.int64).sum()) == 6990446
+
+
+def test_synthetic_classes_differ_only_in_the_part():
+    config = synthetic.SyntheticConfig(num_classes=8)
+    data = synthetic.make_split(config, "train", count=200)
+    part, obj = data["part_mask"].astype(bool), data["object_mask"].astype(bool)
+    assert np.all(obj[part]), "the part lies on the object"
+    fraction = part.mean(axis=(1, 2))
+    assert 0.01 < fraction.mean() < 0.06, "the part is small"
+    assert set(data["label"].tolist()) == set(range(8))
+    # Off the part, class means are alike: colour statistics of the rest of
+    # the image do not tell the classes apart.
+    images = data["image"].astype(np.float32)
+    rest_means = []
+    for k in range(8):
+        sel = data["label"] == k
+        rest = images[sel][~part[sel]]
+        rest_means.append(rest.mean(axis=0))
+    spread_rest = np.ptp(np.array(rest_means), axis=0).max()
+    part_means = [images[data["label"] == k][part[data["label"] == k]].mean(0) for k in range(8)]
+    spread_part = np.ptp(np.array(part_means), axis=0).max()
+    assert spread_part > 5 * spread_rest
+    boxes = data["box"]
+    assert np.all(boxes[:, 0] < boxes[:, 2]) and np.all(boxes[:, 1] < boxes[:, 3])
+
+
+def test_synthetic_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="num_classes=40"):
+        synthetic.SyntheticConfig(num_classes=40)
+
+
+# === Pipeline ===
+
+
+def test_pipeline_batches_and_masks_follow_the_crop():
+    source = load_source("synthetic", synthetic_params={"train_size": 32, "val_size": 8, "test_size": 8})
+    batch = next(iter(prepare(source.examples("train"), 48, 16, training=True,
+                              crop_scale=(0.5, 1.0), keep_masks=True)))
+    assert batch["images"].shape == (16, 48, 48, 3)
+    images = batch["images"].numpy()
+    part = batch["part_mask"].numpy() > 0.5
+    assert 0 <= images.min() and images.max() <= 255
+    # Head pixels are saturated colours; the background is desaturated.
+    saturation = images.max(-1) - images.min(-1)
+    assert saturation[part].mean() > saturation[~part].mean() + 40
+    x, y = next(iter(prepare(source.examples("test"), 64, 8, training=False, resize_ratio=1.0)))
+    assert x.shape == (8, 64, 64, 3) and y.dtype.name == "int32"
+
+
+def test_training_augmentation_is_seeded():
+    source = load_source("synthetic", synthetic_params={"train_size": 16, "val_size": 8, "test_size": 8})
+    a = next(iter(prepare(source.examples("train"), 32, 16, True, seed=3)))[0].numpy()
+    b = next(iter(prepare(source.examples("train"), 32, 16, True, seed=3)))[0].numpy()
+    np.testing.assert_array_equal(a, b)
+
+
+# === Image files and folders ===
+
+
+def test_read_image_handles_every_common_format(tmp_path):
+    for name, path in write_good_images(str(tmp_path)).items():
+        image = read_image(path)
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3, name
+    grey16 = read_image(str(tmp_path / "grey16.png"))
+    assert 20 < grey16.mean() < 235, "16-bit values are scaled, not clipped"
+
+
+def test_read_image_names_broken_files(tmp_path):
+    for name, path in write_bad_images(str(tmp_path)).items():
+        with pytest.raises(ImageReadError) as info:
+            read_image(path)
+        assert path in str(info.value) and "\n" not in str(info.value), name
+
+
+def _image_folder(root, bad=True):
+    for k, cls in enumerate(["cardinal", "sparrow", "wren"]):
+        for i in range(6):
+            write_good_images(str(root / cls / f"set{i}"), seed=k * 10 + i) if i == 0 else None
+        from PIL import Image
+
+        for i in range(12):
+            Image.fromarray(
+                np.full((20, 24, 3), 40 * k + i, np.uint8)
+            ).save(root / cls / f"img{i}.png")
+    if bad:
+        return write_bad_images(str(root / "sparrow"))
+    return {}
+
+
+def test_folder_lists_every_bad_file_before_training(tmp_path):
+    bad = _image_folder(tmp_path)
+    with pytest.raises(BadImagesError) as info:
+        load_source(str(tmp_path), progress=False)
+    message = str(info.value)
+    for path in bad.values():
+        assert path in message
+    assert "--skip-bad-images" in message
+    assert len(info.value.bad) == len(bad)
+
+
+def test_folder_skips_bad_files_when_asked(tmp_path):
+    bad = _image_folder(tmp_path)
+    source = load_source(str(tmp_path), skip_bad_images=True, progress=False)
+    assert source.class_names == ["cardinal", "sparrow", "wren"]
+    assert {p for p, _ in source.skipped} == set(bad.values())
+    total = sum(source.sizes.values())
+    assert total == 3 * (12 + 9)
+    seen = 0
+    for split in ("train", "val", "test"):
+        for x, y in prepare(source.examples(split), 32, 8, training=(split == "train")):
+            assert np.isfinite(x.numpy()).all()
+            seen += x.shape[0]
+    assert seen == total
+
+
+def test_folder_split_is_deterministic_and_uses_given_splits(tmp_path):
+    _image_folder(tmp_path / "flat", bad=False)
+    a = load_source(str(tmp_path / "flat"), progress=False).sizes
+    b = load_source(str(tmp_path / "flat"), progress=False).sizes
+    assert a == b and a["train"] > a["val"]
+    from PIL import Image
+
+    for split, n in (("train", 5), ("val", 2), ("test", 3)):
+        for cls in ("a", "b"):
+            (tmp_path / "split" / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (8, 8)).save(tmp_path / "split" / split / cls / f"{i}.jpg")
+    sizes = load_source(str(tmp_path / "split"), progress=False).sizes
+    assert sizes == {"train": 10, "val": 4, "test": 6}
+
+
+# === TFDS ===
+
+
+@pytest.mark.parametrize("name, classes", [("stanford_dogs", 120), ("caltech_birds2010", 200)])
+def test_tfds_datasets_through_the_pipeline_with_mock_data(name, classes, tmp_path, monkeypatch):
+    # TFDS's mock data is geometrically inconsistent (mask size differs from
+    # the image, boxes with min > max): the pipeline must cope.
+    monkeypatch.setattr(sources, "_reachable", lambda host, timeout=3.0: True)
+    with tfds.testing.mock_data(num_examples=6):
+        source = load_source(name, data_dir=str(tmp_path))
+        assert source.num_classes == classes
+        for split in ("train", "val", "test"):
+            batch = next(iter(prepare(source.examples(split), 32, 4, split == "train", keep_masks=True)))
+            assert batch["images"].shape == (4, 32, 32, 3)
+            assert batch["object_mask"].shape == (4, 32, 32)
+            mask = batch["object_mask"].numpy()
+            assert np.isfinite(mask).all() and mask.min() >= 0 and mask.max() <= 1
+
+
+def test_tfds_offline_fails_fast_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "_reachable", lambda host, timeout=3.0: False)
+    start = time.time()
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_source("stanford_dogs", data_dir=str(tmp_path))
+    assert time.time() - start < 10
+    message = str(info.value)
+    assert "\n" not in message
+    assert "tfds build stanford_dogs" in message and "--data-dir" in message
+
+
+def test_tfds_needs_importlib_resources():
+    import importlib_resources  # noqa: F401  (declared: tfds.load imports it)
+
+
+# === Configs ===
+
+
+def test_config_order_defaults_file_command_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 5\nbatch_size: 8\noptimizer: {learning_rate: 0.2}\n")
+    config = amb_config.resolve(str(path), {"epochs": 2, "seed": None})
+    assert config["epochs"] == 2  # command line beats file
+    assert config["batch_size"] == 8  # file beats defaults
+    assert config["optimizer"]["learning_rate"] == 0.2
+    assert config["optimizer"]["momentum"] == 0.9  # defaults fill the rest
+    assert config["seed"] == 0  # options not given do not override
+
+
+def test_bundled_configs_carry_the_paper_settings():
+    dogs = amb_config.resolve(None, {"dataset": "stanford_dogs"})
+    birds = amb_config.resolve(None, {"dataset": "caltech_birds2010"})
+    for config in (dogs, birds):
+        assert config["backbone"] == "resnet50" and config["image_size"] == 224
+        assert config["batch_size"] == 16 and config["mining_weight"] == 1e-4
+        assert config["pretrain_epochs"] == 300 and config["epochs"] == 300
+    assert dogs["mask_threshold"] == 0.40 and birds["mask_threshold"] == 0.78
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("epochs: [1, 2\n", "not valid YAML"),
+    ("epochz: 3\n", "'epochz'"),
+    ("epochs: -3\n", "epochs must be a positive integer"),
+    ("- 1\n- 2\n", "must be a mapping"),
+    ("!!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
+])
+def test_bad_config_files_are_named(tmp_path, text, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(amb_config.ConfigError) as info:
+        amb_config.resolve(str(path))
+    assert needle in str(info.value)
+    assert str(path) in str(info.value)

@@ -1,0 +1,92 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_amb import layers
+
+
+def _roundtrip(layer, *inputs):
+    out = layer(*inputs)
+    clone = layer.__class__.from_config(layer.get_config())
+    clone(*inputs)
+    clone.set_weights(layer.get_weights())
+    again = clone(*inputs)
+    flat_a = keras.tree.flatten(out)
+    flat_b = keras.tree.flatten(again)
+    for a, b in zip(flat_a, flat_b):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), atol=1e-6
+        )
+    # Registered for safe-mode loading by name.
+    name = keras.saving.get_registered_name(layer.__class__)
+    assert name.startswith("keras_amb>")
+    assert keras.saving.get_registered_object(name) is layer.__class__
+    return out
+
+
+def test_soft_mask_values_and_hard_variant():
+    a = np.array([0.0, 0.4, 0.5, 0.6, 1.0], dtype="float32").reshape(1, 5, 1, 1)
+    soft = keras.ops.convert_to_numpy(_roundtrip(layers.SoftMask(0.5, 10.0), a)).ravel()
+    np.testing.assert_allclose(soft, 1 / (1 + np.exp(-10 * (a.ravel() - 0.5))), atol=1e-6)
+    hard = keras.ops.convert_to_numpy(layers.SoftMask(0.5, 10.0, hard=True)(a)).ravel()
+    np.testing.assert_allclose(hard, [0, 0, 0, 1, 1], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, bad", [({"threshold": 1.5}, "1.5"), ({"slope": -2.0}, "-2.0")]
+)
+def test_soft_mask_rejects_bad_arguments(kwargs, bad):
+    with pytest.raises(ValueError, match=bad):
+        layers.SoftMask(**kwargs)
+
+
+def test_attention_mechanism_with_and_without_bypass():
+    f = np.full((1, 2, 2, 3), 2.0, dtype="float32")
+    a = np.full((1, 2, 2, 1), 0.25, dtype="float32")
+    with_bypass = _roundtrip(layers.AttentionMechanism(bypass=True), f, a)
+    without = layers.AttentionMechanism(bypass=False)(f, a)
+    assert float(with_bypass[0, 0, 0, 0]) == pytest.approx(2.5)
+    assert float(without[0, 0, 0, 0]) == pytest.approx(0.5)
+
+
+def test_attention_branch_outputs():
+    branch = layers.AttentionBranch(
+        num_classes=5, stage_filters=8, stage_blocks=2, bottleneck=False
+    )
+    out = _roundtrip(branch, np.random.rand(2, 6, 6, 4).astype("float32"))
+    attention = keras.ops.convert_to_numpy(out["attention"])
+    assert attention.shape == (2, 6, 6, 1)
+    assert attention.min() > 0 and attention.max() < 1
+    assert tuple(out["logits"].shape) == (2, 5)
+    assert tuple(out["features"].shape) == (2, 5)
+    # The stage is an unshared stride-1 copy: resolution is kept.
+    assert branch.stage[0].stride == 1
+
+
+def test_perception_branch_bottleneck_outputs():
+    branch = layers.PerceptionBranch(num_classes=3, stage_filters=4, stage_blocks=1)
+    out = _roundtrip(branch, np.random.rand(2, 8, 8, 16).astype("float32"))
+    assert tuple(out["logits"].shape) == (2, 3)
+    assert tuple(out["features"].shape) == (2, 16)  # 4 * filters
+    assert branch.stage[0].stride == 2
+
+
+def test_class_centers_and_image_normalization():
+    centers = layers.ClassCenters(3, 4)
+    out = _roundtrip(centers, np.zeros((1, 4), "float32"))
+    assert tuple(out.shape) == (3, 4)
+    with pytest.raises(ValueError, match="0"):
+        layers.ClassCenters(0, 4)
+    x = np.full((1, 1, 1, 3), 255.0, "float32")
+    caffe = keras.ops.convert_to_numpy(_roundtrip(layers.ImageNormalization("caffe"), x))
+    np.testing.assert_allclose(caffe.ravel(), [255 - 103.939, 255 - 116.779, 255 - 123.68], atol=1e-4)
+    with pytest.raises(ValueError, match="'imagenet'"):
+        layers.ImageNormalization("imagenet")
+
+
+def test_residual_block_shapes():
+    block = layers.ResidualBlock(8, stride=2, bottleneck=True, conv_shortcut=True)
+    out = _roundtrip(block, np.random.rand(1, 8, 8, 3).astype("float32"))
+    assert tuple(out.shape) == (1, 4, 4, 32)
+    with pytest.raises(ValueError, match="stride=3"):
+        layers.ResidualBlock(8, stride=3)
