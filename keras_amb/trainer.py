@@ -175,6 +175,8 @@ def train(config, run_dir=None, resume=False, verbose=None):
             _log(f"  {reason}")
     stages = stages_for(config)
     if state is None:
+        # Recorded, so visualize, evaluate and export preprocess as training did.
+        config["resize_ratio"] = config["resize_ratio"] or source.resize_ratio
         amb_config.dump(config, os.path.join(run_dir, "config.yaml"))
         runs.atomic_write_text(
             os.path.join(run_dir, "labels.txt"), "\n".join(source.class_names) + "\n"
@@ -289,6 +291,14 @@ def train(config, run_dir=None, resume=False, verbose=None):
     state["finished"] = True
     runs.write_state(run_dir, state)
     return TrainResult(run_dir=run_dir, model_path=model_path, test_metrics=metrics)
+
+
+def run_resize_ratio(run_dir):
+    """The test-time resize ratio a run was evaluated with (1.0 if unknown)."""
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return 1.0
+    return float(amb_config.load_yaml(path).get("resize_ratio") or 1.0)
 
 
 def describe(model):

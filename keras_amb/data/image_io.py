@@ -13,20 +13,13 @@ class ImageReadError(ValueError):
 
 def to_rgb_array(image):
     """A PIL image (any mode) as an `(H, W, 3)` uint8 array."""
-    from PIL import Image
-
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         high = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
         array = np.clip(array / high * 255.0, 0, 255).astype(np.uint8)
         return np.repeat(array[..., None], 3, axis=-1)
-    if image.mode in ("RGBA", "LA", "PA") or (
-        image.mode == "P" and "transparency" in image.info
-    ):
-        # Composite transparent pixels on white, as viewers show them.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
+    # Alpha is dropped (not composited), as TensorFlow's decoders do, so the
+    # exported SavedModel sees the same pixels as the command-line tools.
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 

@@ -18,6 +18,15 @@ class NonFiniteLossError(RuntimeError):
     """Raised when a loss component becomes NaN or infinite."""
 
 
+def _loss_scaled(optimizer):
+    scaler = keras.optimizers.LossScaleOptimizer
+    if isinstance(optimizer, DualOptimizer):
+        inner = [optimizer.optimizer, optimizer.complement_optimizer]
+        inner = [o if isinstance(o, scaler) else scaler(o) for o in inner]
+        return DualOptimizer(*inner)
+    return optimizer if isinstance(optimizer, scaler) else scaler(optimizer)
+
+
 @keras.saving.register_keras_serializable(package="keras_amb")
 class AttentionBranchNetwork(keras.Model):
     """Attention Branch Network, optionally with the paper's improvements.
@@ -338,6 +347,11 @@ class AttentionBranchNetwork(keras.Model):
             optimizer = dual.optimizer
         elif dual is not None:
             optimizer = dual
+        if self.dtype_policy.name == "mixed_float16":
+            # Loss scaling per optimizer (each step scales its own loss);
+            # Keras's automatic wrapping would hide the pair.
+            optimizer = _loss_scaled(optimizer)
+        kwargs["auto_scale_loss"] = False
         if jit_compile == "auto":
             jit_compile = train_steps.default_jit_compile()
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
