@@ -230,7 +230,11 @@ def train(config, run_dir=None, resume=False, verbose=None):
         else:
             completed = 0
             model = build_model(config, stage, source.num_classes)
-            if stage == "abn":
+            if stage == "abn" and config["init_from"]:
+                source_path = runs.find_model_file(config["init_from"])
+                _log(f"Fine-tuning the ABN from {source_path}")
+                model.transfer_weights_from(load_model(source_path))
+            elif stage == "abn":
                 copied = model.load_backbone_weights(config["weights"])
                 if copied:
                     _log(f"Loaded {config['weights']} backbone weights ({copied} layers)")

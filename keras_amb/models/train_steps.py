@@ -185,6 +185,31 @@ def _jax_test_step(model, state, data):
     return logs, (trainable, non_trainable, metrics_variables)
 
 
+# === Input gradients (Grad-CAM) ===
+
+
+def input_gradient(fn, x):
+    """`d sum(fn(x)) / dx` for a tensor `x`, on the current backend."""
+    if _BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.reduce_sum(fn(x))
+        return tape.gradient(y, x)
+    if _BACKEND == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        return jax.grad(lambda v: jnp.sum(fn(v)))(x)
+    import torch
+
+    x = x.detach().clone().requires_grad_(True)
+    torch.sum(fn(x)).backward()
+    return x.grad
+
+
 _STEPS = {
     "tensorflow": (_tf_train_step, _tf_test_step),
     "torch": (_torch_train_step, _torch_test_step),

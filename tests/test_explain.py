@@ -1,0 +1,184 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_amb import config as amb_config
+from keras_amb import losses
+from keras_amb import trainer
+from keras_amb.data import load_source
+from keras_amb.data import prepare
+from keras_amb.explain import maps as explain_maps
+from keras_amb.explain import metrics
+from tests.conftest import keras_amb_cli
+from tests.images import write_bad_images
+from tests.images import write_good_images
+
+# === Metric functions against hand-built cases ===
+
+COLOURS = np.array([[250, 20, 20], [20, 250, 20], [20, 20, 250], [250, 250, 20]], np.float32)
+
+
+def _square_images(n=40, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 4).astype(np.int32)
+    images = np.full((n, size, size, 3), 128.0, np.float32)
+    masks = np.zeros((n, size, size), np.float32)
+    for i in range(n):
+        r, c = rng.integers(0, size - 5, 2)
+        images[i, r : r + 5, c : c + 5] = COLOURS[labels[i]]
+        masks[i, r : r + 5, c : c + 5] = 1
+    return images, labels, masks
+
+
+def _colour_classifier(images):
+    """Knows the class from the square's colour; says class 0 when none is seen."""
+    flat = images.reshape(len(images), -1, 3)
+    saturation = flat.max(-1) - flat.min(-1)
+    logits = np.full((len(images), 4), -5.0, np.float32)
+    for i in range(len(images)):
+        pixels = flat[i][saturation[i] > 100]
+        if len(pixels) == 0:
+            logits[i, 0] = 5.0
+            continue
+        colour = pixels.mean(0)
+        logits[i, np.argmin(((COLOURS - colour) ** 2).sum(-1))] = 5.0
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_exact_map_inserts_well_and_deletes_to_chance():
+    images, labels, masks = _square_images()
+    assert (np.argmax(_colour_classifier(images), -1) == labels).mean() == 1.0
+    ts, ins, dele = metrics.threshold_curves(_colour_classifier, images, labels, masks)
+    assert metrics.auc(ins.mean(0), ts) == pytest.approx(1.0, abs=1e-6)
+    assert metrics.auc(dele.mean(0), ts) == pytest.approx(0.25, abs=0.05)  # chance
+    ts, ins_r, dele_r = metrics.threshold_curves(_colour_classifier, images, labels, 1 - masks)
+    assert metrics.auc(ins_r.mean(0), ts) < 0.4
+    assert metrics.auc(dele_r.mean(0), ts) > 0.85
+
+
+def test_rise_protocol_orders_good_and_reversed_maps():
+    images, labels, masks = _square_images()
+    ins, dele = metrics.rise_curves(_colour_classifier, images, masks, steps=16)
+    ins_r, dele_r = metrics.rise_curves(_colour_classifier, images, 1 - masks, steps=16)
+    assert ins.shape == (40, 17)
+    assert metrics.auc(ins.mean(0)) > metrics.auc(ins_r.mean(0)) + 0.3
+    assert metrics.auc(dele.mean(0)) < metrics.auc(dele_r.mean(0)) - 0.3
+    # The end points: all pixels inserted is the image; none deleted is the image.
+    np.testing.assert_allclose(ins[:, -1], dele[:, 0], atol=1e-6)
+
+
+def test_localisation_and_helpers():
+    _, _, masks = _square_images(n=4)
+    pointing, energy, iou = metrics.localisation(masks, masks)
+    np.testing.assert_allclose(pointing, 1.0)
+    np.testing.assert_allclose(energy, 1.0, atol=1e-6)
+    np.testing.assert_allclose(iou, 1.0, atol=1e-6)
+    pointing_r, energy_r, _ = metrics.localisation(1 - masks, masks)
+    np.testing.assert_allclose(pointing_r, 0.0)
+    assert energy_r.max() < 0.05
+    flat = np.full((2, 20, 20, 3), 77.0, np.float32)
+    np.testing.assert_allclose(metrics.gaussian_blur(flat), flat, atol=1e-3)
+    assert metrics.auc(np.ones(5)) == pytest.approx(1.0)
+    empty = metrics.localisation(masks, np.zeros_like(masks))[0]
+    assert np.isnan(empty).all()
+
+
+# === A model trained on the synthetic data (shared by the tests below) ===
+
+TRAIN = {
+    "dataset": "synthetic",
+    "synthetic": {"train_size": 1200, "val_size": 64, "test_size": 96},
+    "backbone": "resnet_tiny", "image_size": 64, "batch_size": 32, "model": "abn",
+    "epochs": 4, "attention_images": 0, "cache": True, "crop_scale": [0.7, 1.0],
+    "resize_ratio": 1.0, "optimizer": {"learning_rate": 0.05},
+}
+
+
+def _train(root, name, **overrides):
+    config = amb_config.resolve(None, dict(TRAIN, **overrides))
+    config.pop("config_file", None)
+    return trainer.train(config, run_dir=str(root / name), verbose=0).run_dir
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("explain")
+    return {
+        "abn": _train(root, "abn"),
+        "human": _train(root, "human", attention_targets="masks", attention_target_weight=10.0),
+    }
+
+
+@pytest.fixture(scope="module")
+def test_batch(runs_dir):
+    source = load_source("synthetic", synthetic_params=TRAIN["synthetic"])
+    batch = next(iter(prepare(source.examples("test"), 64, 96, False, resize_ratio=1.0, keep_masks=True)))
+    return {k: v.numpy() for k, v in batch.items()}
+
+
+def test_cam_and_gradcam_shapes_and_sanity(runs_dir, test_batch):
+    model = trainer.load_model(os.path.join(runs_dir["abn"], "model.keras"))
+    images, masks = test_batch["images"], test_batch["object_mask"]
+    rng = np.random.default_rng(0)
+    random_pointing = np.nanmean(metrics.localisation(rng.random((len(images), 16, 16)), masks)[0])
+    for method in explain_maps.METHODS:
+        maps = explain_maps.compute(model, images, method)
+        assert maps.shape[0] == len(images) and maps.ndim == 3, method
+        assert maps.min() >= 0.0 and maps.max() <= 1.0 and np.isfinite(maps).all(), method
+        pointing = np.nanmean(metrics.localisation(maps, masks)[0])
+        # A trained model's maps peak on the object more often than random maps.
+        assert pointing > random_pointing + 0.15, (method, pointing, random_pointing)
+
+
+def test_human_knowledge_loss_pulls_the_map_to_the_targets(runs_dir, test_batch):
+    errors = {}
+    for name in ("abn", "human"):
+        model = trainer.load_model(os.path.join(runs_dir[name], "model.keras"))
+        attention = model.predict(test_batch["images"], verbose=0)["attention"]
+        errors[name] = float(losses.attention_map_loss(attention, test_batch["part_mask"]))
+    assert errors["human"] < 0.5 * errors["abn"], errors
+
+
+def test_evaluate_json_keys_and_ranges(runs_dir):
+    result = keras_amb_cli(["evaluate", "--model", runs_dir["abn"], "--json", "--limit", "64"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("top1", "top5", "insertion", "deletion", "score", "rise_insertion",
+                "rise_deletion", "pointing_game"):
+        assert key in data, key
+    for key in ("top1", "top5", "insertion", "deletion", "rise_insertion", "rise_deletion",
+                "pointing_game", "iou", "energy_inside"):
+        assert 0.0 <= data[key] <= 1.0, (key, data[key])
+    assert data["top1"] > 0.3  # well above chance (1/8) after training
+    assert data["score"] == pytest.approx(data["insertion"] - data["deletion"])
+    assert data["examples"] == 64 and data["params"]["rise_steps"] == 16
+    assert os.path.isfile(os.path.join(runs_dir["abn"], "evaluation", "test-attention-curves.png"))
+
+
+def test_visualize_every_kind_of_image(runs_dir, tmp_path):
+    inputs = tmp_path / "in"
+    good = write_good_images(str(inputs))
+    from PIL import Image
+
+    Image.new("RGB", (6000, 4000), (90, 120, 150)).save(inputs / "huge.jpg", quality=70)
+    bad = write_bad_images(str(tmp_path / "bad"))
+    out = tmp_path / "out"
+    args = ["visualize", str(inputs), *bad.values(), "--model", runs_dir["abn"],
+            "--compare", runs_dir["human"], "--method", "all", "--save-maps", "--output", str(out)]
+    result = keras_amb_cli(args)
+    assert result.returncode != 0, "a broken image makes the exit code non-zero"
+    assert "Traceback" not in result.stderr
+    for path in bad.values():
+        assert path in result.stderr
+    for name in list(good) + ["huge.jpg"]:
+        stem = os.path.splitext(name)[0]
+        assert os.path.isfile(out / f"{stem}.png"), name
+        assert os.path.isfile(out / "maps" / f"{stem}.png"), name
+        saved = np.load(out / "maps" / f"{stem}.npy")
+        assert saved.shape == (16, 16) and 0 <= saved.min() and saved.max() <= 1
+    figure = Image.open(out / "rgb.png")
+    assert figure.size[0] > 400 and figure.size[1] > 300  # two rows, five columns
