@@ -54,7 +54,7 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
     from keras_amb.data import sources
     from keras_amb.explain import evaluation
 
-    run_dir = run if os.path.isdir(run) else os.path.dirname(os.path.abspath(run))
+    run_dir = runs.run_dir_of(run)
     config_path = os.path.join(run_dir, "config.yaml")
     config = amb_config.load_yaml(config_path) if os.path.isfile(config_path) else {}
     dataset = dataset or config.get("dataset")

@@ -53,7 +53,7 @@ def _export(run, output, version):
             "`KERAS_BACKEND=tensorflow keras-amb export ...`"
         )
     model_path = runs.find_model_file(run)
-    run_dir = run if os.path.isdir(run) else os.path.dirname(os.path.abspath(run))
+    run_dir = runs.run_dir_of(run)
     model = trainer.load_model(model_path)
     names = runs.read_labels(run_dir) or [f"class_{i}" for i in range(model.num_classes)]
     resize_ratio = trainer.run_resize_ratio(run_dir)

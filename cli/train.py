@@ -57,6 +57,10 @@ def _opt(*names, **kwargs):
 @_opt("--backend", type=click.Choice(BACKENDS), help="[runtime] Keras backend.")
 @_opt("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]),
       help="[runtime] Mixed precision policy (losses and softmax stay float32).")
+@_opt("--distribute/--no-distribute",
+      help="[runtime] Data-parallel over all local devices (TF MirroredStrategy; "
+      "MultiWorkerMirroredStrategy when TF_CONFIG is set; JAX DataParallel). "
+      "--batch-size is the global batch.")
 @_opt("--jit-compile/--no-jit-compile",
       help="[runtime] Force XLA on or off (default: on for JAX and TF-on-GPU).")
 def train(config_file, resume, output, **options):

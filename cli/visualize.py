@@ -59,7 +59,7 @@ def _visualize(inputs, run, compare, method, output, save_maps):
         click.echo(f"Using the newest run: {run}")
     methods = list(explain_maps.METHODS) if method == "all" else [method]
     loaded = [load_run(r) for r in (run, *compare)]
-    output = output or os.path.join(run if os.path.isdir(run) else os.path.dirname(run), "visualize")
+    output = output or os.path.join(runs.run_dir_of(run), "visualize")
     written, failed = run_visualize(
         inputs, loaded, methods, output, save_maps,
         report=click.echo, error=lambda m: click.echo(m, err=True),

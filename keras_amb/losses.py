@@ -113,13 +113,15 @@ def prototype_conformity(features, y_true, centers, contrastive_weight=1.0):
     return ops.mean(a - scale * others)
 
 
-def attention_map_loss(attention, target, kind="l2"):
+def attention_map_loss(attention, target, kind="l2", weights=None):
     """Mitsuhara et al.: distance between an attention map and a corrected map.
 
     Args:
         attention: float tensor `(N, H, W)` in `[0, 1]`.
         target: float tensor `(N, H', W')` in `[0, 1]`; resized to `(H, W)`.
         kind: `"l1"` or `"l2"` (mean absolute or mean squared error).
+        weights: optional `(N,)` per-image weights (0 for images without a
+            corrected map); the loss is the weighted mean over images.
 
     Returns:
         A scalar float32 tensor.
@@ -131,6 +133,8 @@ def attention_map_loss(attention, target, kind="l2"):
     height, width = ops.shape(attention)[1], ops.shape(attention)[2]
     target = ops.image.resize(target[..., None], (height, width))[..., 0]
     diff = attention - target
-    if kind == "l1":
-        return ops.mean(ops.abs(diff))
-    return ops.mean(ops.square(diff))
+    per_image = ops.mean(ops.abs(diff) if kind == "l1" else ops.square(diff), axis=(1, 2))
+    if weights is None:
+        return ops.mean(per_image)
+    weights = ops.cast(ops.reshape(weights, (-1,)), "float32")
+    return ops.sum(per_image * weights) / ops.maximum(ops.sum(weights), 1.0)

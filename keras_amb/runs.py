@@ -97,6 +97,12 @@ def check_writable(directory, min_free_bytes=200 * 2**20):
         )
 
 
+def run_dir_of(run):
+    """The run folder of a run folder or of a model file inside one."""
+    run = os.fspath(run)
+    return run if os.path.isdir(run) else os.path.dirname(os.path.abspath(run))
+
+
 def find_model_file(run):
     """The model file of a run folder (or a `.keras` file given directly)."""
     run = os.fspath(run)

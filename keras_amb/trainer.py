@@ -98,6 +98,41 @@ def build_model(config, stage, num_classes):
     )
 
 
+def distribution_scope(config):
+    """The data-parallel context of `--distribute`, by backend.
+
+    TensorFlow: `MultiWorkerMirroredStrategy` when `TF_CONFIG` names a
+    cluster, else `MirroredStrategy` over the local GPUs (or logical CPUs).
+    JAX: `keras.distribution.DataParallel` over every device (several hosts
+    once `jax.distributed.initialize()` has run). The batch size is global,
+    split across devices; the learning rate is not rescaled.
+    """
+    import contextlib
+
+    if not config.get("distribute"):
+        return contextlib.nullcontext()
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if os.environ.get("TF_CONFIG"):
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        else:
+            strategy = tf.distribute.MirroredStrategy()
+        _log(f"Data-parallel on {strategy.num_replicas_in_sync} replica(s) "
+             f"({type(strategy).__name__})")
+        return strategy.scope()
+    if backend == "jax":
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        _log(f"Data-parallel on {len(devices)} JAX device(s) (keras.distribution.DataParallel)")
+        return contextlib.nullcontext()
+    raise amb_config.ConfigError(
+        "--distribute uses TensorFlow's strategies or JAX's DataParallel; "
+        f"the {backend} backend is not supported"
+    )
+
+
 def load_model(path):
     """Loads a keras-amb model file in Keras's safe mode."""
     try:
@@ -163,11 +198,18 @@ def train(config, run_dir=None, resume=False, verbose=None):
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
 
+    targets = config["attention_targets"]
+    if targets not in (None, "masks") and not os.path.isdir(str(targets)):
+        raise amb_config.ConfigError(
+            f"attention_targets must be 'masks' or a folder of edited maps; "
+            f"{targets!r} is neither"
+        )
     source = sources.load_source(
         config["dataset"],
         data_dir=config["data_dir"],
         skip_bad_images=config["skip_bad_images"],
         synthetic_params=config["synthetic"],
+        attention_targets_dir=targets if targets not in (None, "masks") else None,
     )
     if source.skipped:
         _log(f"Left out {len(source.skipped)} unreadable image(s) (--skip-bad-images):")
@@ -212,12 +254,20 @@ def train(config, run_dir=None, resume=False, verbose=None):
         _examples_with_targets(source, "val", config), training=False,
         resize_ratio=resize_ratio, cache=config["cache"], **common,
     )
-    preview = next(iter(pipeline.prepare(
-        source.examples("val"), training=False, resize_ratio=resize_ratio,
-        image_size=config["image_size"], batch_size=max(config["attention_images"], 1),
-    )))[0]
-    preview = np.asarray(preview)[: config["attention_images"]]
+    preview = np.zeros((0,))
+    if config["attention_images"] > 0 and source.sizes.get("val") != 0:
+        preview = next(iter(pipeline.prepare(
+            source.examples("val"), training=False, resize_ratio=resize_ratio,
+            image_size=config["image_size"], batch_size=config["attention_images"],
+        )))[0]
+        preview = np.asarray(preview)[: config["attention_images"]]
 
+    with distribution_scope(config):
+        model = _run_stages(config, run_dir, state, stages, source, train_ds, val_ds, preview, verbose)
+    return _finish(run_dir, source, model, resize_ratio, common)
+
+
+def _run_stages(config, run_dir, state, stages, source, train_ds, val_ds, preview, verbose):
     model = None
     for index in range(state["stage_index"], len(stages)):
         stage = stages[index]
@@ -267,7 +317,8 @@ def train(config, run_dir=None, resume=False, verbose=None):
             _log(f"Stage {stage!r}: epochs {completed + 1}-{epochs} "
                  f"({type(model).__name__}, {describe(model)})")
             model.fit(
-                train_ds, validation_data=val_ds, initial_epoch=completed,
+                train_ds, validation_data=val_ds if source.sizes.get("val") != 0 else None,
+                initial_epoch=completed,
                 epochs=epochs, callbacks=callback_list, verbose=verbose,
                 shuffle=False,
             )
@@ -280,15 +331,23 @@ def train(config, run_dir=None, resume=False, verbose=None):
         if index + 1 < len(stages):
             state["stage"] = stages[index + 1]
         runs.write_state(run_dir, state)
+    return model
 
+
+def _finish(run_dir, source, model, resize_ratio, common):
+    state = runs.read_state(run_dir)
     model_path = os.path.join(run_dir, "model.keras")
     if model is None:
         model = load_model(model_path)
     test_ds = pipeline.prepare(
         source.examples("test"), training=False, resize_ratio=resize_ratio, **common
     )
-    metrics = model.evaluate(test_ds, verbose=0, return_dict=True)
-    metrics = {k: float(v) for k, v in metrics.items()}
+    if source.sizes.get("test") == 0:
+        _log("The test split is empty; no test metrics.")
+        metrics = {}
+    else:
+        metrics = model.evaluate(test_ds, verbose=0, return_dict=True)
+        metrics = {k: float(v) for k, v in metrics.items()}
     runs.atomic_write_text(
         os.path.join(run_dir, "test_metrics.json"), json.dumps(metrics, indent=2)
     )

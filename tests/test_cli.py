@@ -127,3 +127,42 @@ def test_resume_after_a_killed_run(tmp_path):
     keras.saving.load_model(os.path.join(run, "model.keras"), safe_mode=True)
     result = keras_amb_cli(["train", "--resume", run, "--epochs", "4"])
     assert result.returncode != 0 and "do not combine" in result.stderr
+
+
+def test_edited_maps_feed_back_into_training(tmp_path):
+    """visualize --save-maps output, edited, trains the human-knowledge baseline."""
+    from PIL import Image
+    import numpy as np
+
+    root = tmp_path / "images"
+    for k, cls in enumerate(("left", "right")):
+        (root / cls).mkdir(parents=True)
+        for i in range(8):
+            image = np.full((24, 24, 3), 60, np.uint8)
+            image[:, 12 * k : 12 * (k + 1)] = 220
+            Image.fromarray(image).save(root / cls / f"{cls}{i}.png")
+    args = ["--backbone", "resnet_tiny", "--image-size", "32", "--weights", "none",
+            "--batch-size", "8", "--epochs", "1"]
+    result = keras_amb_cli(["train", "--dataset", str(root), "--model", "abn",
+                            "--output", str(tmp_path / "abn")] + args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    maps = tmp_path / "vis"
+    result = keras_amb_cli(["visualize", str(root / "left"), "--model", str(tmp_path / "abn"),
+                            "--save-maps", "--output", str(maps)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    edited = maps / "maps" / "left0.png"
+    grey = np.asarray(Image.open(edited))
+    assert grey.shape == (24, 24)  # the original image's size
+    Image.fromarray(np.where(np.arange(24)[None, :] < 12, 255, 0).astype(np.uint8)
+                    .repeat(24, 0)).save(edited)  # the "person's" correction
+    result = keras_amb_cli(["train", "--dataset", str(root), "--model", "abn",
+                            "--attention-targets", str(maps / "maps"),
+                            "--init-from", str(tmp_path / "abn"),
+                            "--output", str(tmp_path / "human")] + args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "human" / "history.csv") as f:
+        row = next(csv.DictReader(f))
+    assert row["map_loss"] and float(row["map_loss"]) >= 0.0
+    result = keras_amb_cli(["train", "--attention-targets", str(tmp_path / "nope"),
+                            "--model", "abn", "--output", str(tmp_path / "bad")] + args)
+    assert result.returncode != 0 and "attention_targets" in result.stderr

@@ -81,3 +81,11 @@ def test_attention_map_loss_resizes_target():
     assert float(losses.attention_map_loss(attention, target, "l1")) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="'l3'"):
         losses.attention_map_loss(attention, target, "l3")
+
+
+def test_attention_map_loss_weights_leave_out_images_without_a_map():
+    attention = np.stack([np.zeros((2, 2)), np.ones((2, 2))]).astype("float32")
+    target = np.zeros((2, 2, 2), dtype="float32")
+    weighted = losses.attention_map_loss(attention, target, weights=np.array([1.0, 0.0]))
+    assert float(weighted) == pytest.approx(0.0)
+    assert float(losses.attention_map_loss(attention, target)) == pytest.approx(0.5)

@@ -20,6 +20,8 @@ def _stack(example):
 
 def _unstack(stacked, keys, example):
     out = {"images": stacked[..., :3], "labels": tf.cast(example["label"], tf.int32)}
+    if "attention_target_weight" in example:
+        out["attention_target_weight"] = tf.cast(example["attention_target_weight"], tf.float32)
     for i, key in enumerate(keys):
         out[key] = stacked[..., 3 + i]
     return out
@@ -112,10 +114,10 @@ def prepare(
         if keep_masks:
             return out
         if "attention_target" in out:
-            return (
-                {"images": out["images"], "attention_targets": out["attention_target"]},
-                out["labels"],
-            )
+            inputs = {"images": out["images"], "attention_targets": out["attention_target"]}
+            if "attention_target_weight" in out:
+                inputs["attention_target_weights"] = out["attention_target_weight"]
+            return inputs, out["labels"]
         return out["images"], out["labels"]
 
     if drop_remainder is None:

@@ -111,8 +111,21 @@ def _decode_file(path):
         return np.zeros((1, 1, 3), np.uint8)
 
 
-def folder_source(root, skip_bad_images=False, check_images=True, progress=True):
+def _decode_target(path):
+    """An edited attention map (grey image) as float32 in [0, 1]; empty if missing."""
+    path = path.decode("utf-8")
+    if not path or not os.path.isfile(path):
+        return np.zeros((1, 1), np.float32)
+    return read_image(path)[..., 0].astype(np.float32) / 255.0
+
+
+def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
+                  attention_targets_dir=None):
     """Class-named subfolders; broken files found up front.
+
+    With `attention_targets_dir`, each image `<stem>.<ext>` whose corrected
+    map `<dir>/<stem>.png` exists carries it as `attention_target` (weight
+    1); images without one get weight 0 (no map loss).
 
     Raises:
         folder.BadImagesError: listing unreadable files, unless
@@ -140,14 +153,27 @@ def folder_source(root, skip_bad_images=False, check_images=True, progress=True)
         items = splits[split]
         paths = [p for p, _ in items]
         labels = np.array([label for _, label in items], dtype=np.int32)
-        ds = tf.data.Dataset.from_tensor_slices(
-            {"path": tf.constant(paths, dtype=tf.string), "label": labels}
-        )
+        columns = {"path": tf.constant(paths, dtype=tf.string), "label": labels}
+        if attention_targets_dir:
+            targets = [
+                os.path.join(attention_targets_dir, os.path.splitext(os.path.basename(p))[0] + ".png")
+                for p in paths
+            ]
+            columns["target_path"] = tf.constant(targets, dtype=tf.string)
+            columns["target_weight"] = np.array([os.path.isfile(t) for t in targets], np.float32)
+        ds = tf.data.Dataset.from_tensor_slices(columns)
 
         def load(example):
             image = tf.numpy_function(_decode_file, [example["path"]], tf.uint8)
             image = tf.ensure_shape(image, (None, None, 3))
-            return {"image": image, "label": example["label"]}
+            out = {"image": image, "label": example["label"]}
+            if attention_targets_dir:
+                target = tf.numpy_function(_decode_target, [example["target_path"]], tf.float32)
+                target = tf.image.resize(tf.ensure_shape(target, (None, None))[..., None],
+                                         tf.shape(image)[:2])[..., 0]
+                out["attention_target"] = target
+                out["attention_target_weight"] = example["target_weight"]
+            return out
 
         return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -257,14 +283,26 @@ def tfds_source(name, data_dir=None, download=True):
     )
 
 
-def load_source(dataset, data_dir=None, skip_bad_images=False, synthetic_params=None, progress=True):
-    """A `DataSource` for `--dataset`: a TFDS name, `synthetic`, or a folder."""
+def load_source(dataset, data_dir=None, skip_bad_images=False, synthetic_params=None,
+                progress=True, attention_targets_dir=None):
+    """A `DataSource` for `--dataset`: a TFDS name, `synthetic`, or a folder.
+
+    `attention_targets_dir` (folders only): corrected attention maps, one
+    `<stem>.png` per image, for the human-knowledge baseline.
+    """
+    if attention_targets_dir and not os.path.isdir(str(dataset)):
+        raise ValueError(
+            f"--attention-targets {attention_targets_dir}: a folder of edited maps "
+            f"needs an image-folder dataset (got {dataset!r}); use 'masks' for "
+            "the dataset's own masks"
+        )
     if dataset == "synthetic":
         return synthetic_source(**(synthetic_params or {}))
     if dataset in TFDS_DATASETS:
         return tfds_source(dataset, data_dir=data_dir)
     if os.path.isdir(dataset):
-        return folder_source(dataset, skip_bad_images=skip_bad_images, progress=progress)
+        return folder_source(dataset, skip_bad_images=skip_bad_images, progress=progress,
+                             attention_targets_dir=attention_targets_dir)
     raise ValueError(
         f"Unknown dataset {dataset!r}: not 'synthetic', "
         f"{', '.join(repr(n) for n in TFDS_DATASETS)}, nor an existing folder."

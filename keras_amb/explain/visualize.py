@@ -25,7 +25,7 @@ def load_run(run):
     from keras_amb import trainer
 
     path = runs.find_model_file(run)
-    run_dir = run if os.path.isdir(run) else os.path.dirname(os.path.abspath(run))
+    run_dir = runs.run_dir_of(run)
     model = trainer.load_model(path)
     names = runs.read_labels(run_dir) or [f"class_{i}" for i in range(model.num_classes)]
     return LoadedRun(
@@ -106,6 +106,23 @@ def draw(path, image_name, rows, methods):
     plt.close(fig)
 
 
+def map_on_image(attention, height, width, resize_ratio):
+    """A map over the centre crop the model saw, placed on the whole image.
+
+    Returns an 8-bit grey image of the original size (0 outside the crop):
+    edit it, and pass its folder to `keras-amb train --attention-targets`.
+    """
+    from keras_amb.explain.overlay import upsample
+
+    side = max(1, int(round(min(height, width) / max(resize_ratio, 1.0))))
+    top, left = (height - side) // 2, (width - side) // 2
+    grey = np.zeros((height, width), np.uint8)
+    grey[top : top + side, left : left + side] = np.clip(
+        upsample(attention, side, side) * 255, 0, 255
+    ).astype(np.uint8)
+    return grey
+
+
 def _unique_stem(stem, used):
     candidate, n = stem, 1
     while candidate in used:
@@ -140,10 +157,7 @@ def visualize(inputs, loaded_runs, methods, output_dir, save_maps=False, report=
         if save_maps:
             first = rows[0][3][methods[0]]
             np.save(os.path.join(output_dir, "maps", f"{stem}.npy"), first.astype(np.float32))
-            from keras_amb.explain.overlay import upsample
-
-            size = rows[0][1].shape[0]
-            grey = np.clip(upsample(first, size, size) * 255, 0, 255).astype(np.uint8)
+            grey = map_on_image(first, image.shape[0], image.shape[1], loaded_runs[0].resize_ratio)
             Image.fromarray(grey).save(os.path.join(output_dir, "maps", f"{stem}.png"))
             for loaded, (_, _, _, maps) in zip(loaded_runs, rows):
                 for method, m in maps.items():

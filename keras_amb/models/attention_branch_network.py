@@ -256,7 +256,9 @@ class AttentionBranchNetwork(keras.Model):
 
     # === Losses ===
 
-    def compute_losses(self, outputs, y, mode="step_a", attention_targets=None):
+    def compute_losses(
+        self, outputs, y, mode="step_a", attention_targets=None, attention_target_weights=None
+    ):
         """The loss the step of `mode` minimizes, and each named component.
 
         `"step_a"`: eq. 5. `"step_b"`: the AMB complement entropy.
@@ -298,7 +300,7 @@ class AttentionBranchNetwork(keras.Model):
                 )
         if self.attention_target_weight > 0 and attention_targets is not None:
             map_loss = losses.attention_map_loss(
-                outputs["attention"], attention_targets
+                outputs["attention"], attention_targets, weights=attention_target_weights
             )
             parts["map_loss"] = map_loss
             total = total + self.attention_target_weight * map_loss

@@ -33,10 +33,15 @@ def default_jit_compile():
 
 
 def _unpack(data):
+    """`(x, y, targets)`; targets are the optional corrected attention maps
+    and their per-image weights (human-knowledge baseline)."""
     x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-    targets = None
+    targets = {}
     if isinstance(x, dict):
-        targets = x.get("attention_targets")
+        targets = {
+            "attention_targets": x.get("attention_targets"),
+            "attention_target_weights": x.get("attention_target_weights"),
+        }
     return x, y, targets
 
 
@@ -49,6 +54,15 @@ def _fill_missing(grads, variables):
 # === TensorFlow ===
 
 
+def _per_replica(loss):
+    """Under tf.distribute, each replica's share of the global mean loss
+    (the optimizer sums the replicas' gradients)."""
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss / replicas if replicas > 1 else loss
+
+
 def _tf_train_step(model, data):
     import tensorflow as tf
 
@@ -56,8 +70,8 @@ def _tf_train_step(model, data):
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         outputs = model(x, training=True, mode="step_a")
-        loss, parts = model.compute_losses(outputs, y, "step_a", targets)
-        scaled = model.main_optimizer.scale_loss(loss)
+        loss, parts = model.compute_losses(outputs, y, "step_a", **targets)
+        scaled = model.main_optimizer.scale_loss(_per_replica(loss))
     grads = _fill_missing(tape.gradient(scaled, variables), variables)
     model.main_optimizer.apply(model.scale_center_gradients(grads), variables)
     if model.complement_objective:
@@ -65,7 +79,7 @@ def _tf_train_step(model, data):
         with tf.GradientTape() as tape:
             outputs_b = model(x, training=True, mode="step_b")
             coe, parts_b = model.compute_losses(outputs_b, y, "step_b")
-            scaled = model.complement_optimizer.scale_loss(coe)
+            scaled = model.complement_optimizer.scale_loss(_per_replica(coe))
         grads = _fill_missing(tape.gradient(scaled, subset), subset)
         model.complement_optimizer.apply(grads, subset)
         parts.update(parts_b)
@@ -75,7 +89,7 @@ def _tf_train_step(model, data):
 def _tf_test_step(model, data):
     x, y, targets = _unpack(data)
     outputs = model(x, training=False, mode="eval")
-    _, parts = model.compute_losses(outputs, y, "eval", targets)
+    _, parts = model.compute_losses(outputs, y, "eval", **targets)
     return model.update_metrics(parts, outputs, y)
 
 
@@ -89,7 +103,7 @@ def _torch_train_step(model, data):
     variables = model.trainable_variables
     model.zero_grad()
     outputs = model(x, training=True, mode="step_a")
-    loss, parts = model.compute_losses(outputs, y, "step_a", targets)
+    loss, parts = model.compute_losses(outputs, y, "step_a", **targets)
     model.main_optimizer.scale_loss(loss).backward()
     grads = _fill_missing([v.value.grad for v in variables], variables)
     with torch.no_grad():
@@ -137,7 +151,7 @@ def _jax_train_step(model, state, data):
         outputs, non_trainable = model.stateless_call(
             trainable, non_trainable, x, training=True, mode=mode
         )
-        loss, parts = model.compute_losses(outputs, y, mode, targets)
+        loss, parts = model.compute_losses(outputs, y, mode, **targets)
         return loss, (parts, outputs, non_trainable)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -178,7 +192,7 @@ def _jax_test_step(model, state, data):
     outputs, non_trainable = model.stateless_call(
         trainable, non_trainable, x, training=False, mode="eval"
     )
-    _, parts = model.compute_losses(outputs, y, "eval", targets)
+    _, parts = model.compute_losses(outputs, y, "eval", **targets)
     logs, metrics_variables = _jax_stateless_metrics(
         model, metrics_variables, parts, outputs, y
     )

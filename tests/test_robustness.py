@@ -1,0 +1,138 @@
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_amb import AttentionMiningNetwork
+from tests.conftest import BACKEND
+from tests.conftest import keras_amb_cli
+
+
+def _history_rows(run):
+    with open(os.path.join(run, "history.csv")) as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="op determinism is a TensorFlow switch")
+def test_seeded_deterministic_runs_are_identical(tiny_config, tmp_path):
+    rows = []
+    for name in ("a", "b"):
+        result = keras_amb_cli(["train", "--config", tiny_config, "--seed", "7", "--deterministic",
+                                "--output", str(tmp_path / name)])
+        assert result.returncode == 0, result.stderr[-3000:]
+        rows.append(_history_rows(tmp_path / name))
+    assert rows[0] == rows[1]
+    assert len(rows[0]) == 2
+
+
+def test_unwritable_output_fails_before_training(tiny_config, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = keras_amb_cli(["train", "--config", tiny_config, "--output", str(blocker / "run")])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "Cannot create output folder" in result.stderr and str(blocker) in result.stderr
+
+
+def test_model_file_from_elsewhere_is_refused_without_running_code(tmp_path):
+    marker = tmp_path / "pwned"
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    (tmp_path / "junk.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    for name in ("lambda.keras", "junk.keras"):
+        result = keras_amb_cli(["evaluate", "--model", str(tmp_path / name), "--dataset", "synthetic"])
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert "not a loadable keras-amb model" in result.stderr and name in result.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_without_nan(policy):
+    if BACKEND == "torch" and policy == "mixed_float16":
+        pytest.skip("PyTorch has no float16 convolution backward on the CPU")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    y = (np.arange(16) % 4).astype("int32")
+    losses = {}
+    for name in ("float32", policy):
+        keras.mixed_precision.set_global_policy(name)
+        try:
+            keras.utils.set_random_seed(0)
+            model = AttentionMiningNetwork(num_classes=4, backbone="resnet_tiny", image_size=32)
+            model.compile(keras.optimizers.SGD(0.01, momentum=0.9))
+            history = model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        losses[name] = history
+        assert all(np.isfinite(v).all() for v in history.values()), (name, history)
+        out = model.predict(x[:2], verbose=0)
+        assert out["probabilities"].dtype == np.float32
+        assert out["attention"].dtype == np.float32
+    # Same model, same data: the mixed-precision loss tracks the float32 one.
+    assert losses[policy]["loss"][-1] == pytest.approx(losses["float32"]["loss"][-1], rel=0.25)
+    if policy == "mixed_float16":
+        assert isinstance(model.main_optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def _all_checkpoints_load(run):
+    import json
+
+    import keras_amb  # noqa: F401  (registers the classes)
+
+    json.load(open(os.path.join(run, "state.json")))
+    paths = [os.path.join(run, "checkpoints", f) for f in os.listdir(os.path.join(run, "checkpoints"))
+             if f.endswith(".keras") and not f.startswith(".")] if os.path.isdir(
+                 os.path.join(run, "checkpoints")) else []
+    paths += [os.path.join(run, f) for f in ("abn.keras", "model.keras") if os.path.isfile(os.path.join(run, f))]
+    for path in paths:
+        keras.saving.load_model(path, safe_mode=True)
+    return len(paths)
+
+
+def test_killed_at_random_moments_nothing_is_lost(tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "synthetic: {num_classes: 4, image_size: 32, train_size: 48, val_size: 16, test_size: 16}\n"
+        "backbone: resnet_tiny\nimage_size: 32\nbatch_size: 16\n"
+        "pretrain_epochs: 2\nepochs: 3\nattention_images: 0\n"
+    )
+    run = str(tmp_path / "run")
+    exe = os.path.join(os.path.dirname(sys.executable), "keras-amb")
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
+    rng = random.Random(1)
+    kills = 0
+    for attempt in range(3):
+        args = ["train", "--resume", run] if os.path.isdir(run) else [
+            "train", "--config", str(config), "--output", run]
+        proc = subprocess.Popen([exe] + args, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env)
+        start = time.time()
+        pause = rng.uniform(0.0, 4.0)
+        while proc.poll() is None and time.time() - start < 240:
+            checkpoints = os.path.join(run, "checkpoints")
+            writing = os.path.isdir(checkpoints) and any(
+                f.startswith(".tmp-") for f in os.listdir(checkpoints))
+            # The first kill lands while a checkpoint is being written.
+            if (attempt == 0 and writing) or (attempt > 0 and os.path.isdir(checkpoints)
+                                              and time.time() - start > 8 + pause):
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.01)
+        proc.wait(timeout=120)
+        assert _all_checkpoints_load(run) >= 0
+    assert kills >= 2, "the runs ended before they could be killed"
+    result = keras_amb_cli(["train", "--resume", run])
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(run, "history.csv")) as f:
+        epochs = [(r["stage"], int(r["epoch"])) for r in csv.DictReader(f)]
+    assert epochs == [("abn", 1), ("abn", 2), ("proposed", 1), ("proposed", 2), ("proposed", 3)]
+    assert _all_checkpoints_load(run) >= 5
