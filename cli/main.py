@@ -61,7 +61,7 @@ def cli():
     """Train image classifiers whose attention maps explain their decisions.
 
     \b
-    Quick start (built-in synthetic dataset, ~6 minutes on a laptop CPU):
+    Quick start (built-in synthetic dataset, about 8 minutes on a 2-core CPU):
       keras-amb train --dataset synthetic
       keras-amb visualize some_image.png
     \b
