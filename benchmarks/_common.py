@@ -7,6 +7,17 @@ import subprocess
 import sys
 
 
+def timed(fn, repeats=5):
+    """Mean seconds of `fn()` over `repeats` calls, after one warm-up call."""
+    import time
+
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
 def peak_rss_mib():
     """Peak resident memory of this process so far, MiB (Linux: ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

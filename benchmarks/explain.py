@@ -4,15 +4,12 @@
 """
 
 import argparse
+import os
+import sys
 import time
 
-
-def timed(fn, repeats=5):
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import timed  # noqa: E402
 
 
 def main():

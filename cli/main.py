@@ -52,7 +52,11 @@ def run_reporting_errors(fn, *args, **kwargs):
     except KeyboardInterrupt:
         raise click.Abort() from None
     except _user_errors() as error:
-        raise UserError(str(error)) from None
+        if os.environ.get("KERAS_AMB_DEBUG") == "1":
+            raise
+        raise UserError(f"{error} (KERAS_AMB_DEBUG=1 shows the traceback)"
+                        if isinstance(error, ValueError) and type(error) is ValueError
+                        else str(error)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

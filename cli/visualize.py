@@ -1,7 +1,6 @@
 """`keras-amb visualize`."""
 
 import os
-import sys
 
 import click
 

@@ -30,31 +30,17 @@ def default_run_dir(dataset, model, root=DEFAULT_ROOT):
     return os.path.join(root, f"{name}-{model}-{timestamp()}")
 
 
-def atomic_write_text(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".txt")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def _atomic_write(path, suffix, write):
+    """Calls `write(tmp_path)`, syncs the file, then renames it onto `path`.
 
-
-def atomic_save_model(model, path):
-    """`model.save(path)` through a temporary file and a rename.
-
-    A process killed mid-save leaves the previous file intact.
+    A process killed at any moment leaves either the old file or the new one,
+    never a partial file (the temporary one is hidden: `.tmp-*`).
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".keras")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
     os.close(fd)
     try:
-        model.save(tmp)
+        write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -62,6 +48,19 @@ def atomic_save_model(model, path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    _atomic_write(path, ".txt", write)
+
+
+def atomic_save_model(model, path):
+    """`model.save(path)` through a temporary file and a rename."""
+    _atomic_write(path, ".keras", model.save)
 
 
 def read_state(run_dir):

@@ -58,6 +58,25 @@ def keras_amb_cli(args, timeout=600, env=None, **kwargs):
     )
 
 
+RESUMABLE_CONFIG = """\
+synthetic: {num_classes: 4, image_size: 32, train_size: 48, val_size: 16, test_size: 16}
+backbone: resnet_tiny
+image_size: 32
+batch_size: 16
+pretrain_epochs: 2
+epochs: 3
+attention_images: 0
+"""
+
+
+def start_keras_amb(args):
+    """Starts the installed `keras-amb` in the background (output discarded)."""
+    exe = os.path.join(os.path.dirname(sys.executable), "keras-amb")
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen([exe] + list(args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+
+
 TINY_CONFIG = """\
 dataset: synthetic
 synthetic: {num_classes: 4, image_size: 32, train_size: 64, val_size: 32, test_size: 32}

@@ -3,15 +3,13 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import keras
-import pytest
 
-from tests.conftest import BACKEND
+from tests.conftest import RESUMABLE_CONFIG
 from tests.conftest import keras_amb_cli
+from tests.conftest import start_keras_amb
 from tests.images import write_bad_images
 
 
@@ -93,16 +91,9 @@ def test_folder_with_bad_images(tmp_path):
 
 def test_resume_after_a_killed_run(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text(
-        "synthetic: {num_classes: 4, image_size: 32, train_size: 48, val_size: 16, test_size: 16}\n"
-        "backbone: resnet_tiny\nimage_size: 32\nbatch_size: 16\n"
-        "pretrain_epochs: 2\nepochs: 3\nattention_images: 0\n"
-    )
+    config.write_text(RESUMABLE_CONFIG)
     run = str(tmp_path / "run")
-    exe = os.path.join(os.path.dirname(sys.executable), "keras-amb")
-    env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen([exe, "train", "--config", str(config), "--output", run],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = start_keras_amb(["train", "--config", str(config), "--output", run])
     state_path = os.path.join(run, "state.json")
     deadline = time.time() + 300
     killed_at = None

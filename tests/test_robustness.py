@@ -7,7 +7,9 @@ import pytest
 
 from keras_amb import AttentionMiningNetwork
 from tests.conftest import BACKEND
+from tests.conftest import RESUMABLE_CONFIG
 from tests.conftest import keras_amb_cli
+from tests.conftest import start_keras_amb
 
 
 def _history_rows(run):
@@ -94,26 +96,17 @@ def _all_checkpoints_load(run):
 def test_killed_at_random_moments_nothing_is_lost(tmp_path):
     import random
     import signal
-    import subprocess
-    import sys
     import time
 
     config = tmp_path / "c.yaml"
-    config.write_text(
-        "synthetic: {num_classes: 4, image_size: 32, train_size: 48, val_size: 16, test_size: 16}\n"
-        "backbone: resnet_tiny\nimage_size: 32\nbatch_size: 16\n"
-        "pretrain_epochs: 2\nepochs: 3\nattention_images: 0\n"
-    )
+    config.write_text(RESUMABLE_CONFIG)
     run = str(tmp_path / "run")
-    exe = os.path.join(os.path.dirname(sys.executable), "keras-amb")
-    env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
     rng = random.Random(1)
     kills = 0
     for attempt in range(3):
         args = ["train", "--resume", run] if os.path.isdir(run) else [
             "train", "--config", str(config), "--output", run]
-        proc = subprocess.Popen([exe] + args, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=env)
+        proc = start_keras_amb(args)
         start = time.time()
         pause = rng.uniform(0.0, 4.0)
         while proc.poll() is None and time.time() - start < 240:

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_amb.layers.residual_block import build_stage
 from keras_amb.layers.residual_block import residual_stage
 
 
@@ -91,10 +92,7 @@ class AttentionBranch(keras.layers.Layer):
         self.logits_conv = conv(self.num_classes, 1, "attention_logits_conv")
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        for block in self.stage:
-            block.build(shape)
-            shape = block.compute_output_shape(shape)
+        shape = build_stage(self.stage, input_shape)
         self.stage_bn.build(shape)
         self.class_conv.build(shape)
         shape = shape[:-1] + (self.num_classes,)

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_amb.layers.residual_block import build_stage
 from keras_amb.layers.residual_block import residual_stage
 
 
@@ -72,10 +73,7 @@ class PerceptionBranch(keras.layers.Layer):
         self.feature_dim = self.stage_filters * (4 if self.bottleneck else 1)
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        for block in self.stage:
-            block.build(shape)
-            shape = block.compute_output_shape(shape)
+        shape = build_stage(self.stage, input_shape)
         self.classifier.build((shape[0], self.feature_dim))
 
     def call(self, features, training=None):

@@ -135,6 +135,15 @@ class ResidualBlock(keras.layers.Layer):
         return config
 
 
+def build_stage(blocks, input_shape):
+    """Builds a list of blocks in sequence; returns the output shape."""
+    shape = tuple(input_shape)
+    for block in blocks:
+        block.build(shape)
+        shape = block.compute_output_shape(shape)
+    return shape
+
+
 def residual_stage(
     filters,
     blocks,
