@@ -259,7 +259,8 @@ def train(config, run_dir=None, resume=False, verbose=None):
         preview = next(iter(pipeline.prepare(
             source.examples("val"), training=False, resize_ratio=resize_ratio,
             image_size=config["image_size"], batch_size=config["attention_images"],
-        )))[0]
+            keep_masks=True,
+        )))["images"]
         preview = np.asarray(preview)[: config["attention_images"]]
 
     with distribution_scope(config):
