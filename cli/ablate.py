@@ -62,8 +62,8 @@ def _ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, outp
                                  skip_bad_images=True, synthetic_params=config["synthetic"])
     has_masks = "object_mask" in source.annotations
 
-    def train_fn(run_config, run_dir):
-        trainer.train(run_config, run_dir=run_dir)
+    def train_fn(run_config, run_dir, resume):
+        trainer.train(run_config, run_dir=run_dir, resume=resume)
 
     def evaluate_fn(run_dir):
         model = trainer.load_model(os.path.join(run_dir, "model.keras"))

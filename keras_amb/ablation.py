@@ -45,18 +45,26 @@ COLUMNS = ("top1", "top5", "insertion", "deletion", "score", "rise_score", "poin
 def ablate(base_config, seeds, root, has_masks, evaluate_fn, train_fn, log=print):
     """Trains and evaluates every variant for each seed; returns the results.
 
-    `train_fn(config, run_dir)` trains a run; `evaluate_fn(run_dir)` returns
-    its evaluation dict. Results: `{variant: [metrics per seed]}`.
+    `train_fn(config, run_dir, resume)` trains (or resumes) a run;
+    `evaluate_fn(run_dir)` returns its evaluation dict. Finished runs are
+    reused and interrupted ones resumed, so an interrupted ablation picks up
+    where it stopped. Results: `{variant: [metrics per seed]}`.
     """
+
+    def ensure(run_config, run_dir):
+        if os.path.isfile(os.path.join(run_dir, "model.keras")):
+            return False
+        train_fn(run_config, run_dir, os.path.isfile(os.path.join(run_dir, "state.json")))
+        return True
+
     results = {}
     for seed in seeds:
         abn_dir = os.path.join(root, f"seed{seed}-abn-pretrained")
         config = copy.deepcopy(base_config)
         config.update({"seed": seed, "model": "abn", "epochs": base_config["pretrain_epochs"],
                        "init_from": None, "attention_targets": None})
-        if not os.path.isfile(os.path.join(abn_dir, "model.keras")):
-            log(f"[seed {seed}] pre-training the ABN ({config['epochs']} epochs)")
-            train_fn(config, abn_dir)
+        log(f"[seed {seed}] pre-trained ABN ({config['epochs']} epochs): {abn_dir}")
+        ensure(config, abn_dir)
         for name, overrides in VARIANTS:
             if overrides.get("attention_targets") and not has_masks:
                 continue
@@ -65,9 +73,8 @@ def ablate(base_config, seeds, root, has_masks, evaluate_fn, train_fn, log=print
             config = copy.deepcopy(base_config)
             config.update({"seed": seed, "init_from": abn_dir, "attention_targets": None})
             config.update(overrides)
-            if not os.path.isfile(os.path.join(run_dir, "model.keras")):
-                log(f"[seed {seed}] {name}: {config['epochs']} epochs from the pre-trained ABN")
-                train_fn(config, run_dir)
+            log(f"[seed {seed}] {name}: {config['epochs']} epochs from the pre-trained ABN")
+            ensure(config, run_dir)
             metrics = evaluate_fn(run_dir)
             results.setdefault(name, []).append(metrics)
             log(f"[seed {seed}] {name}: top-1 {metrics['top1']:.4f}, score {metrics['score']:.3f}")
