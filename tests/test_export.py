@@ -121,3 +121,44 @@ def test_export_never_overwrites_a_version(trained_run, tmp_path):
     result = keras_amb_cli(["export", "--model", trained_run, "--output", out, "--version", "2"])
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "already exists" in result.stderr and "next free: 3" in result.stderr
+
+
+AWKWARD = r'''
+import json, sys
+import tensorflow as tf
+sys.path.insert(0, REPO)
+from tests.images import write_bad_images, write_good_images
+from PIL import Image
+good = write_good_images(TMP + "/good")
+Image.new("RGB", (6000, 4000), (90, 120, 150)).save(TMP + "/good/huge.jpg", quality=70)
+good["huge.jpg"] = TMP + "/good/huge.jpg"
+bad = {k: v for k, v in write_bad_images(TMP + "/bad").items() if k != "folder.jpg"}
+serve = tf.saved_model.load(EXPORT).signatures["serving_default"]
+result = {}
+for name, path in list(good.items()) + list(bad.items()):
+    try:
+        out = serve(image_bytes=tf.constant([open(path, "rb").read()]))
+        p = out["probabilities"].numpy()
+        result[name] = "ok" if abs(p.sum() - 1) < 1e-4 else "garbage"
+    except tf.errors.InvalidArgumentError:
+        result[name] = "refused"
+print(json.dumps(result))
+'''
+
+
+def test_served_signature_on_awkward_files(trained_run, tmp_path):
+    from tests.conftest import REPO
+
+    out = str(tmp_path / "serving")
+    result = keras_amb_cli(["export", "--model", trained_run, "--output", out])
+    assert result.returncode == 0, result.stderr[-3000:]
+    code = (AWKWARD.replace("REPO", repr(REPO)).replace("TMP", repr(str(tmp_path)))
+            .replace("EXPORT", repr(os.path.join(out, "1"))))
+    check = run_python(code, backend="tensorflow")
+    assert check.returncode == 0, check.stderr[-3000:]
+    got = json.loads(check.stdout.strip().splitlines()[-1])
+    for name in ("rgb.jpg", "cmyk.jpg", "grey.png", "rgba.png", "grey16.png", "palette.bmp",
+                 "animated.gif", "photo.webp", "tiny.png", "huge.jpg"):
+        assert got[name] == "ok", (name, got)
+    for name in ("empty.jpg", "truncated.jpg", "notes.jpg"):
+        assert got[name] == "refused", (name, got)
