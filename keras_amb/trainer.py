@@ -123,6 +123,10 @@ def distribution_scope(config):
              f"({type(strategy).__name__})")
         return strategy.scope()
     if backend == "jax":
+        if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+            # Several hosts: Keras reads the job addresses, the number of
+            # processes and this process's id from KERAS_DISTRIBUTION_*.
+            keras.distribution.initialize()
         devices = keras.distribution.list_devices()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         _log(f"Data-parallel on {len(devices)} JAX device(s) (keras.distribution.DataParallel)")
