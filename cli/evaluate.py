@@ -65,6 +65,8 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
     source = sources.load_source(dataset, data_dir=data_dir or config.get("data_dir"),
                                  skip_bad_images=True, synthetic_params=synthetic_params,
                                  progress=not as_json)
+    for _, reason in source.skipped:
+        click.echo(f"skipped: {reason}", err=True)
     result = evaluation.evaluate(
         model, source, split=split, batch_size=batch_size,
         resize_ratio=trainer.run_resize_ratio(run_dir), method=method, limit=limit,

@@ -129,3 +129,46 @@ def test_killed_at_random_moments_nothing_is_lost(tmp_path):
         epochs = [(r["stage"], int(r["epoch"])) for r in csv.DictReader(f)]
     assert epochs == [("abn", 1), ("abn", 2), ("proposed", 1), ("proposed", 2), ("proposed", 3)]
     assert _all_checkpoints_load(run) >= 5
+
+
+def test_nearly_full_disk_is_refused_before_training(tmp_path, monkeypatch):
+    import collections
+    import shutil
+
+    from keras_amb import runs
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))
+    with pytest.raises(runs.RunError, match="Only 1 MiB free"):
+        runs.check_writable(str(tmp_path / "run"))
+
+
+def test_evaluate_on_a_folder_with_awkward_files(tmp_path):
+    from PIL import Image
+
+    from tests.images import write_bad_images
+    from tests.images import write_good_images
+
+    root = tmp_path / "images"
+    for k, cls in enumerate(("left", "right")):
+        for i in range(10):
+            image = np.full((24, 24, 3), 60, np.uint8)
+            image[:, 12 * k : 12 * (k + 1)] = 220
+            (root / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(root / cls / f"{cls}{i}.png")
+    args = ["--backbone", "resnet_tiny", "--image-size", "32", "--weights", "none",
+            "--batch-size", "8", "--model", "abn", "--epochs", "1"]
+    result = keras_amb_cli(["train", "--dataset", str(root), "--output", str(tmp_path / "run")] + args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    write_good_images(str(root / "left" / "odd"))
+    bad = write_bad_images(str(root / "right"))
+    result = keras_amb_cli(["evaluate", "--model", str(tmp_path / "run"), "--dataset", str(root),
+                            "--split", "train", "--json"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    for path in bad.values():
+        assert f"skipped: {path}" in result.stderr
+    import json
+
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert 0.0 <= data["top1"] <= 1.0 and data["pointing_game"] is None
