@@ -249,10 +249,15 @@ def train(config, run_dir=None, resume=False, verbose=None):
 
     resize_ratio = config["resize_ratio"] or source.resize_ratio
     common = dict(image_size=config["image_size"], batch_size=config["batch_size"])
+    # Full training batches only (a shuffled remainder is seen next epoch):
+    # a batch of one breaks batch normalisation, and PyTorch's CPU
+    # convolution backward fails on it.
+    train_size = source.sizes.get("train")
     train_ds = pipeline.prepare(
         _examples_with_targets(source, "train", config), training=True,
         crop_scale=tuple(config["crop_scale"]), seed=int(config["seed"]),
-        cache=config["cache"], **common,
+        cache=config["cache"], drop_remainder=train_size is None or train_size >= config["batch_size"],
+        **common,
     )
     val_ds = pipeline.prepare(
         _examples_with_targets(source, "val", config), training=False,
