@@ -220,8 +220,11 @@ def input_gradient(fn, x):
     import torch
 
     x = x.detach().clone().requires_grad_(True)
-    torch.sum(fn(x)).backward()
-    return x.grad
+    # Only the input's gradient: no weight gradients are computed (nor
+    # accumulated into the model's .grad), which also avoids PyTorch's CPU
+    # convolution weight-gradient failure on a batch of one.
+    (gradient,) = torch.autograd.grad(torch.sum(fn(x)), [x])
+    return gradient
 
 
 _STEPS = {
