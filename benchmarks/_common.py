@@ -50,13 +50,17 @@ def peak_device_mib():
     return None
 
 
-def run_isolated(script, args, env=None):
+def run_isolated(script, args, env=None, timeout=None):
     """Runs one measurement in a fresh process (clean peak memory); parses its JSON."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     full_env.update(env or {})
-    result = subprocess.run(
-        [sys.executable, script] + args, capture_output=True, text=True, env=full_env
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, script] + args, capture_output=True, text=True,
+            env=full_env, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{script} {' '.join(args)} took over {timeout:.0f} s")
     for line in reversed(result.stdout.strip().splitlines()):
         if line.startswith("{"):
             return json.loads(line)
