@@ -2,27 +2,66 @@
 # Runs the test suite once per Keras backend (tensorflow, jax, torch).
 # Extra arguments go to pytest, e.g. `tests/run_backends.sh -x -k losses`.
 # KERAS_AMB_TEST_BACKENDS="jax torch" limits the backends.
+# KERAS_AMB_TEST_JOBS=N runs up to N backends at once (default: all of them;
+# each backend's suite is mostly single-threaded process start-up and small
+# models, so on 2 cores three at once take about two thirds of the time one
+# after the other). With more than one at a time, each backend's output is
+# printed whole when it finishes; with KERAS_AMB_TEST_JOBS=1 it streams.
 set -u
 cd "$(dirname "$0")/.."
 backends=${KERAS_AMB_TEST_BACKENDS:-"tensorflow jax torch"}
+jobs=${KERAS_AMB_TEST_JOBS:-$(wc -w <<<"$backends")}
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+
+run_one() {  # backend [pytest args...]; writes $logs/<backend>.log and .rc
+  local backend=$1
+  shift
+  KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=3 python -m pytest -q -p no:cacheprovider \
+    --basetemp "$logs/tmp-$backend" "$@" >"$logs/$backend.log" 2>&1
+  echo $? >"$logs/$backend.rc"
+}
+
+start=$SECONDS
+if [ "$jobs" -le 1 ]; then
+  for backend in $backends; do
+    echo "=== KERAS_BACKEND=$backend"
+    KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=3 python -m pytest -q -p no:cacheprovider "$@" 2>&1 \
+      | tee "$logs/$backend.log"
+    echo "${PIPESTATUS[0]}" >"$logs/$backend.rc"
+  done
+else
+  echo "running the suite under: $backends ($jobs at a time; each backend's output follows when it ends)"
+  running=0
+  for backend in $backends; do
+    if [ "$running" -ge "$jobs" ]; then
+      wait -n
+      running=$((running - 1))
+    fi
+    run_one "$backend" "$@" &
+    running=$((running + 1))
+  done
+  wait
+  for backend in $backends; do
+    echo "=== KERAS_BACKEND=$backend"
+    cat "$logs/$backend.log"
+  done
+fi
+
 total_passed=0
 total_failed=0
 status=0
 for backend in $backends; do
-  echo "=== KERAS_BACKEND=$backend"
-  log=$(mktemp)
-  KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=3 python -m pytest -q -p no:cacheprovider "$@" 2>&1 | tee "$log"
-  rc=${PIPESTATUS[0]}
-  summary=$(tail -n 1 "$log")
+  rc=$(cat "$logs/$backend.rc" 2>/dev/null || echo 1)
+  summary=$(tail -n 1 "$logs/$backend.log")
   passed=$(grep -oE '[0-9]+ passed' <<<"$summary" | awk '{s += $1} END {print s + 0}')
   failed=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | awk '{s += $1} END {print s + 0}')
   total_passed=$((total_passed + ${passed:-0}))
   total_failed=$((total_failed + ${failed:-0}))
-  rm -f "$log"
   if [ "$rc" -ne 0 ]; then
     echo "pytest under $backend exited with $rc"
     status=1
   fi
 done
-echo "backends: ${total_passed} passed, ${total_failed} failed"
+echo "backends: ${total_passed} passed, ${total_failed} failed ($((SECONDS - start)) s)"
 exit $status

@@ -11,6 +11,7 @@ from tests.conftest import RESUMABLE_CONFIG
 from tests.conftest import keras_amb_cli
 from tests.conftest import start_keras_amb
 from tests.images import write_bad_images
+from tests.images import write_good_images
 
 
 def _history(run):
@@ -74,6 +75,9 @@ def test_folder_with_bad_images(tmp_path):
             image = np.full((24, 24, 3), 60, np.uint8)
             image[:, 12 * k : 12 * (k + 1)] = 220  # the bright half is the class
             Image.fromarray(image).save(root / cls / f"{i}.png")
+    # Awkward but readable files train like any other image.
+    good = write_good_images(str(root / "right" / "odd"))
+    Image.new("RGB", (6000, 4000), (60, 220, 60)).save(root / "right" / "huge.jpg", quality=70)
     bad = write_bad_images(str(root / "left"))
     args = ["train", "--dataset", str(root), "--model", "abn", "--epochs", "1",
             "--backbone", "resnet_tiny", "--image-size", "32", "--weights", "none",
@@ -82,6 +86,8 @@ def test_folder_with_bad_images(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     for path in bad.values():
         assert path in result.stderr
+    for path in list(good.values()) + [str(root / "right" / "huge.jpg")]:
+        assert path not in result.stderr, path
     assert not os.path.exists(tmp_path / "r1" / "model.keras")
     result = keras_amb_cli(args + ["--skip-bad-images", "--output", str(tmp_path / "r2")])
     assert result.returncode == 0, result.stderr[-3000:]

@@ -90,7 +90,7 @@ def test_localisation_and_helpers():
 
 TRAIN = {
     "dataset": "synthetic",
-    "synthetic": {"train_size": 1200, "val_size": 64, "test_size": 96},
+    "synthetic": {"train_size": 600, "val_size": 64, "test_size": 96},
     "backbone": "resnet_tiny", "image_size": 64, "batch_size": 32, "model": "abn",
     "epochs": 4, "attention_images": 0, "cache": True, "crop_scale": [0.7, 1.0],
     "resize_ratio": 1.0, "optimizer": {"learning_rate": 0.05},

@@ -161,6 +161,7 @@ def test_evaluate_on_a_folder_with_awkward_files(tmp_path):
     result = keras_amb_cli(["train", "--dataset", str(root), "--output", str(tmp_path / "run")] + args)
     assert result.returncode == 0, result.stderr[-3000:]
     write_good_images(str(root / "left" / "odd"))
+    Image.new("RGB", (6000, 4000), (220, 60, 60)).save(root / "left" / "huge.jpg", quality=70)
     bad = write_bad_images(str(root / "right"))
     result = keras_amb_cli(["evaluate", "--model", str(tmp_path / "run"), "--dataset", str(root),
                             "--split", "train", "--json"])
