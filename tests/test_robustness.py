@@ -173,3 +173,29 @@ def test_evaluate_on_a_folder_with_awkward_files(tmp_path):
 
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert 0.0 <= data["top1"] <= 1.0 and data["pointing_game"] is None
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    import json
+
+    # Epoch 1 trains at a sane rate; the schedule then multiplies it by 1e38,
+    # so epoch 2 diverges.
+    config = tmp_path / "c.yaml"
+    config.write_text(RESUMABLE_CONFIG.replace("pretrain_epochs: 2\nepochs: 3\n", "epochs: 2\n")
+                      + "model: abn\nlr_schedule: {name: step, milestones: [0.5], gamma: 1.0e+38}\n")
+    run = tmp_path / "run"
+    result = keras_amb_cli(["train", "--config", str(config), "--output", str(run)])
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    message = [line for line in result.stderr.splitlines() if "became" in line]
+    assert len(message) == 1, result.stderr[-3000:]
+    assert "loss became" in message[0] and "stage 'abn', epoch 2" in message[0]
+    last = run / "checkpoints" / "abn-last.keras"
+    assert f"The last good checkpoint is {last}" in message[0]
+    assert json.load(open(run / "state.json"))["completed_epochs"] == 1
+    assert [r["epoch"] for r in _history_rows(run)] == ["1"]
+    import keras_amb  # noqa: F401  (registers the classes)
+
+    model = keras.saving.load_model(last, safe_mode=True)
+    weights = np.concatenate([np.ravel(w) for w in model.get_weights()])
+    assert np.isfinite(weights).all()
+    assert not (run / "model.keras").exists()
