@@ -13,6 +13,16 @@ backends=${KERAS_AMB_TEST_BACKENDS:-"tensorflow jax torch"}
 jobs=${KERAS_AMB_TEST_JOBS:-$(wc -w <<<"$backends")}
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
+# Ctrl-C reaches every process of the terminal's group; a TERM sent to this
+# script alone (a CI timeout, say) is passed on to the background backends.
+stop_backends() {
+  for pid in $(jobs -p); do
+    pkill -TERM -P "$pid" 2>/dev/null
+    kill -TERM "$pid" 2>/dev/null
+  done
+  exit 143
+}
+trap stop_backends TERM
 
 run_one() {  # backend [pytest args...]; writes $logs/<backend>.log and .rc
   local backend=$1
