@@ -182,5 +182,6 @@ def main():
         print(f"AMB+PC+COT / ABN step time: {t['amb_pc_cot'] / t['abn']:.2f}x "
               f"(FLOPs ratio {full_macs / abn_macs:.2f}x; target <= 2.2x)")
 
+
 if __name__ == "__main__":
     main()

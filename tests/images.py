@@ -37,6 +37,12 @@ def write_good_images(directory, seed=0):
     return paths
 
 
+def write_huge_image(path, colour=(90, 120, 150)):
+    """A 6000x4000 px JPEG (a camera's full size) of one colour; returns the path."""
+    Image.new("RGB", (6000, 4000), colour).save(path, quality=70)
+    return str(path)
+
+
 def write_bad_images(directory):
     """Unreadable files that carry image names; returns the paths."""
     os.makedirs(directory, exist_ok=True)

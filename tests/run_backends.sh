@@ -24,20 +24,23 @@ stop_backends() {
 }
 trap stop_backends TERM
 
-run_one() {  # backend [pytest args...]; writes $logs/<backend>.log and .rc
+suite() {  # backend [pytest args...]: the suite under one backend
   local backend=$1
   shift
   KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=3 python -m pytest -q -p no:cacheprovider \
-    --basetemp "$logs/tmp-$backend" "$@" >"$logs/$backend.log" 2>&1
-  echo $? >"$logs/$backend.rc"
+    --basetemp "$logs/tmp-$backend" "$@" 2>&1
+}
+
+run_one() {  # backend [pytest args...]; writes $logs/<backend>.log and .rc
+  suite "$@" >"$logs/$1.log"
+  echo $? >"$logs/$1.rc"
 }
 
 start=$SECONDS
 if [ "$jobs" -le 1 ]; then
   for backend in $backends; do
     echo "=== KERAS_BACKEND=$backend"
-    KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=3 python -m pytest -q -p no:cacheprovider "$@" 2>&1 \
-      | tee "$logs/$backend.log"
+    suite "$backend" "$@" | tee "$logs/$backend.log"
     echo "${PIPESTATUS[0]}" >"$logs/$backend.rc"
   done
 else

@@ -12,6 +12,7 @@ from tests.conftest import keras_amb_cli
 from tests.conftest import start_keras_amb
 from tests.images import write_bad_images
 from tests.images import write_good_images
+from tests.images import write_huge_image
 
 
 def _history(run):
@@ -77,7 +78,7 @@ def test_folder_with_bad_images(tmp_path):
             Image.fromarray(image).save(root / cls / f"{i}.png")
     # Awkward but readable files train like any other image.
     good = write_good_images(str(root / "right" / "odd"))
-    Image.new("RGB", (6000, 4000), (60, 220, 60)).save(root / "right" / "huge.jpg", quality=70)
+    huge = write_huge_image(root / "right" / "huge.jpg", (60, 220, 60))
     bad = write_bad_images(str(root / "left"))
     args = ["train", "--dataset", str(root), "--model", "abn", "--epochs", "1",
             "--backbone", "resnet_tiny", "--image-size", "32", "--weights", "none",
@@ -86,7 +87,7 @@ def test_folder_with_bad_images(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     for path in bad.values():
         assert path in result.stderr
-    for path in list(good.values()) + [str(root / "right" / "huge.jpg")]:
+    for path in list(good.values()) + [huge]:
         assert path not in result.stderr, path
     assert not os.path.exists(tmp_path / "r1" / "model.keras")
     result = keras_amb_cli(args + ["--skip-bad-images", "--output", str(tmp_path / "r2")])

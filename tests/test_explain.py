@@ -14,6 +14,7 @@ from keras_amb.explain import metrics
 from tests.conftest import keras_amb_cli
 from tests.images import write_bad_images
 from tests.images import write_good_images
+from tests.images import write_huge_image
 
 # === Metric functions against hand-built cases ===
 
@@ -163,7 +164,7 @@ def test_visualize_every_kind_of_image(runs_dir, tmp_path):
     good = write_good_images(str(inputs))
     from PIL import Image
 
-    Image.new("RGB", (6000, 4000), (90, 120, 150)).save(inputs / "huge.jpg", quality=70)
+    write_huge_image(inputs / "huge.jpg")
     bad = write_bad_images(str(tmp_path / "bad"))
     out = tmp_path / "out"
     args = ["visualize", str(inputs), *bad.values(), "--model", runs_dir["abn"],

@@ -127,11 +127,9 @@ AWKWARD = r'''
 import json, sys
 import tensorflow as tf
 sys.path.insert(0, REPO)
-from tests.images import write_bad_images, write_good_images
-from PIL import Image
+from tests.images import write_bad_images, write_good_images, write_huge_image
 good = write_good_images(TMP + "/good")
-Image.new("RGB", (6000, 4000), (90, 120, 150)).save(TMP + "/good/huge.jpg", quality=70)
-good["huge.jpg"] = TMP + "/good/huge.jpg"
+good["huge.jpg"] = write_huge_image(TMP + "/good/huge.jpg")
 bad = {k: v for k, v in write_bad_images(TMP + "/bad").items() if k != "folder.jpg"}
 serve = tf.saved_model.load(EXPORT).signatures["serving_default"]
 result = {}

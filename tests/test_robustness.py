@@ -148,6 +148,7 @@ def test_evaluate_on_a_folder_with_awkward_files(tmp_path):
 
     from tests.images import write_bad_images
     from tests.images import write_good_images
+    from tests.images import write_huge_image
 
     root = tmp_path / "images"
     for k, cls in enumerate(("left", "right")):
@@ -161,7 +162,7 @@ def test_evaluate_on_a_folder_with_awkward_files(tmp_path):
     result = keras_amb_cli(["train", "--dataset", str(root), "--output", str(tmp_path / "run")] + args)
     assert result.returncode == 0, result.stderr[-3000:]
     write_good_images(str(root / "left" / "odd"))
-    Image.new("RGB", (6000, 4000), (220, 60, 60)).save(root / "left" / "huge.jpg", quality=70)
+    write_huge_image(root / "left" / "huge.jpg", (220, 60, 60))
     bad = write_bad_images(str(root / "right"))
     result = keras_amb_cli(["evaluate", "--model", str(tmp_path / "run"), "--dataset", str(root),
                             "--split", "train", "--json"])
