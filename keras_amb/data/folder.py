@@ -9,13 +9,14 @@ import concurrent.futures
 import hashlib
 import os
 
+from keras_amb.data.errors import DatasetError
 from keras_amb.data.image_io import IMAGE_EXTENSIONS
 from keras_amb.data.image_io import check_image
 
 SPLIT_NAMES = ("train", "val", "test")
 
 
-class BadImagesError(ValueError):
+class BadImagesError(DatasetError):
     """Raised when a folder holds unreadable images; lists them by path."""
 
     def __init__(self, bad):
@@ -77,7 +78,7 @@ def scan_folder(root, val_fraction=0.1, test_fraction=0.1):
     """
     root = os.fspath(root)
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"Dataset folder not found: {root}")
+        raise DatasetError(f"Dataset folder not found: {root}")
     if all(os.path.isdir(os.path.join(root, s)) for s in ("train",)) and any(
         os.path.isdir(os.path.join(root, s)) for s in ("val", "test")
     ):
@@ -97,12 +98,12 @@ def scan_folder(root, val_fraction=0.1, test_fraction=0.1):
                 (path, label)
             )
     if len(class_names) < 2:
-        raise ValueError(
+        raise DatasetError(
             f"{root}: needs at least two class subfolders (root/<class>/<image>), "
             f"found {len(class_names)}: {class_names}"
         )
     if not splits["train"]:
-        raise ValueError(f"{root}: no images found under the class subfolders")
+        raise DatasetError(f"{root}: no images found under the class subfolders")
     return class_names, splits
 
 

@@ -3,7 +3,8 @@
 Each source gives, per split, a `tf.data.Dataset` of example dicts with
 `image` (uint8, HxWx3), `label` (int32), and where the dataset has them
 `object_mask` (HxW, 1 on the object: synthetic objects, CUB segmentation
-masks, Stanford Dogs boxes) and `part_mask` (synthetic discriminative part).
+masks, Stanford Dogs boxes), `part_mask` (the synthetic discriminative
+parts) and, for synthetic version 2, `part1_mask` and `part2_mask`.
 """
 
 import dataclasses
@@ -14,7 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_amb.data import folder
+from keras_amb.data import pipeline
 from keras_amb.data import synthetic
+from keras_amb.data.errors import DatasetError
+from keras_amb.data.errors import DatasetUnavailableError
 from keras_amb.data.image_io import ImageReadError
 from keras_amb.data.image_io import read_image
 
@@ -28,10 +32,6 @@ TFDS_DATASETS = {
         "splits": {"train": "train[:90%]", "val": "train[90%:]", "test": "test"},
     },
 }
-
-
-class DatasetUnavailableError(RuntimeError):
-    """A dataset that is neither prepared locally nor downloadable now."""
 
 
 @dataclasses.dataclass
@@ -54,6 +54,7 @@ class DataSource:
     make: object = dataclasses.field(repr=False, default=None)
     skipped: list = dataclasses.field(default_factory=list)
     resize_ratio: float = 256 / 224
+    make_occluded: object = dataclasses.field(repr=False, default=None)
 
     @property
     def num_classes(self):
@@ -67,35 +68,53 @@ class DataSource:
             )
         return self.make(split)
 
+    @property
+    def part_names(self):
+        """Masks of separately scored parts (`part1_mask`, ...), if any."""
+        return tuple(k for k in self.annotations if k.startswith("part") and k[4:5].isdigit())
+
+    def occluded(self, split, part):
+        """The split with part `part` (1 or 2) painted over, where the
+        dataset can draw that (synthetic version 2); else None."""
+        if self.make_occluded is None:
+            return None
+        return self.make_occluded(split, part)
+
 
 # === Synthetic ===
 
 
 def synthetic_source(**params):
-    """The built-in synthetic fine-grained dataset (see `data.synthetic`)."""
-    config = synthetic.SyntheticConfig(**params)
+    """The built-in synthetic fine-grained dataset (see `data.synthetic`).
+
+    `params` are a config's `synthetic:` mapping (`version` picks the
+    generator). Version 2 sources can also give each split with one part
+    painted over (`DataSource.occluded`).
+    """
+    config = synthetic.make_config(params)
     cache = {}
 
-    def make(split):
-        if split not in cache:
-            cache[split] = synthetic.make_split(config, split)
-        arrays = cache[split]
+    def arrays(split, occlude=None):
+        if (split, occlude) not in cache:
+            cache[split, occlude] = synthetic.make_split(config, split, occlude=occlude)
+        return cache[split, occlude]
+
+    def make(split, occlude=None):
+        data = arrays(split, occlude)
         return tf.data.Dataset.from_tensor_slices(
-            {
-                "image": arrays["image"],
-                "label": arrays["label"],
-                "object_mask": arrays["object_mask"],
-                "part_mask": arrays["part_mask"],
-            }
+            {k: v for k, v in data.items() if k != "box"}
         )
 
+    two_parts = isinstance(config, synthetic.SyntheticConfigV2)
     return DataSource(
-        name="synthetic",
-        class_names=synthetic.class_names(config.num_classes),
-        annotations=("object_mask", "part_mask"),
+        name="synthetic" if not two_parts else "synthetic_v2",
+        class_names=synthetic.names_for(config),
+        annotations=("object_mask", "part_mask")
+        + (("part1_mask", "part2_mask") if two_parts else ()),
         sizes={s: config.split_size(s) for s in ("train", "val", "test")},
         make=make,
         resize_ratio=1.0,
+        make_occluded=(lambda split, part: make(split, part)) if two_parts else None,
     )
 
 
@@ -124,8 +143,8 @@ def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
     """Class-named subfolders; broken files found up front.
 
     With `attention_targets_dir`, each image `<stem>.<ext>` whose corrected
-    map `<dir>/<stem>.png` exists carries it as `attention_target` (weight
-    1); images without one get weight 0 (no map loss).
+    map `<dir>/<stem>.png` exists carries it as `attention_target`, with
+    `has_attention_target` 1; images without one get 0 (no map loss).
 
     Raises:
         folder.BadImagesError: listing unreadable files, unless
@@ -160,7 +179,7 @@ def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
                 for p in paths
             ]
             columns["target_path"] = tf.constant(targets, dtype=tf.string)
-            columns["target_weight"] = np.array([os.path.isfile(t) for t in targets], np.float32)
+            columns["has_target"] = np.array([os.path.isfile(t) for t in targets], np.float32)
         ds = tf.data.Dataset.from_tensor_slices(columns)
 
         def load(example):
@@ -172,10 +191,10 @@ def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
                 target = tf.image.resize(tf.ensure_shape(target, (None, None))[..., None],
                                          tf.shape(image)[:2])[..., 0]
                 out["attention_target"] = target
-                out["attention_target_weight"] = example["target_weight"]
+                out["has_attention_target"] = example["has_target"]
             return out
 
-        return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(load, num_parallel_calls=pipeline.parallel_calls())
 
     return DataSource(
         name=os.fspath(root),
@@ -266,7 +285,7 @@ def tfds_source(name, data_dir=None, download=True):
 
     def make(split):
         ds = builder.as_dataset(split=spec["splits"][split], shuffle_files=False)
-        return ds.map(_normalise_tfds_example(name), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(_normalise_tfds_example(name), num_parallel_calls=pipeline.parallel_calls())
 
     sizes = {}
     for split, tfds_split in spec["splits"].items():
@@ -291,7 +310,7 @@ def load_source(dataset, data_dir=None, skip_bad_images=False, synthetic_params=
     `<stem>.png` per image, for the human-knowledge baseline.
     """
     if attention_targets_dir and not os.path.isdir(str(dataset)):
-        raise ValueError(
+        raise DatasetError(
             f"--attention-targets {attention_targets_dir}: a folder of edited maps "
             f"needs an image-folder dataset (got {dataset!r}); use 'masks' for "
             "the dataset's own masks"
@@ -303,7 +322,57 @@ def load_source(dataset, data_dir=None, skip_bad_images=False, synthetic_params=
     if os.path.isdir(dataset):
         return folder_source(dataset, skip_bad_images=skip_bad_images, progress=progress,
                              attention_targets_dir=attention_targets_dir)
-    raise ValueError(
+    raise DatasetError(
         f"Unknown dataset {dataset!r}: not 'synthetic', "
         f"{', '.join(repr(n) for n in TFDS_DATASETS)}, nor an existing folder."
     )
+
+
+def source_for_config(config, progress=True):
+    """The `DataSource` of a resolved config (dataset, data_dir,
+    skip_bad_images, synthetic, attention_targets)."""
+    from keras_amb.config import ConfigError
+
+    targets = config.get("attention_targets")
+    if targets not in (None, "masks") and not os.path.isdir(str(targets)):
+        raise ConfigError(
+            f"attention_targets must be 'masks' or a folder of edited maps; "
+            f"{targets!r} is neither"
+        )
+    if config["dataset"] == "synthetic":
+        try:
+            synthetic.make_config(config.get("synthetic"))
+        except ValueError as error:
+            raise ConfigError(f"synthetic: {error}") from None
+    return load_source(
+        config["dataset"],
+        data_dir=config.get("data_dir"),
+        skip_bad_images=config.get("skip_bad_images", False),
+        synthetic_params=config.get("synthetic"),
+        progress=progress,
+        attention_targets_dir=targets if targets not in (None, "masks") else None,
+    )
+
+
+def with_attention_targets(source, split, config):
+    """The split's examples, each carrying its `attention_target` when the
+    config trains against the dataset's own masks (`attention_targets:
+    masks`): the discriminative parts where the dataset has them, else the
+    object."""
+    examples = source.examples(split)
+    if config.get("attention_targets") != "masks":
+        return examples
+    if "object_mask" not in source.annotations:
+        from keras_amb.config import ConfigError
+
+        raise ConfigError(
+            f"--attention-targets masks: dataset {source.name!r} has no masks"
+        )
+    key = "part_mask" if "part_mask" in source.annotations else "object_mask"
+
+    def add(example):
+        example = dict(example)
+        example["attention_target"] = example[key]
+        return example
+
+    return examples.map(add)
