@@ -2,18 +2,24 @@
 
 from keras_amb.layers.attention_branch import AttentionBranch
 from keras_amb.layers.attention_mechanism import AttentionMechanism
+from keras_amb.layers.batch_normalization import BatchNormalization
+from keras_amb.layers.batch_normalization import frozen_statistics
 from keras_amb.layers.class_centers import ClassCenters
 from keras_amb.layers.image_normalization import ImageNormalization
 from keras_amb.layers.perception_branch import PerceptionBranch
 from keras_amb.layers.residual_block import ResidualBlock
 from keras_amb.layers.soft_mask import SoftMask
+from keras_amb.layers.stage_branch import StageBranch
 
 __all__ = [
     "AttentionBranch",
     "AttentionMechanism",
+    "BatchNormalization",
     "ClassCenters",
     "ImageNormalization",
     "PerceptionBranch",
     "ResidualBlock",
     "SoftMask",
+    "StageBranch",
+    "frozen_statistics",
 ]

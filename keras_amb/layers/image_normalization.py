@@ -4,7 +4,11 @@ from keras import ops
 # BGR channel means of the Caffe-style ImageNet preprocessing that
 # `keras.applications.ResNet50` weights expect.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-MODES = ("caffe", "unit", "none")
+# RGB mean and std (of [0, 1] pixels) of torchvision's ImageNet preprocessing,
+# which the official ABN code uses.
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+MODES = ("caffe", "torch", "unit", "none")
 
 
 @keras.saving.register_keras_serializable(package="keras_amb")
@@ -17,8 +21,9 @@ class ImageNormalization(keras.layers.Layer):
 
     Args:
         mode: str, `"caffe"` (RGB to BGR, ImageNet mean subtracted, as
-            `keras.applications.ResNet50` expects), `"unit"` (scaled to
-            `[-1, 1]`) or `"none"`.
+            `keras.applications.ResNet50` expects), `"torch"` (scaled to
+            `[0, 1]`, ImageNet mean and std, as torchvision and the official
+            ABN code), `"unit"` (scaled to `[-1, 1]`) or `"none"`.
 
     Example:
     >>> layer = ImageNormalization("unit")
@@ -38,6 +43,10 @@ class ImageNormalization(keras.layers.Layer):
             x = ops.flip(x, axis=-1)
             mean = ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=self.compute_dtype)
             return x - mean
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(_TORCH_MEAN, dtype=self.compute_dtype)
+            std = ops.convert_to_tensor(_TORCH_STD, dtype=self.compute_dtype)
+            return (x / 255.0 - mean) / std
         if self.mode == "unit":
             return x / 127.5 - 1.0
         return x

@@ -1,14 +1,22 @@
+import copy
+
 import keras
+
+from keras_amb.layers.batch_normalization import BatchNormalization
+
+VERSIONS = ("v1", "v1.5")
 
 
 @keras.saving.register_keras_serializable(package="keras_amb")
 class ResidualBlock(keras.layers.Layer):
-    """A ResNet v1 residual block, basic or bottleneck.
+    """A ResNet residual block, basic or bottleneck.
 
-    The bottleneck form matches `keras.applications.ResNet50` (stride on the
-    first 1x1 convolution, convolutions with bias), and its sub-layers carry
-    the same names (`{name}_1_conv`, `{name}_1_bn`, ..., `{name}_0_conv` for
-    the projection shortcut) so ImageNet weights can be copied by name.
+    With `version="v1"` the bottleneck matches `keras.applications.ResNet50`
+    (stride on the first 1x1 convolution) and its sub-layers carry the same
+    names (`{name}_1_conv`, `{name}_1_bn`, ..., `{name}_0_conv` for the
+    projection shortcut), so ImageNet weights can be copied by name. With
+    `version="v1.5"` the stride sits on the 3x3 convolution, as in
+    torchvision and the official ABN code.
 
     Args:
         filters: int, width of the block (the bottleneck's output has
@@ -18,6 +26,8 @@ class ResidualBlock(keras.layers.Layer):
         conv_shortcut: bool, use a 1x1 projection shortcut.
         use_bias: bool, whether convolutions have a bias.
         bn_momentum: float, momentum of the batch normalisation layers.
+        version: str, `"v1"` or `"v1.5"` (where a bottleneck's stride goes).
+        kernel_initializer: str or initializer of the convolutions.
 
     Example:
     >>> block = ResidualBlock(16, stride=2, bottleneck=False, conv_shortcut=True)
@@ -33,6 +43,8 @@ class ResidualBlock(keras.layers.Layer):
         conv_shortcut=False,
         use_bias=True,
         bn_momentum=0.9,
+        version="v1",
+        kernel_initializer="he_normal",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -42,12 +54,22 @@ class ResidualBlock(keras.layers.Layer):
             )
         if stride not in (1, 2):
             raise ValueError(f"`stride` must be 1 or 2. Received: stride={stride!r}")
+        if version not in VERSIONS:
+            raise ValueError(
+                f"`version` must be one of {VERSIONS}. Received: version={version!r}"
+            )
         self.filters = int(filters)
         self.stride = stride
         self.bottleneck = bool(bottleneck)
         self.conv_shortcut = bool(conv_shortcut)
         self.use_bias = bool(use_bias)
         self.bn_momentum = bn_momentum
+        self.version = version
+        # Kept as a config: every convolution gets its own initializer object
+        # (a shared one could hand identical values to layers of one shape).
+        self.kernel_initializer = keras.initializers.serialize(
+            keras.initializers.get(kernel_initializer)
+        )
         self.output_channels = self.filters * (4 if self.bottleneck else 1)
 
         # === Layers ===
@@ -60,13 +82,15 @@ class ResidualBlock(keras.layers.Layer):
                 strides=strides,
                 padding="same",
                 use_bias=self.use_bias,
-                kernel_initializer="he_normal",
+                kernel_initializer=keras.initializers.get(
+                    copy.deepcopy(self.kernel_initializer)
+                ),
                 dtype=self.dtype_policy,
                 name=f"{name}_{suffix}_conv",
             )
 
         def bn(suffix):
-            return keras.layers.BatchNormalization(
+            return BatchNormalization(
                 epsilon=1.001e-5,
                 momentum=bn_momentum,
                 dtype=self.dtype_policy,
@@ -77,7 +101,8 @@ class ResidualBlock(keras.layers.Layer):
             self.shortcut_conv = conv(self.output_channels, 1, stride, "0")
             self.shortcut_bn = bn("0")
         if self.bottleneck:
-            kernels = [(self.filters, 1, stride), (self.filters, 3, 1)]
+            first, middle = (stride, 1) if version == "v1" else (1, stride)
+            kernels = [(self.filters, 1, first), (self.filters, 3, middle)]
             kernels.append((self.output_channels, 1, 1))
         else:
             kernels = [(self.filters, 3, stride), (self.filters, 3, 1)]
@@ -130,18 +155,11 @@ class ResidualBlock(keras.layers.Layer):
                 "conv_shortcut": self.conv_shortcut,
                 "use_bias": self.use_bias,
                 "bn_momentum": self.bn_momentum,
+                "version": self.version,
+                "kernel_initializer": copy.deepcopy(self.kernel_initializer),
             }
         )
         return config
-
-
-def build_stage(blocks, input_shape):
-    """Builds a list of blocks in sequence; returns the output shape."""
-    shape = tuple(input_shape)
-    for block in blocks:
-        block.build(shape)
-        shape = block.compute_output_shape(shape)
-    return shape
 
 
 def residual_stage(
@@ -152,6 +170,8 @@ def residual_stage(
     use_bias,
     name,
     bn_momentum=0.9,
+    version="v1",
+    kernel_initializer="he_normal",
     dtype=None,
 ):
     """The blocks of one ResNet stage, named like `keras.applications`."""
@@ -163,6 +183,8 @@ def residual_stage(
             conv_shortcut=(i == 0),
             use_bias=use_bias,
             bn_momentum=bn_momentum,
+            version=version,
+            kernel_initializer=kernel_initializer,
             dtype=dtype,
             name=f"{name}_block{i + 1}",
         )

@@ -4,16 +4,28 @@ Feature extractor = stem + stages 1..3 (a functional model, images -> F);
 the last stage (stage 4) is not part of it: the model builds it twice, as the
 perception branch (stride 2) and as the attention branch's unshared copy
 (stride 1). `resnet50` matches `keras.applications.ResNet50` layer for layer
-and name for name so its ImageNet weights load; the small presets keep the
-same shape for CPU work at 32-96 px.
+and name for name so its ImageNet weights load; `resnet50_official` is the
+network of the official ABN code (ResNet v1.5 bottlenecks, convolutions
+without bias, He-normal fan-out initialisation, torchvision normalisation),
+for from-scratch paper runs; the small presets keep the same shape for CPU
+work at 32-96 px.
 """
 
+import copy
 import os
 
 import keras
 
+from keras_amb.layers.batch_normalization import BatchNormalization
 from keras_amb.layers.image_normalization import ImageNormalization
 from keras_amb.layers.residual_block import residual_stage
+
+# PyTorch's `kaiming_normal_(mode="fan_out", nonlinearity="relu")`, which the
+# official ABN code applies to every convolution.
+HE_NORMAL_FAN_OUT = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"},
+}
 
 BACKBONES = {
     "resnet50": {
@@ -22,8 +34,25 @@ BACKBONES = {
         "stage_filters": (64, 128, 256, 512),
         "stem": "imagenet",
         "use_bias": True,
+        "block_version": "v1",
+        "kernel_initializer": "he_normal",
         "normalization": "caffe",
-        "description": "ResNet-50 as in the paper (224 px; attention map 14x14).",
+        "pretrained": True,
+        "description": "ResNet-50 of keras.applications (224 px; attention map "
+        "14x14); loads ImageNet weights.",
+    },
+    "resnet50_official": {
+        "bottleneck": True,
+        "stage_blocks": (3, 4, 6, 3),
+        "stage_filters": (64, 128, 256, 512),
+        "stem": "imagenet",
+        "use_bias": False,
+        "block_version": "v1.5",
+        "kernel_initializer": HE_NORMAL_FAN_OUT,
+        "normalization": "torch",
+        "pretrained": False,
+        "description": "ResNet-50 as in the official ABN code (v1.5 bottlenecks, "
+        "no conv bias, He-normal fan-out init), for from-scratch paper runs.",
     },
     "resnet_small": {
         "bottleneck": False,
@@ -31,7 +60,10 @@ BACKBONES = {
         "stage_filters": (32, 64, 96, 128),
         "stem": "small",
         "use_bias": False,
+        "block_version": "v1",
+        "kernel_initializer": "he_normal",
         "normalization": "unit",
+        "pretrained": False,
         "description": "Narrow ResNet-18 shape for CPU work at 32-96 px "
         "(attention map at 1/4 of the input).",
     },
@@ -41,7 +73,10 @@ BACKBONES = {
         "stage_filters": (16, 24, 32, 48),
         "stem": "small",
         "use_bias": False,
+        "block_version": "v1",
+        "kernel_initializer": "he_normal",
         "normalization": "unit",
+        "pretrained": False,
         "description": "Smallest ResNet (one basic block per stage) for tests "
         "and quick CPU runs (attention map at 1/4 of the input).",
     },
@@ -60,6 +95,7 @@ class WeightsUnavailableError(RuntimeError):
 
 
 def get_backbone_spec(name):
+    """A copy of `BACKBONES[name]`; raises `ValueError` naming the choices."""
     if name not in BACKBONES:
         raise ValueError(
             f"Unknown backbone {name!r}. Choose one of: {', '.join(BACKBONES)}."
@@ -86,14 +122,18 @@ def feature_extractor(name, bn_momentum=0.9, dtype=None):
     )
 
     def bn(layer_name):
-        return keras.layers.BatchNormalization(
+        return BatchNormalization(
             epsilon=1.001e-5, momentum=bn_momentum, dtype=dtype, name=layer_name
         )
+
+    def initializer():
+        return keras.initializers.get(copy.deepcopy(spec["kernel_initializer"]))
 
     if spec["stem"] == "imagenet":
         x = keras.layers.ZeroPadding2D(3, dtype=dtype, name="conv1_pad")(x)
         x = keras.layers.Conv2D(
-            64, 7, strides=2, use_bias=True, dtype=dtype, name="conv1_conv"
+            64, 7, strides=2, use_bias=spec["use_bias"],
+            kernel_initializer=initializer(), dtype=dtype, name="conv1_conv",
         )(x)
         x = keras.layers.ReLU(dtype=dtype, name="conv1_relu")(bn("conv1_bn")(x))
         x = keras.layers.ZeroPadding2D(1, dtype=dtype, name="pool1_pad")(x)
@@ -104,7 +144,7 @@ def feature_extractor(name, bn_momentum=0.9, dtype=None):
             3,
             padding="same",
             use_bias=False,
-            kernel_initializer="he_normal",
+            kernel_initializer=initializer(),
             dtype=dtype,
             name="conv1_conv",
         )(x)
@@ -117,6 +157,8 @@ def feature_extractor(name, bn_momentum=0.9, dtype=None):
             bottleneck=spec["bottleneck"],
             use_bias=spec["use_bias"],
             bn_momentum=bn_momentum,
+            version=spec["block_version"],
+            kernel_initializer=spec["kernel_initializer"],
             dtype=dtype,
             name=f"conv{stage + 2}",
         ):
@@ -179,3 +221,17 @@ def load_resnet50_weights(model, weights):
             layer.set_weights(source_layers[key].get_weights())
             copied += 1
     return copied
+
+
+def branch_arguments(name):
+    """Constructor arguments of a backbone's stage-4 branches (attention and
+    perception branch): the last stage's shape, block type and init."""
+    spec = get_backbone_spec(name)
+    return {
+        "stage_filters": spec["stage_filters"][3],
+        "stage_blocks": spec["stage_blocks"][3],
+        "bottleneck": spec["bottleneck"],
+        "use_bias": spec["use_bias"],
+        "block_version": spec["block_version"],
+        "kernel_initializer": copy.deepcopy(spec["kernel_initializer"]),
+    }
