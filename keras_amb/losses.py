@@ -1,7 +1,7 @@
 """The paper's losses, in backend-agnostic `keras.ops`.
 
 Names follow the paper: complement entropy (COT, eq. 4), attention mining
-(eq. 2), prototype conformity (eq. 3). See `METHOD.md` for the decisions where
+(eq. 2), prototype conformity (eq. 3). See the repository's `METHOD.md` for the decisions where
 the paper is silent.
 """
 
@@ -18,23 +18,32 @@ def _true_class_mask(y_true, num_classes, dtype):
     return ops.one_hot(y_true, num_classes, dtype=dtype)
 
 
+def _weighted_mean(values, sample_weight=None):
+    """Mean over the batch of per-example `values`, each weighted by
+    `sample_weight` (Keras's convention: `sum(w * v) / N`)."""
+    values = ops.cast(values, "float32")
+    if sample_weight is None:
+        return ops.mean(values)
+    weights = ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+    return ops.mean(values * weights)
+
+
 def _safe_norm(x, axis=-1):
     """Euclidean norm whose gradient is finite at 0."""
     return ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=axis), _NORM_EPS))
 
 
-def cross_entropy(y_true, logits):
+def cross_entropy(y_true, logits, sample_weight=None):
     """Mean sparse categorical cross-entropy from logits, in float32."""
     logits = ops.cast(logits, "float32")
     y_true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-    return ops.mean(
-        keras.losses.sparse_categorical_crossentropy(
-            y_true, logits, from_logits=True
-        )
+    per_example = keras.losses.sparse_categorical_crossentropy(
+        y_true, logits, from_logits=True
     )
+    return _weighted_mean(per_example, sample_weight)
 
 
-def complement_entropy(y_true, logits, zero_true_class=False):
+def complement_entropy(y_true, logits, zero_true_class=False, sample_weight=None):
     """The value Complement Objective Training minimizes.
 
     `(1 / (N * K)) * sum_i sum_{j != g_i} q_ij * log(q_ij + 1e-10)` with
@@ -47,13 +56,13 @@ def complement_entropy(y_true, logits, zero_true_class=False):
         y_true: int tensor `(N,)`, the true classes `g`.
         logits: float tensor `(N, K)`.
         zero_true_class: bool, use `q = p` (AMB case).
+        sample_weight: optional `(N,)` per-example weights.
 
     Returns:
         A scalar float32 tensor.
     """
     logits = ops.cast(logits, "float32")
     num_classes = ops.shape(logits)[-1]
-    batch_size = ops.shape(logits)[0]
     probabilities = ops.softmax(logits, axis=-1)
     true_mask = _true_class_mask(y_true, num_classes, "float32")
     if zero_true_class:
@@ -62,27 +71,30 @@ def complement_entropy(y_true, logits, zero_true_class=False):
         p_true = ops.sum(probabilities * true_mask, axis=-1, keepdims=True)
         q = probabilities / ((1.0 - p_true) + _NORMALIZER_EPS)
     terms = q * ops.log(q + _LOG_EPS) * (1.0 - true_mask)
-    denominator = ops.cast(batch_size * num_classes, "float32")
-    return ops.sum(terms) / denominator
+    per_example = ops.sum(terms, axis=-1) / ops.cast(num_classes, "float32")
+    return _weighted_mean(per_example, sample_weight)
 
 
-def attention_mining_loss(y_true, logits):
+def attention_mining_loss(y_true, logits, sample_weight=None):
     """Eq. 2: mean over the batch of `softmax(logits)[i, g_i]`.
 
     Args:
         y_true: int tensor `(N,)`.
         logits: float tensor `(N, K)`, the attention mining branch's logits.
+        sample_weight: optional `(N,)` per-example weights.
 
     Returns:
-        A scalar float32 tensor in `[0, 1]`.
+        A scalar float32 tensor in `[0, 1]` (without weights).
     """
     logits = ops.cast(logits, "float32")
     probabilities = ops.softmax(logits, axis=-1)
     true_mask = _true_class_mask(y_true, ops.shape(logits)[-1], "float32")
-    return ops.mean(ops.sum(probabilities * true_mask, axis=-1))
+    return _weighted_mean(ops.sum(probabilities * true_mask, axis=-1), sample_weight)
 
 
-def prototype_conformity(features, y_true, centers, contrastive_weight=1.0):
+def prototype_conformity(
+    features, y_true, centers, contrastive_weight=1.0, sample_weight=None
+):
     """Eq. 3, prototype conformity loss with learnable class centres.
 
     `mean_i [ ||f_i - c_g|| - w / (K - 1) * sum_{j != g}
@@ -94,6 +106,7 @@ def prototype_conformity(features, y_true, centers, contrastive_weight=1.0):
         y_true: int tensor `(N,)`.
         centers: float tensor `(K, D)`, one centre per class.
         contrastive_weight: float, weight `w` of the contrastive part.
+        sample_weight: optional `(N,)` per-example weights.
 
     Returns:
         A scalar float32 tensor.
@@ -110,7 +123,7 @@ def prototype_conformity(features, y_true, centers, contrastive_weight=1.0):
     a = ops.sum(b * true_mask, axis=-1)
     others = ops.sum((b + c) * (1.0 - true_mask), axis=-1)
     scale = contrastive_weight / ops.cast(num_classes - 1, "float32")
-    return ops.mean(a - scale * others)
+    return _weighted_mean(a - scale * others, sample_weight)
 
 
 def attention_map_loss(attention, target, kind="l2", weights=None):

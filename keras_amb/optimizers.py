@@ -1,6 +1,134 @@
-"""One Keras optimizer holding the two optimizers of the paper's train step."""
+"""The optimizers of the paper's train step, and how a model gets them.
+
+- `SGD` and `Adam`: Keras's, with PyTorch's *coupled* weight decay (an L2
+  term added to the gradient before momentum), as the official ABN and COT
+  code train; Keras's own `weight_decay` is decoupled and, at momentum 0.9,
+  about 10x weaker. `AdamW` stays Keras's (decoupled by design).
+- `DualOptimizer`: the main optimizer (eq. 5) and COT's complement optimizer
+  travel as one Keras optimizer, so both are saved with the model and carried
+  through JAX's stateless training.
+- `make_optimizer(spec)`: the optimizer of a config's `optimizer:` mapping.
+- `for_model` / `build_for_model`: what `AttentionBranchNetwork.compile`
+  hands to Keras, and on which weights each optimizer is built.
+"""
 
 import keras
+
+NAMES = ("sgd", "adam", "adamw")
+
+
+class _CoupledWeightDecay:
+    """Mixin: weight decay as an L2 gradient term, applied before the update.
+
+    `g <- g + weight_decay * w`, then the optimizer's own update (PyTorch's
+    `weight_decay` of SGD and Adam). Every trainable weight decays, as in
+    the reference code. Done in `apply`, so Keras's per-backend update code
+    (torch's fused `_foreach` steps, JAX's stateless one) runs unchanged.
+    """
+
+    def __init__(self, *args, weight_decay=None, **kwargs):
+        super().__init__(*args, weight_decay=None, **kwargs)
+        if weight_decay is not None and weight_decay < 0:
+            raise ValueError(
+                f"`weight_decay` must be >= 0. Received: weight_decay={weight_decay!r}"
+            )
+        self.coupled_weight_decay = weight_decay
+
+    def apply(self, grads, trainable_variables=None):
+        decay = self.coupled_weight_decay
+        if decay:
+            # Without explicit variables (JAX's stateless apply), the built
+            # ones, read through the enclosing stateless scope.
+            variables = (
+                self._trainable_variables
+                if trainable_variables is None
+                else trainable_variables
+            )
+            grads = [
+                g if g is None
+                else g + keras.ops.cast(decay, g.dtype) * keras.ops.cast(v, g.dtype)
+                for g, v in zip(grads, variables)
+            ]
+        return super().apply(grads, trainable_variables)
+
+    def get_config(self):
+        config = super().get_config()
+        config["weight_decay"] = self.coupled_weight_decay
+        return config
+
+
+def _backend_class(cls):
+    """Keras swaps SGD and Adam for faster versions on torch (fused
+    `_foreach` updates), but only for the exact classes: subclasses derive
+    from the swapped class to keep that speed."""
+    if keras.backend.backend() != "torch":
+        return cls
+    from keras.src.backend.torch.optimizers import torch_adam
+    from keras.src.backend.torch.optimizers import torch_sgd
+
+    return {keras.optimizers.SGD: torch_sgd.SGD, keras.optimizers.Adam: torch_adam.Adam}[cls]
+
+
+@keras.saving.register_keras_serializable(package="keras_amb")
+class SGD(_CoupledWeightDecay, _backend_class(keras.optimizers.SGD)):
+    """`keras.optimizers.SGD` with coupled (PyTorch-style L2) weight decay.
+
+    With momentum `mu`, learning rate `lr` and decay `wd`, each step is
+    `g = grad + wd * w; m = mu * m - lr * g; w = w + m`, which is PyTorch's
+    `SGD(lr, momentum=mu, weight_decay=wd)` step for step.
+
+    Args: those of `keras.optimizers.SGD`; `weight_decay` is the L2 factor.
+
+    Example:
+    >>> opt = SGD(0.1, momentum=0.9, weight_decay=1e-4)
+    >>> opt.get_config()["weight_decay"]
+    0.0001
+    """
+
+
+@keras.saving.register_keras_serializable(package="keras_amb")
+class Adam(_CoupledWeightDecay, _backend_class(keras.optimizers.Adam)):
+    """`keras.optimizers.Adam` with coupled (PyTorch-style L2) weight decay.
+
+    Args: those of `keras.optimizers.Adam`; `weight_decay` is the L2 factor.
+
+    Example:
+    >>> Adam(1e-3, weight_decay=1e-4).get_config()["weight_decay"]
+    0.0001
+    """
+
+
+def make_optimizer(spec):
+    """The optimizer of a config's `optimizer:` mapping.
+
+    Args:
+        spec: dict with `name` (`sgd`, `adam` or `adamw`), `learning_rate`,
+            and optionally `momentum`, `nesterov` (SGD) and `weight_decay`
+            (coupled for SGD and Adam, decoupled for AdamW).
+
+    Example:
+    >>> make_optimizer({"name": "sgd", "learning_rate": 0.1, "momentum": 0.9,
+    ...                 "weight_decay": 1e-4}).__class__.__name__
+    'SGD'
+    """
+    spec = dict(spec)
+    name = spec.pop("name")
+    if name not in NAMES:
+        raise ValueError(f"`name` must be one of {NAMES}. Received: name={name!r}")
+    learning_rate = float(spec.pop("learning_rate"))
+    weight_decay = spec.pop("weight_decay", None)
+    if name == "sgd":
+        return SGD(
+            learning_rate,
+            momentum=spec.get("momentum", 0.9),
+            nesterov=spec.get("nesterov", False),
+            weight_decay=weight_decay,
+        )
+    if name == "adam":
+        return Adam(learning_rate, weight_decay=weight_decay)
+    return keras.optimizers.AdamW(
+        learning_rate, weight_decay=0.004 if weight_decay is None else weight_decay
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_amb")
@@ -13,12 +141,13 @@ class DualOptimizer(keras.optimizers.Optimizer):
     `model.optimizer.variables` are part of the compiled training state) and
     through `model.save`, so the pair travels as one optimizer whose
     `variables` are the main optimizer's followed by the complement
-    optimizer's. `apply` is the main optimizer's; the model's train step
-    reaches `complement_optimizer` explicitly.
+    optimizer's. `apply` is the main optimizer's; the train step reaches
+    `complement_optimizer` explicitly.
 
-    Both inner optimizers are built on the full list of trainable variables;
-    the complement step only ever changes the variables that feed the
-    attention mining branch.
+    The main optimizer is built on all trainable weights, the complement
+    optimizer on the weights that feed the attention mining branch
+    (`build(var_list, complement_var_list)`), so it keeps no state for
+    weights it never changes.
 
     Args:
         optimizer: the main optimizer (instance, name or config).
@@ -26,7 +155,7 @@ class DualOptimizer(keras.optimizers.Optimizer):
             optimizer of the same class and hyper-parameters.
 
     Example:
-    >>> opt = DualOptimizer(keras.optimizers.SGD(0.1, momentum=0.9))
+    >>> opt = DualOptimizer(SGD(0.1, momentum=0.9))
     >>> opt.complement_optimizer.__class__.__name__
     'SGD'
     """
@@ -50,30 +179,21 @@ class DualOptimizer(keras.optimizers.Optimizer):
         self.optimizer = optimizer
         self.complement_optimizer = complement_optimizer
 
-    def build(self, var_list):
+    def build(self, var_list, complement_var_list=None):
         if not self.optimizer.built:
             self.optimizer.build(var_list)
         if not self.complement_optimizer.built:
-            self.complement_optimizer.build(var_list)
+            self.complement_optimizer.build(
+                var_list if complement_var_list is None else complement_var_list
+            )
         self.built = True
 
     @property
     def variables(self):
         return self.optimizer.variables + self.complement_optimizer.variables
 
-    @property
-    def num_main_variables(self):
-        return len(self.optimizer.variables)
-
     def apply(self, grads, trainable_variables=None):
         return self.optimizer.apply(grads, trainable_variables)
-
-    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
-        n = self.num_main_variables
-        trainable_variables, main = self.optimizer.stateless_apply(
-            optimizer_variables[:n], grads, trainable_variables
-        )
-        return trainable_variables, list(main) + list(optimizer_variables[n:])
 
     @property
     def learning_rate(self):
@@ -113,3 +233,55 @@ class DualOptimizer(keras.optimizers.Optimizer):
             config["complement_optimizer"], custom_objects=custom_objects
         )
         return cls(**config)
+
+
+def main_optimizer(optimizer):
+    """The optimizer of eq. 5 (of a `DualOptimizer`, or `optimizer` itself)."""
+    return optimizer.optimizer if isinstance(optimizer, DualOptimizer) else optimizer
+
+
+def complement_optimizer(optimizer):
+    """COT's optimizer of a `DualOptimizer`; None for a plain optimizer."""
+    return optimizer.complement_optimizer if isinstance(optimizer, DualOptimizer) else None
+
+
+def _loss_scaled(optimizer):
+    scaler = keras.optimizers.LossScaleOptimizer
+    return optimizer if isinstance(optimizer, scaler) else scaler(optimizer)
+
+
+def for_model(model, optimizer, complement_optimizer=None):
+    """The optimizer `model.compile` hands to Keras.
+
+    A `DualOptimizer` when the model trains with COT (a given one is kept),
+    the plain main optimizer otherwise; under `mixed_float16` each optimizer
+    gets its own loss scaling (each of the two steps scales its own loss, so
+    Keras's automatic wrapping, which would hide the pair, is not used).
+    """
+    if isinstance(optimizer, DualOptimizer):
+        main, complement = optimizer.optimizer, optimizer.complement_optimizer
+    else:
+        main, complement = keras.optimizers.get(optimizer), complement_optimizer
+    if model.dtype_policy.name == "mixed_float16":
+        main = _loss_scaled(main)
+        if complement is not None:
+            complement = _loss_scaled(complement)
+    if not model.cot:
+        return main
+    if complement is None:
+        inner = main.inner_optimizer if isinstance(
+            main, keras.optimizers.LossScaleOptimizer) else main
+        complement = inner.__class__.from_config(inner.get_config())
+        if isinstance(main, keras.optimizers.LossScaleOptimizer):
+            complement = _loss_scaled(complement)
+    return DualOptimizer(main, complement)
+
+
+def build_for_model(model, optimizer):
+    """Builds each optimizer on its weights: the main one on all trainable
+    weights, the complement one on `model.complement_variables`. Built at
+    compile time, so their variables exist whichever backend steps first."""
+    if isinstance(optimizer, DualOptimizer):
+        optimizer.build(model.trainable_variables, model.complement_variables)
+    else:
+        optimizer.build(model.trainable_variables)

@@ -1,30 +1,82 @@
+import contextlib
+
 import keras
 from keras import ops
 
 from keras_amb import losses
+from keras_amb import optimizers
 from keras_amb.layers.attention_branch import AttentionBranch
 from keras_amb.layers.attention_mechanism import AttentionMechanism
+from keras_amb.layers.batch_normalization import frozen_statistics
 from keras_amb.layers.class_centers import ClassCenters
 from keras_amb.layers.perception_branch import PerceptionBranch
 from keras_amb.layers.soft_mask import SoftMask
 from keras_amb.models import backbones
 from keras_amb.models import train_steps
-from keras_amb.optimizers import DualOptimizer
 
-MODES = ("predict", "step_a", "step_b", "eval")
+# What a forward pass computes: "predict" (the outputs users see),
+# "explain" (plus the perception branch's class activation maps), "main" and
+# "complement" (the two steps of the train step), "eval" (everything, for
+# validation losses).
+MODES = ("predict", "explain", "main", "complement", "eval")
+
+# Names of earlier releases, accepted when loading their model files.
+LEGACY_ARGUMENTS = {
+    "mining": "amb",
+    "prototype_conformity": "pc",
+    "complement_objective": "cot",
+    "mining_weight": "amb_weight",
+}
 
 
 class NonFiniteLossError(RuntimeError):
     """Raised when a loss component becomes NaN or infinite."""
 
 
-def _loss_scaled(optimizer):
-    scaler = keras.optimizers.LossScaleOptimizer
-    if isinstance(optimizer, DualOptimizer):
-        inner = [optimizer.optimizer, optimizer.complement_optimizer]
-        inner = [o if isinstance(o, scaler) else scaler(o) for o in inner]
-        return DualOptimizer(*inner)
-    return optimizer if isinstance(optimizer, scaler) else scaler(optimizer)
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# One check per argument, shared by the constructor and the config file reader
+# (`keras_amb.config`), so a bad value is refused the same way from both.
+_CHECKS = {
+    "num_classes": (lambda v: _is_number(v) and int(v) == v and v >= 2, "an int >= 2"),
+    "image_size": (lambda v: _is_number(v) and int(v) == v and v >= 16, "an int >= 16"),
+    "mask_threshold": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "mask_slope": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "amb_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "pc_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "pc_contrastive_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "center_lr_multiplier": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "attention_target_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "resize_ratio": (lambda v: _is_number(v) and v >= 1, "a number >= 1"),
+    "backbone": (lambda v: v in backbones.BACKBONES, f"one of {tuple(backbones.BACKBONES)}"),
+}
+for _flag in ("bypass", "amb", "pc", "cot", "hard_mask", "naive_bn_statistics"):
+    _CHECKS[_flag] = (lambda v: isinstance(v, bool), "true or false")
+
+
+def check_arguments(**arguments):
+    """Checks model arguments; raises `ValueError` quoting the first bad one.
+
+    Example:
+    >>> check_arguments(mask_threshold=0.4, cot=True, amb=True)
+    >>> check_arguments(mask_threshold=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: `mask_threshold` must be a number in [0, 1]. Received: mask_threshold=1.5
+    """
+    for name, value in arguments.items():
+        if name in _CHECKS and not _CHECKS[name][0](value):
+            raise ValueError(
+                f"`{name}` must be {_CHECKS[name][1]}. Received: {name}={value!r}"
+            )
+    if arguments.get("cot") and not arguments.get("amb", True):
+        raise ValueError(
+            "`cot=True` trains the attention mining branch and needs `amb=True`. "
+            "Received: amb=False"
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_amb")
@@ -34,15 +86,15 @@ class AttentionBranchNetwork(keras.Model):
     Figure 1 of the paper: a feature extractor (stem + stages 1..3) gives F;
     the attention branch gives the attention map A and its own logits; the
     attention mechanism gives `F' = A * F (+ F with the bypass)`; the
-    perception branch (stage 4, GAP, dense) classifies F'. With `mining=True`
+    perception branch (stage 4, GAP, dense) classifies F'. With `amb=True`
     the perception branch is applied again, with shared weights, to
     `F* = F - T(A) * F` (the attention mining branch, AMB).
 
-    The train step (eq. 5) minimizes `L_att + L_per (+ L_PC) (+ w_am * L_am)`
-    with the main optimizer; with `complement_objective=True` it then takes a
-    second step on the same batch, with a fresh forward pass and a second
-    optimizer, on the complement entropy of the AMB output (L_am is then left
-    out of eq. 5). `AttentionBranchNetwork()` with its defaults is ABN;
+    The train step (eq. 5) minimizes `L_att + L_per (+ L_PC) (+ w_amb * L_am)`
+    with the main optimizer; with `cot=True` it then takes a second step on
+    the same batch, with a fresh forward pass and a second optimizer, on the
+    complement entropy of the AMB output (L_am is then left out of eq. 5).
+    `AttentionBranchNetwork()` with its defaults is ABN;
     `AttentionMiningNetwork` has the proposed model's defaults.
 
     Inputs are RGB images with pixel values in `[0, 255]`, `(N, H, W, 3)`;
@@ -51,31 +103,45 @@ class AttentionBranchNetwork(keras.Model):
     branch, the reported predictions), `attention` (`(N, h, w)`, in `[0, 1]`),
     `attention_logits` and `attention_probabilities` (attention branch).
 
+    What inference needs travels in the model's config: the class names and
+    the test-time resize ratio (normalisation is a layer of the model), so a
+    bare `.keras` file predicts exactly as its training run did.
+
     Args:
         num_classes: int, number of classes K.
-        backbone: str, `"resnet50"`, `"resnet_small"` or `"resnet_tiny"`.
+        backbone: str, a key of `keras_amb.models.BACKBONES`: `"resnet50"`
+            (loads ImageNet weights), `"resnet50_official"` (the official ABN
+            network, for from-scratch paper runs), `"resnet_small"`,
+            `"resnet_tiny"`.
         image_size: int, the square input size the model is built for (other
             sizes work too; the exported model resizes to this).
         bypass: bool, ABN's `A * F + F` (True) or the proposed `A * F`.
-        mining: bool, add the attention mining branch (AMB).
-        prototype_conformity: bool, add the PC loss with learnable centres on
+        amb: bool, add the attention mining branch (AMB).
+        pc: bool, add the prototype conformity loss, with learnable centres on
             the perception and attention-module features.
-        complement_objective: bool, COT's second step on the AMB output
-            (needs `mining=True`).
+        cot: bool, complement objective training: a second step on the AMB
+            output (needs `amb=True`).
         mask_threshold: float, sigma of the mask T(A) (paper: 0.78 CUB,
             0.40 Stanford Dogs).
         mask_slope: float, omega of the soft mask (default 10).
         hard_mask: bool, straight-through hard mask instead of the soft one.
-        mining_weight: float, weight of L_am in eq. 5 (paper: 1e-4).
+        amb_weight: float, weight of L_am in eq. 5 (paper: 1e-4).
         pc_weight: float, weight of the proximity part of the PC loss.
         pc_contrastive_weight: float, weight of the contrastive part.
         center_lr_multiplier: float, learning rate of the PC centres relative
-            to the model's (their gradient is scaled by it).
+            to the model's, with any optimizer (their update is scaled).
         attention_target_weight: float, weight of the Mitsuhara et al. loss
             pulling the attention map to corrected maps given as
-            `{"images": ..., "attention_targets": ...}` inputs; 0 disables.
+            `{"images": ..., "attention_target": ...}` inputs; 0 disables.
+        naive_bn_statistics: bool, let the AMB pass and the COT step's forward
+            pass update batch-norm moving statistics (a naive port of the
+            paper); by default they normalise with their batch's statistics
+            without updating the moving ones.
         dropout: float, dropout before the perception classifier.
         bn_momentum: float, momentum of all batch normalisation layers.
+        class_names: list of str, or None for `class_0`, `class_1`, ...
+        resize_ratio: float, test-time resize of the shorter side relative to
+            `image_size` before the centre crop (ABN: 256/224).
 
     Example:
     >>> model = AttentionBranchNetwork(num_classes=4, backbone="resnet_tiny",
@@ -93,87 +159,84 @@ class AttentionBranchNetwork(keras.Model):
         backbone="resnet50",
         image_size=224,
         bypass=True,
-        mining=False,
-        prototype_conformity=False,
-        complement_objective=False,
+        amb=False,
+        pc=False,
+        cot=False,
         mask_threshold=0.5,
         mask_slope=10.0,
         hard_mask=False,
-        mining_weight=1e-4,
+        amb_weight=1e-4,
         pc_weight=1.0,
         pc_contrastive_weight=1e-4,
         center_lr_multiplier=1.0,
         attention_target_weight=0.0,
+        naive_bn_statistics=False,
         dropout=0.0,
         bn_momentum=0.9,
+        class_names=None,
+        resize_ratio=1.0,
         **kwargs,
     ):
-        if int(num_classes) != num_classes or num_classes < 2:
+        check_arguments(
+            num_classes=num_classes, backbone=backbone, image_size=image_size,
+            bypass=bypass, amb=amb, pc=pc, cot=cot, mask_threshold=mask_threshold,
+            mask_slope=mask_slope, hard_mask=hard_mask, amb_weight=amb_weight,
+            pc_weight=pc_weight, pc_contrastive_weight=pc_contrastive_weight,
+            center_lr_multiplier=center_lr_multiplier,
+            attention_target_weight=attention_target_weight,
+            naive_bn_statistics=naive_bn_statistics, dropout=dropout,
+            resize_ratio=resize_ratio,
+        )
+        if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
-                f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}"
+                f"`class_names` must name all {num_classes} classes. Received "
+                f"{len(class_names)} names: {list(class_names)[:5]}..."
             )
-        if int(image_size) != image_size or image_size < 16:
-            raise ValueError(
-                f"`image_size` must be an int >= 16. Received: image_size={image_size!r}"
-            )
-        if complement_objective and not mining:
-            raise ValueError(
-                "`complement_objective=True` trains the attention mining branch "
-                "and needs `mining=True`. Received: mining=False"
-            )
-        for arg, value in (
-            ("mining_weight", mining_weight),
-            ("pc_weight", pc_weight),
-            ("pc_contrastive_weight", pc_contrastive_weight),
-            ("center_lr_multiplier", center_lr_multiplier),
-            ("attention_target_weight", attention_target_weight),
-        ):
-            if value < 0:
-                raise ValueError(f"`{arg}` must be >= 0. Received: {arg}={value!r}")
-        spec = backbones.get_backbone_spec(backbone)
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.backbone = backbone
         self.image_size = int(image_size)
-        self.bypass = bool(bypass)
-        self.mining = bool(mining)
-        self.prototype_conformity = bool(prototype_conformity)
-        self.complement_objective = bool(complement_objective)
+        self.bypass = bypass
+        self.amb = amb
+        self.pc = pc
+        self.cot = cot
         self.mask_threshold = float(mask_threshold)
         self.mask_slope = float(mask_slope)
-        self.hard_mask = bool(hard_mask)
-        self.mining_weight = float(mining_weight)
+        self.hard_mask = hard_mask
+        self.amb_weight = float(amb_weight)
         self.pc_weight = float(pc_weight)
         self.pc_contrastive_weight = float(pc_contrastive_weight)
         self.center_lr_multiplier = float(center_lr_multiplier)
         self.attention_target_weight = float(attention_target_weight)
+        self.naive_bn_statistics = naive_bn_statistics
         self.dropout = float(dropout)
         self.bn_momentum = bn_momentum
+        self.class_names = (
+            [str(n) for n in class_names] if class_names is not None else None
+        )
+        self.resize_ratio = float(resize_ratio)
 
         # === Layers ===
-        stage = {
-            "num_classes": self.num_classes,
-            "stage_filters": spec["stage_filters"][3],
-            "stage_blocks": spec["stage_blocks"][3],
-            "bottleneck": spec["bottleneck"],
-            "use_bias": spec["use_bias"],
-            "bn_momentum": bn_momentum,
-            "dtype": self.dtype_policy,
-        }
+        branch = dict(
+            backbones.branch_arguments(backbone),
+            num_classes=self.num_classes,
+            bn_momentum=bn_momentum,
+            dtype=self.dtype_policy,
+        )
         self.feature_extractor = backbones.feature_extractor(
             backbone, bn_momentum=bn_momentum, dtype=self.dtype_policy
         )
-        self.attention_branch = AttentionBranch(name="attention_branch", **stage)
+        self.attention_branch = AttentionBranch(name="attention_branch", **branch)
         self.attention_mechanism = AttentionMechanism(
             bypass=self.bypass, dtype=self.dtype_policy, name="attention_mechanism"
         )
         self.perception_branch = PerceptionBranch(
-            dropout=self.dropout, name="perception_branch", **stage
+            dropout=self.dropout, name="perception_branch", **branch
         )
         self.soft_mask = SoftMask(
             self.mask_threshold, self.mask_slope, self.hard_mask, name="soft_mask"
         )
-        if self.prototype_conformity:
+        if self.pc:
             self.perception_centers = ClassCenters(
                 self.num_classes,
                 self.perception_branch.feature_dim,
@@ -184,21 +247,31 @@ class AttentionBranchNetwork(keras.Model):
             )
 
         # === Metrics ===
+        # Grouped as Keras groups compiled metrics, each with its direction,
+        # so `ModelCheckpoint(monitor="val_top1")` and
+        # `EarlyStopping(monitor="val_per_loss")` infer max / min by themselves.
         names = ["loss", "att_loss", "per_loss"]
-        if self.prototype_conformity:
+        if self.pc:
             names.append("pc_loss")
-        if self.mining:
-            names.append("am_loss")
-        if self.complement_objective:
-            names.append("coe_loss")
+        if self.amb:
+            names.append("amb_loss")
+        if self.cot:
+            names.append("cot_loss")
         if self.attention_target_weight > 0:
-            names.append("map_loss")
-        self.loss_trackers = {n: keras.metrics.Mean(name=n) for n in names}
+            names.append("attention_target_loss")
+        self.loss_trackers = {}
+        for name in names:
+            tracker = keras.metrics.Mean(name=name)
+            tracker._direction = "down"
+            self.loss_trackers[name] = tracker
         self.top1 = keras.metrics.SparseCategoricalAccuracy(name="top1")
         self.top5 = keras.metrics.SparseTopKCategoricalAccuracy(
             k=min(5, self.num_classes), name="top5"
         )
         self.att_top1 = keras.metrics.SparseCategoricalAccuracy(name="att_top1")
+        self._metric_group = _metric_group(
+            list(self.loss_trackers.values()) + [self.top1, self.top5, self.att_top1]
+        )
 
         self.build((None, self.image_size, self.image_size, 3))
 
@@ -209,16 +282,23 @@ class AttentionBranchNetwork(keras.Model):
         features_shape = self.feature_extractor.compute_output_shape(shape)
         self.attention_branch.build(features_shape)
         self.perception_branch.build(features_shape)
-        if self.prototype_conformity:
+        if self.pc:
             self.perception_centers.build()
             self.attention_centers.build()
         self.built = True
 
     def call(self, inputs, training=None, mode="predict"):
-        """Forward pass; `mode` selects what the train steps need."""
+        """Forward pass; `mode` (one of `MODES`) selects what is computed."""
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
         images = inputs["images"] if isinstance(inputs, dict) else inputs
+        # COT's step recomputes a batch the main step has already counted in
+        # the batch-norm statistics.
+        counted = mode == "complement" and not self.naive_bn_statistics
+        with frozen_statistics() if counted else contextlib.nullcontext():
+            return self._forward(images, training, mode)
+
+    def _forward(self, images, training, mode):
         features = self.feature_extractor(images, training=training)
         attention_out = self.attention_branch(features, training=training)
         attention = attention_out["attention"]
@@ -227,25 +307,23 @@ class AttentionBranchNetwork(keras.Model):
             "attention_logits": attention_out["logits"],
             "attention_probabilities": ops.softmax(attention_out["logits"]),
         }
-        if mode != "step_b":
+        if mode != "complement":
             attended = self.attention_mechanism(features, attention)
             perception = self.perception_branch(attended, training=training)
             outputs["logits"] = perception["logits"]
             outputs["probabilities"] = ops.softmax(perception["logits"])
-            if mode != "predict":
+            if mode in ("main", "eval"):
                 outputs["perception_features"] = perception["features"]
                 outputs["attention_features"] = attention_out["features"]
-        use_mining = self.mining and (
-            mode in ("step_b", "eval")
-            or (mode == "step_a" and not self.complement_objective)
-        )
-        if use_mining:
-            mask = ops.cast(self.soft_mask(attention), features.dtype)
-            masked = features - mask * features
-            outputs["mining_logits"] = self.perception_branch(
-                masked, training=training
-            )["logits"]
-        if self.prototype_conformity and mode in ("step_a", "eval"):
+            if mode == "explain":
+                outputs["class_activation_maps"] = self._class_activation_maps(
+                    perception["feature_map"]
+                )
+        if self.amb and (
+            mode in ("complement", "eval") or (mode == "main" and not self.cot)
+        ):
+            outputs["amb_logits"] = self._mining_branch(features, attention, training)
+        if self.pc and mode in ("main", "eval"):
             outputs["perception_centers"] = ops.convert_to_tensor(
                 self.perception_centers.centers
             )
@@ -254,56 +332,79 @@ class AttentionBranchNetwork(keras.Model):
             )
         return outputs
 
+    def _mining_branch(self, features, attention, training):
+        """The AMB: the perception branch on `F* = F - T(A) * F` (eq. 1)."""
+        mask = ops.cast(self.soft_mask(attention), features.dtype)
+        masked = features - mask * features
+        # Masked features must not move the moving statistics that serve the
+        # perception branch's unmasked input at test time.
+        naive = self.naive_bn_statistics
+        with contextlib.nullcontext() if naive else frozen_statistics():
+            return self.perception_branch(masked, training=training)["logits"]
+
+    def _class_activation_maps(self, feature_map):
+        """CAM of every class: the last stage weighted by the classifier,
+        `(N, h, w, K)`, non-negative."""
+        kernel = ops.cast(self.perception_branch.classifier.kernel, "float32")
+        maps = ops.einsum("nhwc,ck->nhwk", ops.cast(feature_map, "float32"), kernel)
+        return ops.relu(maps)
+
     # === Losses ===
 
     def compute_losses(
-        self, outputs, y, mode="step_a", attention_targets=None, attention_target_weights=None
+        self, outputs, y, mode="main", attention_target=None,
+        has_attention_target=None, sample_weight=None,
     ):
         """The loss the step of `mode` minimizes, and each named component.
 
-        `"step_a"`: eq. 5. `"step_b"`: the AMB complement entropy.
-        `"eval"`: eq. 5 plus whatever else is defined, for logging.
+        `"main"`: eq. 5. `"complement"`: the AMB complement entropy.
+        `"eval"`: eq. 5 plus whatever else is defined, for logging. Every
+        component is a mean over the batch, weighted by `sample_weight` (and
+        so by `class_weight`) when given.
         """
+        w = sample_weight
         parts = {}
-        if mode == "step_b":
-            coe = losses.complement_entropy(
-                y, outputs["mining_logits"], zero_true_class=True
+        if mode == "complement":
+            cot = losses.complement_entropy(
+                y, outputs["amb_logits"], zero_true_class=True, sample_weight=w
             )
-            parts["coe_loss"] = coe
-            parts["am_loss"] = losses.attention_mining_loss(y, outputs["mining_logits"])
-            return coe, parts
-        parts["att_loss"] = losses.cross_entropy(y, outputs["attention_logits"])
-        parts["per_loss"] = losses.cross_entropy(y, outputs["logits"])
+            parts["cot_loss"] = cot
+            parts["amb_loss"] = losses.attention_mining_loss(
+                y, outputs["amb_logits"], sample_weight=w
+            )
+            return cot, parts
+        parts["att_loss"] = losses.cross_entropy(y, outputs["attention_logits"], w)
+        parts["per_loss"] = losses.cross_entropy(y, outputs["logits"], w)
         total = parts["att_loss"] + parts["per_loss"]
-        if self.prototype_conformity:
-            pc = losses.prototype_conformity(
-                outputs["perception_features"],
-                y,
-                outputs["perception_centers"],
-                self.pc_contrastive_weight,
-            ) + losses.prototype_conformity(
-                outputs["attention_features"],
-                y,
-                outputs["attention_centers"],
-                self.pc_contrastive_weight,
+        if self.pc:
+            pc = sum(
+                losses.prototype_conformity(
+                    outputs[f"{name}_features"], y, outputs[f"{name}_centers"],
+                    self.pc_contrastive_weight, sample_weight=w,
+                )
+                for name in ("perception", "attention")
             )
             parts["pc_loss"] = pc
             total = total + self.pc_weight * pc
-        if "mining_logits" in outputs:
-            am = losses.attention_mining_loss(y, outputs["mining_logits"])
-            parts["am_loss"] = am
-            if not self.complement_objective:
-                total = total + self.mining_weight * am
-            if mode == "eval" and self.complement_objective:
-                parts["coe_loss"] = losses.complement_entropy(
-                    y, outputs["mining_logits"], zero_true_class=True
+        if "amb_logits" in outputs:
+            amb = losses.attention_mining_loss(y, outputs["amb_logits"], sample_weight=w)
+            parts["amb_loss"] = amb
+            if not self.cot:
+                total = total + self.amb_weight * amb
+            if mode == "eval" and self.cot:
+                parts["cot_loss"] = losses.complement_entropy(
+                    y, outputs["amb_logits"], zero_true_class=True, sample_weight=w
                 )
-        if self.attention_target_weight > 0 and attention_targets is not None:
-            map_loss = losses.attention_map_loss(
-                outputs["attention"], attention_targets, weights=attention_target_weights
+        if self.attention_target_weight > 0 and attention_target is not None:
+            weights = has_attention_target
+            if w is not None:
+                w = ops.reshape(ops.cast(w, "float32"), (-1,))
+                weights = w if weights is None else weights * w
+            target_loss = losses.attention_map_loss(
+                outputs["attention"], attention_target, weights=weights
             )
-            parts["map_loss"] = map_loss
-            total = total + self.attention_target_weight * map_loss
+            parts["attention_target_loss"] = target_loss
+            total = total + self.attention_target_weight * target_loss
         parts["loss"] = total
         return total, parts
 
@@ -311,55 +412,71 @@ class AttentionBranchNetwork(keras.Model):
 
     @property
     def metrics(self):
-        return list(self.loss_trackers.values()) + [
-            self.top1,
-            self.top5,
-            self.att_top1,
-        ]
+        return [self._metric_group]
 
-    def update_metrics(self, parts, outputs, y):
+    def update_metrics(self, parts, outputs, y, sample_weight=None):
         for name, value in parts.items():
             if name in self.loss_trackers:
                 self.loss_trackers[name].update_state(value)
         if "probabilities" in outputs:
-            self.top1.update_state(y, outputs["probabilities"])
-            self.top5.update_state(y, outputs["probabilities"])
-        self.att_top1.update_state(y, outputs["attention_probabilities"])
-        return {m.name: m.result() for m in self.metrics}
+            self.top1.update_state(y, outputs["probabilities"], sample_weight)
+            self.top5.update_state(y, outputs["probabilities"], sample_weight)
+        self.att_top1.update_state(y, outputs["attention_probabilities"], sample_weight)
+        return {m.name: m.result() for m in self._metric_group.metrics}
 
-    def compile(self, optimizer="sgd", complement_optimizer=None, jit_compile="auto", **kwargs):
+    @property
+    def complement_variables(self):
+        """The weights COT's step changes: every weight that feeds the AMB
+        output (feature extractor, attention map, perception branch), not the
+        attention branch's logits head nor the PC centres."""
+        return (
+            self.feature_extractor.trainable_variables
+            + self.attention_branch.map_variables
+            + self.perception_branch.trainable_variables
+        )
+
+    @property
+    def center_variables(self):
+        """The PC class centres (empty without the PC loss)."""
+        if not self.pc:
+            return []
+        return (
+            self.perception_centers.trainable_variables
+            + self.attention_centers.trainable_variables
+        )
+
+    def compile(
+        self, optimizer="sgd", complement_optimizer=None, jit_compile="auto",
+        loss=None, metrics=None, **kwargs,
+    ):
         """Configures training.
 
         Args:
             optimizer: the optimizer of eq. 5.
             complement_optimizer: the optimizer of COT's second step; by
                 default a copy of `optimizer` with its own state. Ignored
-                unless `complement_objective=True`.
+                unless `cot=True`.
             jit_compile: `"auto"` compiles with XLA where it is fast (JAX,
                 and TensorFlow on GPU); `True`/`False` force it.
+            loss, metrics: not accepted: the model computes the paper's losses
+                and its own metrics (see the class docstring).
             **kwargs: passed to `keras.Model.compile`.
         """
-        if isinstance(optimizer, DualOptimizer):
-            dual = optimizer
-        elif self.complement_objective:
-            dual = DualOptimizer(optimizer, complement_optimizer)
-        else:
-            dual = None
-        if not self.complement_objective and dual is not None:
-            optimizer = dual.optimizer
-        elif dual is not None:
-            optimizer = dual
-        if self.dtype_policy.name == "mixed_float16":
-            # Loss scaling per optimizer (each step scales its own loss);
-            # Keras's automatic wrapping would hide the pair.
-            optimizer = _loss_scaled(optimizer)
+        for name, value in (("loss", loss), ("metrics", metrics)) + tuple(
+            (k, kwargs.get(k)) for k in ("loss_weights", "weighted_metrics")
+        ):
+            if value is not None:
+                raise ValueError(
+                    f"{type(self).__name__} computes its own losses (eq. 5 and "
+                    "COT) and metrics (losses, top1, top5, att_top1); `compile` "
+                    f"takes no `{name}`. Received: {name}={value!r}"
+                )
+        optimizer = optimizers.for_model(self, optimizer, complement_optimizer)
         kwargs["auto_scale_loss"] = False
         if jit_compile == "auto":
             jit_compile = train_steps.default_jit_compile()
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
-        # Build now, so both optimizers of a DualOptimizer hold state for
-        # every trainable variable whichever backend steps first.
-        self.optimizer.build(self.trainable_variables)
+        optimizers.build_for_model(self, self.optimizer)
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
@@ -368,58 +485,43 @@ class AttentionBranchNetwork(keras.Model):
         config["jit_compile"] = "auto"
         self.compile(**config)
 
-    @property
-    def main_optimizer(self):
-        if isinstance(self.optimizer, DualOptimizer):
-            return self.optimizer.optimizer
-        return self.optimizer
-
-    @property
-    def complement_optimizer(self):
-        if isinstance(self.optimizer, DualOptimizer):
-            return self.optimizer.complement_optimizer
-        return None
-
-    def _variable_indices(self, variables):
-        ids = {id(v) for v in variables}
-        return [i for i, v in enumerate(self.trainable_variables) if id(v) in ids]
-
-    @property
-    def center_variable_indices(self):
-        """Indices, in `trainable_variables`, of the PC class centres."""
-        if not self.prototype_conformity:
-            return []
-        return self._variable_indices(
-            self.perception_centers.trainable_variables
-            + self.attention_centers.trainable_variables
-        )
-
-    @property
-    def complement_variable_indices(self):
-        """Indices of the variables COT's step changes: those feeding the AMB."""
-        excluded = set(self.center_variable_indices)
-        excluded.update(
-            self._variable_indices(
-                self.attention_branch.logits_conv.trainable_variables
-            )
-        )
-        return [
-            i for i in range(len(self.trainable_variables)) if i not in excluded
-        ]
-
-    def scale_center_gradients(self, grads):
-        if self.center_lr_multiplier == 1.0:
-            return grads
-        grads = list(grads)
-        for i in self.center_variable_indices:
-            grads[i] = grads[i] * self.center_lr_multiplier
-        return grads
-
     def train_step(self, *args):
         return train_steps.train_step(self, *args)
 
     def test_step(self, *args):
         return train_steps.test_step(self, *args)
+
+    # === Inference ===
+
+    def get_class_names(self):
+        """The class names, or `class_0 ... class_{K-1}` when none were given."""
+        if self.class_names is not None:
+            return list(self.class_names)
+        return [f"class_{i}" for i in range(self.num_classes)]
+
+    def decode_predictions(self, probabilities, top_k=5):
+        """The top-k `(class name, probability)` pairs of each row.
+
+        Args:
+            probabilities: `(N, K)` array, e.g. `model.predict(x)["probabilities"]`.
+            top_k: int, how many classes per row.
+
+        Returns:
+            A list (one per row) of lists of `(name, probability)`, most
+            likely first.
+        """
+        import numpy as np
+
+        probabilities = np.asarray(ops.convert_to_numpy(probabilities), dtype=np.float64)
+        if probabilities.ndim != 2 or probabilities.shape[1] != self.num_classes:
+            raise ValueError(
+                f"`probabilities` must have shape (N, {self.num_classes}). "
+                f"Received: shape={probabilities.shape}"
+            )
+        k = max(1, min(int(top_k), self.num_classes))
+        names = self.get_class_names()
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        return [[(names[j], float(row[j])) for j in top] for row, top in zip(probabilities, order)]
 
     # === Checkpoints ===
 
@@ -445,7 +547,7 @@ class AttentionBranchNetwork(keras.Model):
         """Loads pretrained backbone weights: `"imagenet"` or a file path."""
         if weights is None:
             return 0
-        if self.backbone != "resnet50":
+        if not backbones.get_backbone_spec(self.backbone)["pretrained"]:
             raise ValueError(
                 "Pretrained weights exist only for backbone='resnet50'. "
                 f"Received: backbone={self.backbone!r}, weights={weights!r}"
@@ -460,19 +562,22 @@ class AttentionBranchNetwork(keras.Model):
                 "backbone": self.backbone,
                 "image_size": self.image_size,
                 "bypass": self.bypass,
-                "mining": self.mining,
-                "prototype_conformity": self.prototype_conformity,
-                "complement_objective": self.complement_objective,
+                "amb": self.amb,
+                "pc": self.pc,
+                "cot": self.cot,
                 "mask_threshold": self.mask_threshold,
                 "mask_slope": self.mask_slope,
                 "hard_mask": self.hard_mask,
-                "mining_weight": self.mining_weight,
+                "amb_weight": self.amb_weight,
                 "pc_weight": self.pc_weight,
                 "pc_contrastive_weight": self.pc_contrastive_weight,
                 "center_lr_multiplier": self.center_lr_multiplier,
                 "attention_target_weight": self.attention_target_weight,
+                "naive_bn_statistics": self.naive_bn_statistics,
                 "dropout": self.dropout,
                 "bn_momentum": self.bn_momentum,
+                "class_names": self.class_names,
+                "resize_ratio": self.resize_ratio,
             }
         )
         return config
@@ -481,6 +586,9 @@ class AttentionBranchNetwork(keras.Model):
     def from_config(cls, config):
         config = dict(config)
         config.pop("trainable", None)
+        for old, new in LEGACY_ARGUMENTS.items():
+            if old in config:
+                config[new] = config.pop(old)
         return cls(**config)
 
 
@@ -489,9 +597,8 @@ class AttentionMiningNetwork(AttentionBranchNetwork):
     """The proposed model: ABN without bypass, with AMB, PC loss and COT.
 
     Same arguments as `AttentionBranchNetwork`, with the paper's defaults:
-    `bypass=False, mining=True, prototype_conformity=True,
-    complement_objective=True`. Switch them off for the ablations
-    (AMB, AMB+PC, AMB+COT).
+    `bypass=False, amb=True, pc=True, cot=True`. Switch them off for the
+    ablations (AMB, AMB+PC, AMB+COT).
 
     Example:
     >>> abn = AttentionBranchNetwork(num_classes=4, backbone="resnet_tiny",
@@ -501,20 +608,21 @@ class AttentionMiningNetwork(AttentionBranchNetwork):
     >>> model = model.transfer_weights_from(abn)
     """
 
-    def __init__(
-        self,
-        num_classes,
-        bypass=False,
-        mining=True,
-        prototype_conformity=True,
-        complement_objective=True,
-        **kwargs,
-    ):
-        super().__init__(
-            num_classes,
-            bypass=bypass,
-            mining=mining,
-            prototype_conformity=prototype_conformity,
-            complement_objective=complement_objective,
-            **kwargs,
-        )
+    def __init__(self, num_classes, bypass=False, amb=True, pc=True, cot=True, **kwargs):
+        super().__init__(num_classes, bypass=bypass, amb=amb, pc=pc, cot=cot, **kwargs)
+
+
+def _metric_group(metrics):
+    """The model's metrics as one Keras metrics list.
+
+    Keras's monitoring callbacks look for a metric's direction only inside
+    the lists that `compile(metrics=...)` creates; grouping ours the same way
+    lets them infer `mode` for every name the model logs.
+    """
+    from keras.src.trainers.compile_utils import MetricsList
+
+    class Metrics(MetricsList):
+        def result(self):
+            return self.get_result()
+
+    return Metrics(metrics, name="keras_amb_metrics")

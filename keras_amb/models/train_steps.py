@@ -1,4 +1,4 @@
-"""The backend-specific part of training, and nothing else.
+"""The backend-specific part of training and explaining, and nothing else.
 
 Each backend computes gradients its own way (TensorFlow's GradientTape,
 PyTorch's autograd, JAX's stateless `value_and_grad`); the forward pass, the
@@ -6,13 +6,21 @@ losses and the metrics are the model's backend-agnostic methods:
 `model(x, mode=...)`, `model.compute_losses(...)`, `model.update_metrics(...)`.
 
 One training iteration (paper, section 3.5):
-  step A: eq. 5 over all trainable weights, main optimizer;
-  step B (COT on): a fresh forward pass with the updated weights, the AMB
-    complement entropy, a step of the complement optimizer over the weights
-    that feed the AMB.
+  main step: eq. 5 over all trainable weights, main optimizer;
+  complement step (COT on): a fresh forward pass with the updated weights,
+    the AMB complement entropy, a step of the complement optimizer over
+    `model.complement_variables` (the weights that feed the AMB).
+
+Also here: compiled forward passes for explanations (`compiled_forward`) and
+input gradients (`input_gradient`, Grad-CAM), which need the same per-backend
+plumbing.
 """
 
+import weakref
+
 import keras
+
+from keras_amb import optimizers
 
 _BACKEND = keras.backend.backend()
 
@@ -33,22 +41,56 @@ def default_jit_compile():
 
 
 def _unpack(data):
-    """`(x, y, targets)`; targets are the optional corrected attention maps
-    and their per-image weights (human-knowledge baseline)."""
-    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-    targets = {}
+    """`(x, y, extra)`; `extra` holds the loss arguments besides outputs and
+    labels: sample weights (from `sample_weight` or `class_weight`) and the
+    corrected attention maps of the human-knowledge baseline."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    extra = {"sample_weight": sample_weight}
     if isinstance(x, dict):
-        targets = {
-            "attention_targets": x.get("attention_targets"),
-            "attention_target_weights": x.get("attention_target_weights"),
-        }
-    return x, y, targets
+        extra["attention_target"] = x.get("attention_target")
+        extra["has_attention_target"] = x.get("has_attention_target")
+    return x, y, extra
 
 
 def _fill_missing(grads, variables):
     return [
         g if g is not None else keras.ops.zeros_like(v) for g, v in zip(grads, variables)
     ]
+
+
+_INDICES = weakref.WeakKeyDictionary()
+
+
+def _indices(model):
+    """Positions in `model.trainable_variables` of the complement variables
+    and of the PC centres (computed once per model)."""
+    if model not in _INDICES:
+        position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+        _INDICES[model] = (
+            [position[id(v)] for v in model.complement_variables],
+            [position[id(v)] for v in model.center_variables],
+        )
+    return _INDICES[model]
+
+
+def _rescale(before, after, multiplier):
+    """`before + multiplier * (after - before)`: an update scaled, whatever
+    optimizer made it (the PC centres' learning-rate multiplier)."""
+    return before + multiplier * (after - before)
+
+
+def _apply_main(model, optimizer, grads, variables):
+    """The main optimizer's step, with the centres' update scaled by
+    `model.center_lr_multiplier` (TensorFlow and PyTorch: variables)."""
+    centers = model.center_variables
+    multiplier = model.center_lr_multiplier
+    if not centers or multiplier == 1.0:
+        optimizer.apply(grads, variables)
+        return
+    before = [keras.ops.copy(keras.ops.convert_to_tensor(v)) for v in centers]
+    optimizer.apply(grads, variables)
+    for variable, old in zip(centers, before):
+        variable.assign(_rescale(old, keras.ops.convert_to_tensor(variable), multiplier))
 
 
 # === TensorFlow ===
@@ -66,31 +108,33 @@ def _per_replica(loss):
 def _tf_train_step(model, data):
     import tensorflow as tf
 
-    x, y, targets = _unpack(data)
+    x, y, extra = _unpack(data)
+    main = optimizers.main_optimizer(model.optimizer)
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
-        outputs = model(x, training=True, mode="step_a")
-        loss, parts = model.compute_losses(outputs, y, "step_a", **targets)
-        scaled = model.main_optimizer.scale_loss(_per_replica(loss))
+        outputs = model(x, training=True, mode="main")
+        loss, parts = model.compute_losses(outputs, y, "main", **extra)
+        scaled = main.scale_loss(_per_replica(loss))
     grads = _fill_missing(tape.gradient(scaled, variables), variables)
-    model.main_optimizer.apply(model.scale_center_gradients(grads), variables)
-    if model.complement_objective:
-        subset = [variables[i] for i in model.complement_variable_indices]
+    _apply_main(model, main, grads, variables)
+    if model.cot:
+        complement = optimizers.complement_optimizer(model.optimizer)
+        subset = model.complement_variables
         with tf.GradientTape() as tape:
-            outputs_b = model(x, training=True, mode="step_b")
-            coe, parts_b = model.compute_losses(outputs_b, y, "step_b")
-            scaled = model.complement_optimizer.scale_loss(_per_replica(coe))
+            outputs_b = model(x, training=True, mode="complement")
+            cot, parts_b = model.compute_losses(outputs_b, y, "complement", **extra)
+            scaled = complement.scale_loss(_per_replica(cot))
         grads = _fill_missing(tape.gradient(scaled, subset), subset)
-        model.complement_optimizer.apply(grads, subset)
+        complement.apply(grads, subset)
         parts.update(parts_b)
-    return model.update_metrics(parts, outputs, y)
+    return model.update_metrics(parts, outputs, y, extra["sample_weight"])
 
 
 def _tf_test_step(model, data):
-    x, y, targets = _unpack(data)
+    x, y, extra = _unpack(data)
     outputs = model(x, training=False, mode="eval")
-    _, parts = model.compute_losses(outputs, y, "eval", **targets)
-    return model.update_metrics(parts, outputs, y)
+    _, parts = model.compute_losses(outputs, y, "eval", **extra)
+    return model.update_metrics(parts, outputs, y, extra["sample_weight"])
 
 
 # === PyTorch ===
@@ -99,29 +143,31 @@ def _tf_test_step(model, data):
 def _torch_train_step(model, data):
     import torch
 
-    x, y, targets = _unpack(data)
+    x, y, extra = _unpack(data)
+    main = optimizers.main_optimizer(model.optimizer)
     variables = model.trainable_variables
     model.zero_grad()
-    outputs = model(x, training=True, mode="step_a")
-    loss, parts = model.compute_losses(outputs, y, "step_a", **targets)
-    model.main_optimizer.scale_loss(loss).backward()
+    outputs = model(x, training=True, mode="main")
+    loss, parts = model.compute_losses(outputs, y, "main", **extra)
+    main.scale_loss(loss).backward()
     grads = _fill_missing([v.value.grad for v in variables], variables)
     with torch.no_grad():
-        model.main_optimizer.apply(model.scale_center_gradients(grads), variables)
-    if model.complement_objective:
-        subset = [variables[i] for i in model.complement_variable_indices]
+        _apply_main(model, main, grads, variables)
+    if model.cot:
+        complement = optimizers.complement_optimizer(model.optimizer)
+        subset = model.complement_variables
         model.zero_grad()
-        outputs_b = model(x, training=True, mode="step_b")
-        coe, parts_b = model.compute_losses(outputs_b, y, "step_b")
-        model.complement_optimizer.scale_loss(coe).backward()
+        outputs_b = model(x, training=True, mode="complement")
+        cot, parts_b = model.compute_losses(outputs_b, y, "complement", **extra)
+        complement.scale_loss(cot).backward()
         grads = _fill_missing([v.value.grad for v in subset], subset)
         with torch.no_grad():
-            model.complement_optimizer.apply(grads, subset)
+            complement.apply(grads, subset)
         parts.update(parts_b)
     with torch.no_grad():
         parts = {k: v.detach() for k, v in parts.items()}
         outputs = {k: v.detach() for k, v in outputs.items()}
-        return model.update_metrics(parts, outputs, y)
+        return model.update_metrics(parts, outputs, y, extra["sample_weight"])
 
 
 def _torch_test_step(model, data):
@@ -134,69 +180,110 @@ def _torch_test_step(model, data):
 # === JAX ===
 
 
-def _jax_stateless_metrics(model, metrics_variables, parts, outputs, y):
+def _jax_stateless_metrics(model, metrics_variables, parts, outputs, y, sample_weight):
     mapping = list(zip(model.metrics_variables, metrics_variables))
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        logs = model.update_metrics(parts, outputs, y)
+        logs = model.update_metrics(parts, outputs, y, sample_weight)
     return logs, [scope.get_current_value(v) for v in model.metrics_variables]
+
+
+def _jax_scaled(optimizer, optimizer_values, loss):
+    """`optimizer.scale_loss(loss)` with the loss scale read from this step's
+    optimizer state (a `LossScaleOptimizer` under `mixed_float16`)."""
+    mapping = list(zip(optimizer.variables, optimizer_values))
+    with keras.StatelessScope(state_mapping=mapping):
+        return optimizer.scale_loss(loss)
 
 
 def _jax_train_step(model, state, data):
     import jax
 
     trainable, non_trainable, optimizer_variables, metrics_variables = state
-    x, y, targets = _unpack(data)
+    x, y, extra = _unpack(data)
+    main = optimizers.main_optimizer(model.optimizer)
+    n_main = len(main.variables)
+    main_state, complement_state = optimizer_variables[:n_main], optimizer_variables[n_main:]
 
-    def loss_fn(trainable, non_trainable, mode):
+    def loss_fn(trainable, non_trainable, mode, optimizer, optimizer_values):
         outputs, non_trainable = model.stateless_call(
             trainable, non_trainable, x, training=True, mode=mode
         )
-        loss, parts = model.compute_losses(outputs, y, mode, **targets)
-        return loss, (parts, outputs, non_trainable)
+        loss, parts = model.compute_losses(outputs, y, mode, **extra)
+        # Gradients of the scaled loss: the loss-scale optimizer divides them
+        # by the same scale.
+        return _jax_scaled(optimizer, optimizer_values, loss), (parts, outputs, non_trainable)
 
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, (parts, outputs, non_trainable)), grads = grad_fn(
-        trainable, non_trainable, "step_a"
-    )
-    main = model.main_optimizer
-    n_main = len(main.variables)
-    trainable, main_state = main.stateless_apply(
-        optimizer_variables[:n_main], model.scale_center_gradients(grads), trainable
-    )
-    optimizer_variables = list(main_state) + list(optimizer_variables[n_main:])
-    if model.complement_objective:
-        (_, (parts_b, _, non_trainable)), grads = grad_fn(
-            trainable, non_trainable, "step_b"
+    (_, (parts, outputs, non_trainable)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True
+    )(trainable, non_trainable, "main", main, main_state)
+    new_trainable, main_state = main.stateless_apply(main_state, grads, trainable)
+    complement_indices, center_indices = _indices(model)
+    if model.center_lr_multiplier != 1.0:
+        for i in center_indices:
+            new_trainable[i] = _rescale(
+                trainable[i], new_trainable[i], model.center_lr_multiplier
+            )
+    trainable = list(new_trainable)
+    if model.cot:
+        complement = optimizers.complement_optimizer(model.optimizer)
+        subset = [trainable[i] for i in complement_indices]
+
+        def complement_loss(subset, non_trainable):
+            full = list(trainable)
+            for i, value in zip(complement_indices, subset):
+                full[i] = value
+            return loss_fn(full, non_trainable, "complement", complement, complement_state)
+
+        (_, (parts_b, _, non_trainable)), grads = jax.value_and_grad(
+            complement_loss, has_aux=True
+        )(subset, non_trainable)
+        subset, complement_state = complement.stateless_apply(
+            complement_state, grads, subset
         )
-        # The complement optimizer is built on all trainable variables; the
-        # ones that do not feed the AMB keep their values.
-        keep = set(model.complement_variable_indices)
-        new_trainable, complement_state = model.complement_optimizer.stateless_apply(
-            optimizer_variables[n_main:], grads, trainable
-        )
-        trainable = [
-            new if i in keep else old
-            for i, (new, old) in enumerate(zip(new_trainable, trainable))
-        ]
-        optimizer_variables = optimizer_variables[:n_main] + list(complement_state)
+        for i, value in zip(complement_indices, subset):
+            trainable[i] = value
         parts.update(parts_b)
+    optimizer_variables = list(main_state) + list(complement_state)
     logs, metrics_variables = _jax_stateless_metrics(
-        model, metrics_variables, parts, outputs, y
+        model, metrics_variables, parts, outputs, y, extra["sample_weight"]
     )
     return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
 
 
 def _jax_test_step(model, state, data):
     trainable, non_trainable, metrics_variables = state
-    x, y, targets = _unpack(data)
+    x, y, extra = _unpack(data)
     outputs, non_trainable = model.stateless_call(
         trainable, non_trainable, x, training=False, mode="eval"
     )
-    _, parts = model.compute_losses(outputs, y, "eval", **targets)
+    _, parts = model.compute_losses(outputs, y, "eval", **extra)
     logs, metrics_variables = _jax_stateless_metrics(
-        model, metrics_variables, parts, outputs, y
+        model, metrics_variables, parts, outputs, y, extra["sample_weight"]
     )
     return logs, (trainable, non_trainable, metrics_variables)
+
+
+_STEPS = {
+    "tensorflow": (_tf_train_step, _tf_test_step),
+    "torch": (_torch_train_step, _torch_test_step),
+    "jax": (_jax_train_step, _jax_test_step),
+}
+
+
+def _steps():
+    if _BACKEND not in _STEPS:
+        raise ValueError(
+            f"keras-amb trains on tensorflow, jax or torch. Received: KERAS_BACKEND={_BACKEND!r}"
+        )
+    return _STEPS[_BACKEND]
+
+
+def train_step(model, *args):
+    return _steps()[0](model, *args)
+
+
+def test_step(model, *args):
+    return _steps()[1](model, *args)
 
 
 # === Input gradients (Grad-CAM) ===
@@ -219,7 +306,7 @@ def input_gradient(fn, x):
         return jax.grad(lambda v: jnp.sum(fn(v)))(x)
     import torch
 
-    x = x.detach().clone().requires_grad_(True)
+    x = keras.ops.convert_to_tensor(x).detach().clone().requires_grad_(True)
     # Only the input's gradient: no weight gradients are computed (nor
     # accumulated into the model's .grad), which also avoids PyTorch's CPU
     # convolution weight-gradient failure on a batch of one.
@@ -227,24 +314,52 @@ def input_gradient(fn, x):
     return gradient
 
 
-_STEPS = {
-    "tensorflow": (_tf_train_step, _tf_test_step),
-    "torch": (_torch_train_step, _torch_test_step),
-    "jax": (_jax_train_step, _jax_test_step),
-}
+# === Compiled inference ===
+
+_COMPILED = weakref.WeakKeyDictionary()
 
 
-def train_step(model, *args):
-    if _BACKEND not in _STEPS:
-        raise ValueError(
-            f"keras-amb trains on tensorflow, jax or torch. Received: KERAS_BACKEND={_BACKEND!r}"
+def compiled(model, name, fn):
+    """`fn(model, *arrays)` compiled once per model and backend.
+
+    TensorFlow: a `tf.function` (XLA as `model.jit_compile`); JAX: `jax.jit`
+    over the model's current weights (read at each call, so training in
+    between is seen); PyTorch: run eagerly without autograd bookkeeping
+    unless `fn` asks for gradients itself. Used for explanations, which must
+    cost about as much as the forward pass they come from.
+    """
+    cache = _COMPILED.setdefault(model, {})
+    if name in cache:
+        return cache[name]
+    if _BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        graph = tf.function(
+            lambda *args: fn(model, *args),
+            jit_compile=bool(getattr(model, "jit_compile", False)),
+            reduce_retracing=True,
         )
-    return _STEPS[_BACKEND][0](model, *args)
+        cache[name] = graph
+    elif _BACKEND == "jax":
+        import jax
 
+        def stateless(trainable, non_trainable, *args):
+            mapping = list(zip(model.trainable_variables, trainable)) + list(
+                zip(model.non_trainable_variables, non_trainable)
+            )
+            with keras.StatelessScope(state_mapping=mapping):
+                return fn(model, *args)
 
-def test_step(model, *args):
-    if _BACKEND not in _STEPS:
-        raise ValueError(
-            f"keras-amb trains on tensorflow, jax or torch. Received: KERAS_BACKEND={_BACKEND!r}"
-        )
-    return _STEPS[_BACKEND][1](model, *args)
+        jitted = jax.jit(stateless)
+
+        def call(*args):
+            return jitted(
+                [v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables],
+                *args,
+            )
+
+        cache[name] = call
+    else:
+        cache[name] = lambda *args: fn(model, *args)
+    return cache[name]
