@@ -4,24 +4,34 @@ ABN (Fukui et al., CVPR 2019) improved by an Attention Mining Branch,
 Prototype Conformity loss and Complement Objective Training, in Keras 3 for
 the TensorFlow, JAX and PyTorch backends.
 
-Importing `keras_amb` imports Keras and registers every keras-amb layer and
-model for `keras.saving.load_model`. The `keras-amb` command-line tool defers
-that until it has applied `--backend` (as does KERAS_AMB_DEFER_IMPORTS=1).
+Importing `keras_amb` imports Keras and registers every keras-amb layer,
+model and optimizer for `keras.saving.load_model`. The `keras-amb`
+command-line tool defers that until it has applied `--backend` (as does
+KERAS_AMB_DEFER_IMPORTS=1).
+
+    import keras_amb
+    run = keras_amb.Run.open("saved_models/synthetic-proposed-...")  # or a .keras file
+    model = run.load_model()
+    out = model.predict(images)                 # images: RGB in [0, 255]
+    model.decode_predictions(out["probabilities"], top_k=5)
 """
 
 import importlib
 import os
 import sys
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "AttentionBranchNetwork": "keras_amb.models",
     "AttentionMiningNetwork": "keras_amb.models",
     "DualOptimizer": "keras_amb.optimizers",
+    "Run": "keras_amb.runs",
+    "load_model": "keras_amb.runs",
     "losses": "keras_amb.losses",
     "layers": "keras_amb.layers",
     "models": "keras_amb.models",
+    "optimizers": "keras_amb.optimizers",
     "data": "keras_amb.data",
 }
 

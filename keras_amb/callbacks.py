@@ -8,12 +8,13 @@ import time
 import keras
 import numpy as np
 
-from keras_amb import runs
+from keras_amb.files import atomic_save_model
+from keras_amb.files import atomic_write
 from keras_amb.models.attention_branch_network import NonFiniteLossError
 
 HISTORY_METRICS = (
-    "loss", "att_loss", "per_loss", "pc_loss", "am_loss", "coe_loss", "map_loss",
-    "top1", "top5", "att_top1",
+    "loss", "att_loss", "per_loss", "pc_loss", "amb_loss", "cot_loss",
+    "attention_target_loss", "top1", "top5", "att_top1",
 )
 HISTORY_COLUMNS = (
     ["stage", "epoch", "learning_rate", "seconds"]
@@ -62,20 +63,23 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     Each file is written atomically and the state last, so a run killed at
     any moment resumes from a consistent epoch.
+
+    Args:
+        run: `keras_amb.runs.Run`, the run folder.
+        stage: str, `"abn"` or `"proposed"`.
+        stage_index: int, the stage's position in the run.
+        monitor: str, the log that picks the best checkpoint (higher is better).
     """
 
-    def __init__(self, run_dir, stage, stage_index, monitor="val_top1"):
+    def __init__(self, run, stage, stage_index, monitor="val_top1"):
         super().__init__()
-        self.run_dir = run_dir
+        self.run = run
         self.stage = stage
         self.stage_index = stage_index
         self.monitor = monitor
-        self.checkpoint_dir = os.path.join(run_dir, "checkpoints")
-        self.last_path = os.path.join(self.checkpoint_dir, f"{stage}-last.keras")
-        self.best_path = os.path.join(self.checkpoint_dir, f"{stage}-best.keras")
-        self.history_path = os.path.join(run_dir, "history.csv")
-        state = runs.read_state(run_dir) or {}
-        self.best = state.get("best", {}).get(stage, -math.inf)
+        self.last_path = run.path("checkpoints", f"{stage}-last.keras")
+        self.best_path = run.path("checkpoints", f"{stage}-best.keras")
+        self.best = (run.state() or {}).get("best", {}).get(stage, -math.inf)
         self._start = time.time()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -83,15 +87,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        os.makedirs(self.checkpoint_dir, exist_ok=True)
-        runs.atomic_save_model(self.model, self.last_path)
+        atomic_save_model(self.model, self.last_path)
         score = logs.get(self.monitor, logs.get("top1", -math.inf))
-        state = runs.read_state(self.run_dir) or {}
-        best = dict(state.get("best", {}))
+        best = dict((self.run.state() or {}).get("best", {}))
         if score > self.best:
             self.best = score
             best[self.stage] = score
-            runs.atomic_save_model(self.model, self.best_path)
+            atomic_save_model(self.model, self.best_path)
         lr = self.model.optimizer.learning_rate
         row = {
             "stage": self.stage,
@@ -100,12 +102,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
             "seconds": round(time.time() - self._start, 2),
         }
         row.update({k: v for k, v in logs.items() if k in HISTORY_COLUMNS})
-        append_history(self.history_path, row)
-        state.update(
-            {"stage": self.stage, "stage_index": self.stage_index,
-             "completed_epochs": epoch + 1, "best": best}
+        append_history(self.run.path("history.csv"), row)
+        self.run.update_state(
+            stage=self.stage, stage_index=self.stage_index,
+            completed_epochs=epoch + 1, best=best,
         )
-        runs.write_state(self.run_dir, state)
 
 
 def append_history(path, row):
@@ -134,12 +135,14 @@ def truncate_history(path, stages, stage_index, completed_epochs):
         )
     ]
     if len(kept) != len(rows):
-        tmp = path + ".tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(tmp, path)
+
+        def write(tmp):
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(kept)
+
+        atomic_write(path, write, suffix=".csv")
 
 
 class AttentionImages(keras.callbacks.Callback):
@@ -159,8 +162,8 @@ class AttentionImages(keras.callbacks.Callback):
 
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        outputs = self.model.predict(self.images, verbose=0)
-        maps = np.asarray(outputs["attention"])
+        outputs = self.model.predict_on_batch(self.images)
+        maps = np.asarray(keras.ops.convert_to_numpy(outputs["attention"]))
         panels = np.stack(
             [overlay(image.astype(np.uint8), a) for image, a in zip(self.images, maps)]
         )

@@ -1,78 +1,46 @@
-"""Run folders: where training writes, atomically, and how runs are found.
+"""Run folders: what training writes, and the one way to open a run or model.
 
 A run folder holds `config.yaml` (the resolved config), `labels.txt`,
 `state.json` (stage and completed epochs, written after each checkpoint),
 `history.csv`, `logs/` (TensorBoard), `checkpoints/` (`<stage>-last.keras`,
-`<stage>-best.keras`), `abn.keras` (the pre-trained ABN) and `model.keras`
-(the final model).
+`<stage>-best.keras`), `abn.keras` (the pre-trained ABN), `model.keras` (the
+final model) and `test_metrics.json`. `Run.open` accepts such a folder or a
+bare `.keras` file; every command goes through it, so both give the same
+class names and preprocessing.
 """
 
+import contextlib
 import datetime
 import json
 import os
 import shutil
-import tempfile
+
+from keras_amb.files import atomic_write_text
 
 DEFAULT_ROOT = "saved_models"
 STATE_FILE = "state.json"
+LOCK_FILE = ".lock"
+# Where a run's trained model is, best first.
+MODEL_FILES = (
+    "model.keras",
+    os.path.join("checkpoints", "proposed-best.keras"),
+    "abn.keras",
+    os.path.join("checkpoints", "abn-best.keras"),
+)
 
 
 class RunError(ValueError):
-    """A run folder that is missing, incomplete or not writable."""
+    """A run folder or model file that is missing, incomplete, busy or not
+    writable; the message names it."""
 
 
 def timestamp():
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def default_run_dir(dataset, model, root=DEFAULT_ROOT):
+def default_run_dir(dataset, architecture, root=DEFAULT_ROOT):
     name = os.path.basename(os.path.normpath(str(dataset))) or "data"
-    return os.path.join(root, f"{name}-{model}-{timestamp()}")
-
-
-def _atomic_write(path, suffix, write):
-    """Calls `write(tmp_path)`, syncs the file, then renames it onto `path`.
-
-    A process killed at any moment leaves either the old file or the new one,
-    never a partial file (the temporary one is hidden: `.tmp-*`).
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_text(path, text):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    _atomic_write(path, ".txt", write)
-
-
-def atomic_save_model(model, path):
-    """`model.save(path)` through a temporary file and a rename."""
-    _atomic_write(path, ".keras", model.save)
-
-
-def read_state(run_dir):
-    path = os.path.join(run_dir, STATE_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def write_state(run_dir, state):
-    atomic_write_text(os.path.join(run_dir, STATE_FILE), json.dumps(state, indent=2))
+    return os.path.join(root, f"{name}-{architecture}-{timestamp()}")
 
 
 def check_writable(directory, min_free_bytes=200 * 2**20):
@@ -96,48 +64,226 @@ def check_writable(directory, min_free_bytes=200 * 2**20):
         )
 
 
-def run_dir_of(run):
-    """The run folder of a run folder or of a model file inside one."""
-    run = os.fspath(run)
-    return run if os.path.isdir(run) else os.path.dirname(os.path.abspath(run))
+def load_model(path):
+    """Loads a keras-amb model file in Keras's safe mode (no code runs)."""
+    import keras
+
+    import keras_amb.models  # noqa: F401  (registers the classes)
+    import keras_amb.optimizers  # noqa: F401
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else ""
+        raise RunError(
+            f"{path}: not a loadable keras-amb model ({error.__class__.__name__}: {reason})"
+        ) from None
 
 
-def find_model_file(run):
-    """The model file of a run folder (or a `.keras` file given directly)."""
-    run = os.fspath(run)
-    if os.path.isfile(run):
-        return run
-    if not os.path.isdir(run):
-        raise RunError(f"No such run folder or model file: {run}")
-    for candidate in (
-        "model.keras",
-        os.path.join("checkpoints", "proposed-best.keras"),
-        "abn.keras",
-        os.path.join("checkpoints", "abn-best.keras"),
-    ):
-        path = os.path.join(run, candidate)
+class Run:
+    """A training run: its folder, or a bare model file standing alone.
+
+    `Run.open(path)` takes a run folder, a `.keras` file inside one, or a
+    `.keras` file anywhere; `load_model()` gives the model with its class
+    names and resize ratio (from the model's own config, or, for files of
+    earlier releases, from the run folder). `initialise` writes a new run
+    folder's files; `lock()` makes sure one process at a time trains in it.
+
+    Args:
+        run_dir: str or None, the run folder (None for a bare model file).
+        model_path: str or None, the model file to use (None: the run's best
+            available, see `MODEL_FILES`).
+
+    Example:
+    >>> run = Run.open("saved_models/synthetic-proposed-20260101-120000")  # doctest: +SKIP
+    >>> model = run.load_model()  # doctest: +SKIP
+    >>> model.decode_predictions(model.predict(images)["probabilities"])  # doctest: +SKIP
+    """
+
+    def __init__(self, run_dir=None, model_path=None):
+        self.run_dir = run_dir
+        self._model_path = model_path
+
+    # === Opening ===
+
+    @classmethod
+    def open(cls, path):
+        """A `Run` for a run folder or a `.keras` file (raises `RunError`)."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            if not (os.path.isfile(os.path.join(path, STATE_FILE))
+                    or os.path.isfile(os.path.join(path, "config.yaml"))
+                    or any(os.path.isfile(os.path.join(path, f)) for f in MODEL_FILES)):
+                raise RunError(
+                    f"{path}: not a keras-amb run folder (no state.json, config.yaml "
+                    "or model.keras)"
+                )
+            return cls(run_dir=path)
         if os.path.isfile(path):
-            return path
-    raise RunError(
-        f"{run} holds no trained model yet (no model.keras); finish or resume "
-        f"the run with `keras-amb train --resume {run}`."
-    )
+            parent = os.path.dirname(os.path.abspath(path))
+            for candidate in (parent, os.path.dirname(parent)):
+                if os.path.isfile(os.path.join(candidate, "config.yaml")):
+                    return cls(run_dir=candidate, model_path=path)
+            return cls(run_dir=None, model_path=path)
+        raise RunError(f"No such run folder or model file: {path}")
+
+    def initialise(self, config, class_names, stages):
+        """Writes a new run's config, labels and initial state."""
+        from keras_amb import config as amb_config
+
+        amb_config.dump(config, self.path("config.yaml"))
+        atomic_write_text(self.path("labels.txt"), "\n".join(class_names) + "\n")
+        self.write_state({
+            "stages": stages, "stage": stages[0], "stage_index": 0,
+            "completed_epochs": 0, "best": {},
+        })
+
+    @property
+    def name(self):
+        if self.run_dir is not None:
+            name = os.path.basename(os.path.normpath(self.run_dir))
+            if self._model_path and os.path.basename(self._model_path) != "model.keras":
+                name += f"/{os.path.relpath(self._model_path, self.run_dir)}"
+            return name
+        return os.path.basename(self._model_path)
+
+    # === Files ===
+
+    def path(self, *parts):
+        if self.run_dir is None:
+            raise RunError(f"{self._model_path} is a bare model file, not a run folder")
+        return os.path.join(self.run_dir, *parts)
+
+    @property
+    def model_path(self):
+        """The model file: the one given, else the run's best available."""
+        if self._model_path is not None:
+            return self._model_path
+        for candidate in MODEL_FILES:
+            path = self.path(candidate)
+            if os.path.isfile(path):
+                return path
+        raise RunError(
+            f"{self.run_dir} holds no trained model yet (no model.keras); finish or "
+            f"resume the run with `keras-amb train --resume {self.run_dir}`."
+        )
+
+    def config(self):
+        """The run's resolved config (`{}` for a bare model file)."""
+        from keras_amb import config as amb_config
+
+        if self.run_dir is None or not os.path.isfile(self.path("config.yaml")):
+            return {}
+        return amb_config.load_yaml(self.path("config.yaml"))
+
+    def labels(self):
+        if self.run_dir is None or not os.path.isfile(self.path("labels.txt")):
+            return None
+        with open(self.path("labels.txt"), encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+
+    def state(self):
+        if self.run_dir is None or not os.path.isfile(self.path(STATE_FILE)):
+            return None
+        with open(self.path(STATE_FILE), encoding="utf-8") as f:
+            return json.load(f)
+
+    def write_state(self, state):
+        atomic_write_text(self.path(STATE_FILE), json.dumps(state, indent=2))
+
+    def update_state(self, **changes):
+        state = self.state() or {}
+        state.update(changes)
+        self.write_state(state)
+        return state
+
+    def history(self):
+        """The rows of `history.csv` (dicts of strings), oldest first."""
+        import csv
+
+        if self.run_dir is None or not os.path.isfile(self.path("history.csv")):
+            return []
+        with open(self.path("history.csv"), newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    def files(self):
+        """`(relative path, bytes)` of the run's files (logs/ summarised)."""
+        if self.run_dir is None:
+            return [(self._model_path, os.path.getsize(self._model_path))]
+        listing = []
+        for entry in sorted(os.listdir(self.run_dir)):
+            if entry.startswith("."):
+                continue
+            full = self.path(entry)
+            if os.path.isdir(full):
+                size = sum(
+                    os.path.getsize(os.path.join(d, f))
+                    for d, _, fs in os.walk(full) for f in fs
+                )
+                listing.append((entry + "/", size))
+            else:
+                listing.append((entry, os.path.getsize(full)))
+        return listing
+
+    # === The model ===
+
+    def load_model(self):
+        """The model, with its class names and resize ratio.
+
+        Models trained by this release carry both in their config; for a file
+        of an earlier release (no class names saved) they come from the run
+        folder's `labels.txt` and `config.yaml`.
+        """
+        model = load_model(self.model_path)
+        if model.class_names is None:
+            labels = self.labels()
+            if labels is not None and len(labels) == model.num_classes:
+                model.class_names = labels
+            ratio = self.config().get("resize_ratio")
+            if ratio:
+                model.resize_ratio = float(ratio)
+        return model
+
+    # === One trainer at a time ===
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Holds the run's lock while training; refuses a second trainer.
+
+        An exclusive `flock` on `<run>/.lock`: the kernel releases it when the
+        holder exits, even when killed, so a killed run never blocks its own
+        `--resume`.
+        """
+        import fcntl
+
+        os.makedirs(self.run_dir, exist_ok=True)
+        handle = open(self.path(LOCK_FILE), "a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RunError(
+                    f"{self.run_dir} is being trained by process {holder}; wait for "
+                    "it to finish (or stop it) before training in this folder again"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield self
+        finally:
+            handle.close()
 
 
 def newest_run(root=DEFAULT_ROOT):
     """The most recently written run under `root` that holds a model, or None."""
     if not os.path.isdir(root):
         return None
-    runs = []
+    found = []
     for entry in os.scandir(root):
-        if entry.is_dir() and os.path.isfile(os.path.join(entry.path, "model.keras")):
-            runs.append((os.path.getmtime(os.path.join(entry.path, "model.keras")), entry.path))
-    return max(runs)[1] if runs else None
-
-
-def read_labels(run_dir):
-    path = os.path.join(run_dir, "labels.txt")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
+        model = os.path.join(entry.path, "model.keras")
+        if entry.is_dir() and os.path.isfile(model):
+            found.append((os.path.getmtime(model), entry.path))
+    return max(found)[1] if found else None
