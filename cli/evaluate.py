@@ -6,25 +6,28 @@ import os
 import click
 
 from keras_amb.cli.main import BACKENDS
-from keras_amb.cli.main import _set_backend
 from keras_amb.cli.main import run_reporting_errors
+from keras_amb.cli.main import set_backend
 
 
 @click.command()
 @click.option("--model", "-m", "run", required=True, type=click.Path(exists=True),
               help="Run folder or .keras file.")
-@click.option("--dataset", "-d", help="Dataset (default: the run's own, from its config.yaml).")
+@click.option("--dataset", "-d", help="Dataset (default: the run's own, from its config.yaml; "
+              "required for a bare .keras file).")
 @click.option("--data-dir", type=click.Path(), help="Where TFDS keeps its datasets.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
-@click.option("--method", type=click.Choice(["attention", "cam", "gradcam"]), default="attention",
-              show_default=True, help="Which map Insertion/Deletion and localisation score.")
-@click.option("--limit", type=int, help="Evaluate only the first N examples.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--thresholds", type=int, default=11, show_default=True,
+@click.option("--method", type=click.Choice(["attention", "cam", "gradcam", "all"]),
+              default="attention", show_default=True,
+              help="Which map Insertion/Deletion and localisation score; 'all' scores each.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N examples.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--thresholds", type=click.IntRange(min=2), default=11, show_default=True,
               help="Thresholds of the paper's Insertion/Deletion sweep over [0, 1].")
-@click.option("--rise-steps", type=int, default=16, show_default=True,
+@click.option("--rise-steps", type=click.IntRange(min=1), default=16, show_default=True,
               help="Steps of RISE's pixel-ranking Insertion/Deletion.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (per method) instead of a table.")
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Where the curves PNG and results JSON go. Default: <run>/evaluation/.")
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
@@ -34,14 +37,17 @@ def evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshold
 
     \b
     Reports perception top-1/top-5 and attention-branch top-1; Insertion,
-    Deletion and Score by the paper's threshold sweep and by RISE's pixel
-    ranking; and, where the dataset has masks or boxes, the pointing game,
-    attention energy inside the object and IoU of the thresholded map.
+    Deletion and Score by the paper's threshold sweep (on the raw attention
+    map; CAM and Grad-CAM normalised) and by RISE's pixel ranking; and, where
+    the dataset has masks or boxes, the pointing game, attention energy
+    inside the object and IoU of the thresholded map. On synthetic version 2
+    also: each part's share of the attention, the fraction of images with
+    both parts covered, and top-1 with each part painted over.
     \b
     Example:
       keras-amb evaluate --model saved_models/synthetic-proposed-... --json
     """
-    _set_backend(backend)
+    set_backend(backend)
     run_reporting_errors(_evaluate, run, dataset, data_dir, split, method, limit, batch_size,
                          thresholds, rise_steps, as_json, output)
 
@@ -49,38 +55,48 @@ def evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshold
 def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, thresholds,
               rise_steps, as_json, output):
     from keras_amb import config as amb_config
-    from keras_amb import runs
-    from keras_amb import trainer
     from keras_amb.data import sources
     from keras_amb.explain import evaluation
+    from keras_amb.explain import maps as explain_maps
+    from keras_amb.files import atomic_write_text
+    from keras_amb.runs import Run
 
-    run_dir = runs.run_dir_of(run)
-    config_path = os.path.join(run_dir, "config.yaml")
-    config = amb_config.load_yaml(config_path) if os.path.isfile(config_path) else {}
+    opened = Run.open(run)
+    config = opened.config()
     dataset = dataset or config.get("dataset")
     if not dataset:
-        raise amb_config.ConfigError(f"{run}: no config.yaml naming its dataset; pass --dataset")
-    model = trainer.load_model(runs.find_model_file(run))
-    synthetic_params = {k: v for k, v in (config.get("synthetic") or {}).items() if k != "version"}
-    source = sources.load_source(dataset, data_dir=data_dir or config.get("data_dir"),
-                                 skip_bad_images=True, synthetic_params=synthetic_params,
-                                 progress=not as_json)
+        raise amb_config.ConfigError(f"{run}: a bare model file; pass --dataset")
+    model = opened.load_model()
+    source = sources.source_for_config({
+        "dataset": dataset, "data_dir": data_dir or config.get("data_dir"),
+        "skip_bad_images": True,
+        "synthetic": config.get("synthetic") if dataset == config.get("dataset") else {},
+    }, progress=not as_json)
     for _, reason in source.skipped:
         click.echo(f"skipped: {reason}", err=True)
-    result = evaluation.evaluate(
-        model, source, split=split, batch_size=batch_size,
-        resize_ratio=trainer.run_resize_ratio(run_dir), method=method, limit=limit,
-        thresholds=thresholds, rise_steps=rise_steps, progress=not as_json,
-    )
-    output = output or os.path.join(run_dir, "evaluation")
+    if output is None:
+        output = (opened.path("evaluation") if opened.run_dir
+                  else os.path.splitext(run)[0] + "-evaluation")
     os.makedirs(output, exist_ok=True)
-    plot = evaluation.plot_curves(result, os.path.join(output, f"{split}-{method}-curves.png"),
-                                  title=f"{os.path.basename(run_dir)} ({split}, {method})")
-    runs.atomic_write_text(os.path.join(output, f"{split}-{method}.json"), json.dumps(result, indent=2))
-    if as_json:
-        click.echo(evaluation.summary_json(result))
-        return
-    click.echo(f"\n{os.path.basename(run_dir)} on {source.name} {split} ({result['examples']} images, map: {method})")
+    methods = explain_maps.METHODS if method == "all" else (method,)
+    for each in methods:
+        result = evaluation.evaluate(
+            model, source, split=split, batch_size=batch_size, method=each, limit=limit,
+            thresholds=thresholds, rise_steps=rise_steps, progress=not as_json,
+        )
+        plot = evaluation.plot_curves(
+            result, os.path.join(output, f"{split}-{each}-curves.png"),
+            title=f"{opened.name} ({split}, {each})")
+        atomic_write_text(os.path.join(output, f"{split}-{each}.json"),
+                          json.dumps(result, indent=2))
+        if as_json:
+            click.echo(evaluation.summary_json(result))
+            continue
+        _print_table(opened.name, source.name, split, each, result, plot)
+
+
+def _print_table(name, dataset, split, method, result, plot):
+    click.echo(f"\n{name} on {dataset} {split} ({result['examples']} images, map: {method})")
     rows = [
         ("top-1 (perception)", result["top1"]), ("top-5 (perception)", result["top5"]),
         ("top-1 (attention branch)", result["att_top1"]),
@@ -89,13 +105,21 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
         ("Insertion / Deletion / Score (RISE)",
          f"{result['rise_insertion']:.3f} / {result['rise_deletion']:.3f} / {result['rise_score']:.3f}"),
     ]
-    for name in ("pointing_game", "energy_inside", "iou", "pointing_game_part",
-                 "energy_inside_part", "iou_part"):
-        if result.get(name) is not None:
-            rows.append((name.replace("_", " "), result[name]))
-    for name, value in rows:
-        click.echo(f"  {name:48s} {value if isinstance(value, str) else f'{value:.4f}'}")
+    labels = {
+        "pointing_game": "pointing game (object)", "energy_inside": "energy inside (object)",
+        "iou": "IoU at 0.5 (object)", "pointing_game_part": "pointing game (parts)",
+        "energy_inside_part": "energy inside (parts)", "iou_part": "IoU at 0.5 (parts)",
+        "energy_part1": "energy in part 1 (head)", "energy_part2": "energy in part 2 (tail)",
+        "coverage_both_parts": "both parts covered", "top1_occluded_part1": "top-1, part 1 hidden",
+        "top1_occluded_part2": "top-1, part 2 hidden",
+    }
+    for key, label in labels.items():
+        if result.get(key) is not None:
+            rows.append((label, result[key]))
+    for label, value in rows:
+        click.echo(f"  {label:48s} {value if isinstance(value, str) else f'{value:.4f}'}")
     p = result["params"]
-    click.echo(f"  (thresholds: {p['thresholds']} in [0, 1], baseline {p['threshold_baseline']}; "
-               f"RISE: {p['rise_steps']} steps, {p['rise_blur']})")
+    click.echo(f"  (threshold sweep: {p['thresholds']} thresholds in [0, 1] on the "
+               f"{p['threshold_map']}, baseline {p['threshold_baseline']}; RISE: "
+               f"{p['rise_steps']} steps, {p['rise_blur']})")
     click.echo(f"Curves: {plot}")

@@ -5,63 +5,72 @@ import os
 import click
 
 from keras_amb.cli.main import run_reporting_errors
+from keras_amb.cli.main import set_backend
 
 
 @click.command()
 @click.option("--model", "-m", "run", required=True, type=click.Path(exists=True),
               help="Run folder (or .keras file) to export.")
-@click.option("--output", "-o", type=click.Path(file_okay=False),
-              help="TF Serving model folder; versions go in numbered subfolders. "
-              "Default: saved_models/<run name>-serving.")
-@click.option("--version", "version", type=int,
-              help="Version number (default: the next free one; never overwrites).")
-@click.option("--backend", type=click.Choice(["tensorflow", "jax", "torch"]),
-              help="Ignored except for a notice: export always runs on TensorFlow.")
-def export(run, output, version, backend):
-    """Export a trained model as a TensorFlow SavedModel for TF Serving.
+@click.option("--format", "fmt", type=click.Choice(["savedmodel", "onnx"]), default="savedmodel",
+              show_default=True,
+              help="savedmodel: a TF Serving model folder; onnx: one .onnx file (needs "
+              "`pip install keras-amb[onnx]`).")
+@click.option("--output", "-o", type=click.Path(),
+              help="savedmodel: the TF Serving model folder (versions go in numbered "
+              "subfolders), default saved_models/<run>-serving; onnx: the file, default "
+              "saved_models/<run>.onnx.")
+@click.option("--version", "version", type=click.IntRange(min=1),
+              help="SavedModel version number (default: the next free one; never overwrites).")
+def export(run, fmt, output, version):
+    """Export a trained model for serving: TensorFlow SavedModel or ONNX.
+
+    Export runs on TensorFlow whatever backend trained the model (.keras
+    weights are backend-independent).
 
     \b
-    Signatures:
+    SavedModel signatures:
       serving_default  image_bytes: encoded JPEG/PNG/BMP/GIF strings (REST: {"b64": ...})
       predict_images   images: uint8 (N, S, S, 3) already at the model's input size
     Outputs: probabilities, top_k_ids, top_k_scores, top_k_names, attention.
+    ONNX: input `images` float32 (N, S, S, 3) RGB in [0, 255]; outputs
+    `probabilities` (N, K) and `attention` (N, h, w).
     \b
-    Example:
+    Examples:
       keras-amb export --model saved_models/synthetic-proposed-20260101-120000
       docker run -p 8501:8501 -v "$PWD/saved_models/<run>-serving:/models/amb" \\
           -e MODEL_NAME=amb tensorflow/serving
+      keras-amb export --model saved_models/<run> --format onnx
     """
-    requested = backend or os.environ.get("KERAS_BACKEND")
-    if requested and requested != "tensorflow":
-        click.echo(f"Note: exporting on the TensorFlow backend (asked for {requested}); "
-                   ".keras weights are backend-independent.", err=True)
-    os.environ["KERAS_BACKEND"] = "tensorflow"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    run_reporting_errors(_export, run, output, version)
+    set_backend("tensorflow")
+    run_reporting_errors(_export, run, fmt, output, version)
 
 
-def _export(run, output, version):
+def _export(run, fmt, output, version):
     import keras
 
     from keras_amb import export as amb_export
     from keras_amb import runs
-    from keras_amb import trainer
 
     if keras.backend.backend() != "tensorflow":
         raise amb_export.ExportError(
             "Keras was already imported with another backend; run "
             "`KERAS_BACKEND=tensorflow keras-amb export ...`"
         )
-    model_path = runs.find_model_file(run)
-    run_dir = runs.run_dir_of(run)
-    model = trainer.load_model(model_path)
-    names = runs.read_labels(run_dir) or [f"class_{i}" for i in range(model.num_classes)]
-    resize_ratio = trainer.run_resize_ratio(run_dir)
-    if output is None:
-        name = os.path.basename(os.path.normpath(run_dir)) or "model"
-        output = os.path.join(runs.DEFAULT_ROOT, f"{name}-serving")
-    target = amb_export.export_saved_model(model, names, output, version, resize_ratio)
-    click.echo(f"Exported {model_path} to {target}")
+    opened = runs.Run.open(run)
+    model = opened.load_model()
+    stem = opened.name.replace("/", "-").replace(".keras", "")
+    if fmt == "onnx":
+        if version is not None:
+            raise click.UsageError("--version is for --format savedmodel")
+        output = output or os.path.join(runs.DEFAULT_ROOT, f"{stem}.onnx")
+        path = amb_export.export_onnx(model, output)
+        click.echo(f"Exported {opened.model_path} to {path}")
+        click.echo("  input: images float32 (N, S, S, 3) in [0, 255]; outputs: probabilities, "
+                   "attention")
+        return
+    output = output or os.path.join(runs.DEFAULT_ROOT, f"{stem}-serving")
+    target = amb_export.export_saved_model(model, output, version)
+    click.echo(f"Exported {opened.model_path} to {target}")
     click.echo("  signatures: serving_default (image_bytes), predict_images (images)")
     click.echo(f"  serve: docker run -p 8501:8501 -v \"{os.path.abspath(output)}:/models/amb\" "
                "-e MODEL_NAME=amb tensorflow/serving")

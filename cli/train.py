@@ -3,92 +3,148 @@
 import click
 
 from keras_amb.cli.main import BACKENDS
-from keras_amb.cli.main import _set_backend
 from keras_amb.cli.main import run_reporting_errors
+from keras_amb.cli.main import set_backend
 
 
-def _opt(*names, **kwargs):
-    return click.option(*names, default=None, show_default=False, **kwargs)
+def _config_defaults():
+    """What the default config (built-in defaults + configs/synthetic.yaml)
+    sets, for `--help`; reads YAML only, imports no Keras."""
+    from keras_amb import config as amb_config
+
+    try:
+        return amb_config.merged()
+    except Exception:  # a broken install still gets its help
+        return dict(amb_config.DEFAULTS)
+
+
+_DEFAULTS = _config_defaults()
+
+
+def _opt(*names, key=None, help="", **kwargs):
+    """An option that only overrides the config when given; its help shows
+    the value the default config supplies."""
+    if key is not None:
+        value = _DEFAULTS
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        shown = "none" if value is None else str(value).lower() if isinstance(value, bool) else value
+        help = f"{help} [config: {key}, default {shown}]"
+    return click.option(*names, default=None, show_default=False, help=help, **kwargs)
 
 
 @click.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="YAML experiment config. Default: the config bundled for the "
-              "dataset (configs/<dataset>.yaml). Options given here override it.")
+@click.option("--config", "config_file",
+              help="YAML experiment config: a path, or the name of a bundled one "
+              "(synthetic, synthetic_v2, small_images, stanford_dogs_imagenet, "
+              "stanford_dogs_paper, caltech_birds2010_imagenet, caltech_birds2010_paper, "
+              "folder). Default: the dataset's bundled config. Options given here "
+              "override it.")
 @click.option("--resume", "resume", type=click.Path(file_okay=False),
               help="Continue an interrupted run folder from its last completed epoch.")
+@click.option("--print-config", is_flag=True,
+              help="Print the resolved config (defaults < config file < options) as YAML "
+              "and exit.")
 @_opt("--output", "-o", type=click.Path(file_okay=False),
-      help="Run folder. Default: saved_models/<dataset>-<model>-<timestamp>.")
+      help="Run folder. Default: saved_models/<dataset>-<architecture>-<timestamp>.")
 # Data
-@_opt("--dataset", "-d", help="[data] 'synthetic' (built in, default), 'stanford_dogs', "
-      "'caltech_birds2010' (TFDS), or a folder of class-named subfolders.")
-@_opt("--data-dir", type=click.Path(), help="[data] Where TFDS keeps its datasets.")
-@_opt("--skip-bad-images/--no-skip-bad-images",
+@_opt("--dataset", "-d", key="dataset",
+      help="[data] 'synthetic' (built in), 'stanford_dogs', 'caltech_birds2010' (TFDS), "
+      "or a folder of class-named subfolders.")
+@_opt("--data-dir", type=click.Path(), key="data_dir",
+      help="[data] Where TFDS keeps its datasets.")
+@_opt("--skip-bad-images/--no-skip-bad-images", key="skip_bad_images",
       help="[data] Leave out unreadable images (listed in the log) instead of stopping.")
-@_opt("--image-size", type=int, help="[data] Input side in pixels (paper: 224).")
-@_opt("--batch-size", type=int, help="[data] Batch size (paper: 16).")
+@_opt("--image-size", type=int, key="image_size", help="[data] Input side in pixels (paper: 224).")
+@_opt("--batch-size", type=int, key="batch_size", help="[data] Batch size (paper: 16).")
+@_opt("--flip/--no-flip", key="flip",
+      help="[data] Random horizontal flips in training; --no-flip for data that is not "
+      "mirror-symmetric (digits, text, products).")
+@_opt("--crop-scale", type=(float, float), key="crop_scale",
+      help="[data] Area fraction range MIN MAX of the training crops.")
 # Model
-@_opt("--model", "-m", type=click.Choice(["abn", "proposed"]),
-      help="[model] 'abn' stops after ABN training; 'proposed' (default) pre-trains "
-      "an ABN, then trains the proposed model from it.")
-@_opt("--backbone", type=click.Choice(["resnet50", "resnet_small", "resnet_tiny"]),
-      help="[model] ResNet-50 as in the paper, or a small ResNet for CPUs.")
-@_opt("--weights", help="[model] Backbone weights: 'imagenet', a weights file, or 'none'.")
-@_opt("--amb/--no-amb", help="[model] Attention mining branch (ablation switch).")
-@_opt("--pc/--no-pc", help="[model] Prototype conformity loss (ablation switch).")
-@_opt("--cot/--no-cot", help="[model] Complement objective training (ablation switch).")
-@_opt("--mask-threshold", type=float,
+@_opt("--architecture", "-a", type=click.Choice(["abn", "proposed"]), key="architecture",
+      help="[model] 'abn' stops after ABN training; 'proposed' pre-trains an ABN, then "
+      "trains the proposed model from it.")
+@_opt("--backbone", type=click.Choice(["resnet50", "resnet50_official", "resnet_small",
+                                       "resnet_tiny"]), key="backbone",
+      help="[model] resnet50 (keras.applications, loads ImageNet weights), "
+      "resnet50_official (the official ABN network, for from-scratch runs), or a small "
+      "ResNet for CPUs.")
+@_opt("--weights", key="weights",
+      help="[model] Backbone weights: 'imagenet', a weights file, or 'none'.")
+@_opt("--amb/--no-amb", key="amb", help="[model] Attention mining branch (ablation switch).")
+@_opt("--pc/--no-pc", key="pc", help="[model] Prototype conformity loss (ablation switch).")
+@_opt("--cot/--no-cot", key="cot",
+      help="[model] Complement objective training (ablation switch).")
+@_opt("--naive-bn-statistics/--no-naive-bn-statistics", key="naive_bn_statistics",
+      help="[model] Let the AMB pass and COT's forward pass update batch-norm statistics "
+      "(a naive port of the paper).")
+@_opt("--mask-threshold", type=float, key="mask_threshold",
       help="[model] Mask threshold sigma (paper: 0.78 CUB, 0.40 Stanford Dogs).")
-@_opt("--init-from", type=click.Path(exists=True),
+@_opt("--init-from", type=click.Path(exists=True), key="init_from",
       help="[model] Start the proposed model from this ABN run (or .keras file); "
       "skips pre-training.")
-@_opt("--attention-targets",
+@_opt("--attention-targets", key="attention_targets",
       help="[model] Human-knowledge baseline: 'masks' (the dataset's masks) or a folder "
       "of edited maps; pulls the ABN's attention towards them.")
 # Schedule
-@_opt("--epochs", type=int, help="[schedule] Epochs of the final stage (paper: 300).")
-@_opt("--pretrain-epochs", type=int,
+@_opt("--epochs", type=int, key="epochs", help="[schedule] Epochs of the final stage (paper: 300).")
+@_opt("--pretrain-epochs", type=int, key="pretrain_epochs",
       help="[schedule] Epochs of ABN pre-training before the proposed model (paper: 300).")
-@_opt("--learning-rate", "--lr", type=float, help="[schedule] Base learning rate.")
-@_opt("--seed", type=int, help="[schedule] Random seed (data order, augmentation, init).")
-@_opt("--deterministic/--no-deterministic",
+@_opt("--learning-rate", "--lr", type=float, key="optimizer.learning_rate",
+      help="[schedule] Base learning rate.")
+@_opt("--seed", type=int, key="seed",
+      help="[schedule] Random seed (data order, augmentation, init).")
+@_opt("--deterministic/--no-deterministic", key="deterministic",
       help="[schedule] Deterministic TensorFlow ops (slower); with --seed, identical runs.")
 # Runtime
-@_opt("--backend", type=click.Choice(BACKENDS), help="[runtime] Keras backend.")
+@_opt("--backend", type=click.Choice(BACKENDS), key="backend",
+      help="[runtime] Keras backend (none: KERAS_BACKEND, else tensorflow).")
 @_opt("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]),
-      help="[runtime] Mixed precision policy (losses and softmax stay float32).")
-@_opt("--distribute/--no-distribute",
-      help="[runtime] Data-parallel over all local devices (TF MirroredStrategy; "
-      "MultiWorkerMirroredStrategy when TF_CONFIG is set; JAX DataParallel). "
-      "--batch-size is the global batch.")
-@_opt("--jit-compile/--no-jit-compile",
-      help="[runtime] Force XLA on or off (default: on for JAX and TF-on-GPU).")
-def train(config_file, resume, output, **options):
+      key="mixed_precision", help="[runtime] Mixed precision (losses and softmax stay float32).")
+@_opt("--distribute/--no-distribute", key="distribute",
+      help="[runtime] Data-parallel over all devices (TF MirroredStrategy; "
+      "MultiWorkerMirroredStrategy when TF_CONFIG is set; JAX DataParallel, several hosts "
+      "with KERAS_DISTRIBUTION_*). --batch-size is the global batch.")
+@_opt("--jit-compile/--no-jit-compile", key="jit_compile",
+      help="[runtime] Force XLA on or off (auto: on for JAX and TF-on-GPU).")
+def train(config_file, resume, print_config, output, **options):
     """Train ABN, then the proposed model (AMB + PC + COT) initialised from it.
+
+    Each option overrides the config; [config: key, default X] names the
+    config key it sets and the value the default config (synthetic) gives it.
 
     \b
     Examples:
       keras-amb train --dataset synthetic
+      keras-amb train --dataset synthetic --config synthetic_v2
       keras-amb train --dataset stanford_dogs --data-dir ~/tensorflow_datasets
+      keras-amb train --dataset stanford_dogs --config stanford_dogs_paper    # from scratch
       keras-amb train --dataset ./my_images --backbone resnet_small --image-size 96 --weights none
+      keras-amb train --dataset ./digits --config small_images                  # 32x32 images
       keras-amb train --dataset caltech_birds2010 --no-cot        # AMB + PC ablation
       keras-amb train --resume saved_models/synthetic-proposed-20260101-120000
     """
-    _set_backend(options.get("backend"))
-    run_reporting_errors(_train, config_file, resume, output, options)
+    if not print_config and not resume:
+        set_backend(options.get("backend"))
+    run_reporting_errors(_train, config_file, resume, print_config, output, options)
 
 
-def _train(config_file, resume, output, options):
+def _train(config_file, resume, print_config, output, options):
     import os
 
     from keras_amb import config as amb_config
 
     overrides = dict(options)
     lr = overrides.pop("learning_rate")
-    jit = overrides.pop("jit_compile")
     if overrides.get("weights") == "none":
         overrides["weights"] = None
-        overrides["_weights_none"] = True
+        weights_none = True
+    else:
+        weights_none = False
+    if overrides.get("crop_scale") is not None:
+        overrides["crop_scale"] = list(overrides["crop_scale"])
     if resume:
         given = {k for k, v in overrides.items() if v is not None and k != "backend"}
         if given or config_file or output:
@@ -97,25 +153,27 @@ def _train(config_file, resume, output, options):
                 f"with other options (got: {', '.join(sorted(given)) or '--config/--output'})"
             )
         path = os.path.join(resume, "config.yaml")
-        config = amb_config.resolve(path) if os.path.isfile(path) else None
-        if config is None:
+        if not os.path.isfile(path):
             raise amb_config.ConfigError(f"{resume}: no config.yaml; not a keras-amb run folder")
-        _set_backend(config.get("backend"))
+        if not print_config:
+            # The run's own backend, before anything imports Keras.
+            set_backend(amb_config.load_yaml(path).get("backend") or options.get("backend"))
+        config = amb_config.resolve(path)
     else:
-        weights_none = overrides.pop("_weights_none", False)
+        if lr is not None:
+            overrides["optimizer"] = {"learning_rate": lr}
         config = amb_config.resolve(config_file, overrides)
         if weights_none:
             config["weights"] = None
-        if lr is not None:
-            config["optimizer"]["learning_rate"] = lr
-            amb_config.validate(config)
-        if jit is not None:
-            config["jit_compile"] = jit
     config.pop("config_file", None)
+    if print_config:
+        click.echo(amb_config.to_yaml(config), nl=False)
+        return
 
     from keras_amb import trainer
 
-    result = trainer.train(config, run_dir=resume or output, resume=bool(resume))
+    result = trainer.train(config, run_dir=resume or output, resume=bool(resume),
+                           log=lambda line: click.echo(line))
     m = result.test_metrics
     click.echo(
         f"\nTest: top-1 {m.get('top1', float('nan')):.4f}, top-5 "
@@ -125,4 +183,5 @@ def _train(config_file, resume, output, options):
     click.echo(f"Run folder: {result.run_dir}")
     click.echo(f"  model:   {result.model_path}")
     click.echo("  config.yaml, history.csv, labels.txt, checkpoints/, logs/ (TensorBoard)")
-    click.echo(f"Look at its attention maps: keras-amb visualize IMAGE --model {result.run_dir}")
+    click.echo(f"Next: keras-amb visualize IMAGE --model {result.run_dir}")
+    click.echo(f"      keras-amb evaluate --model {result.run_dir}")

@@ -6,8 +6,8 @@ import click
 
 from keras_amb.cli.main import BACKENDS
 from keras_amb.cli.main import UserError
-from keras_amb.cli.main import _set_backend
 from keras_amb.cli.main import run_reporting_errors
+from keras_amb.cli.main import set_backend
 
 
 @click.command()
@@ -15,38 +15,50 @@ from keras_amb.cli.main import run_reporting_errors
 @click.option("--model", "-m", "run", type=click.Path(exists=True),
               help="Run folder or .keras file. Default: the newest run under saved_models/.")
 @click.option("--compare", multiple=True, type=click.Path(exists=True),
-              help="More runs to show side by side (repeat: --compare RUN2 --compare RUN3).")
+              help="More runs or model files to show as extra rows "
+              "(repeat: --compare RUN2 --compare RUN3).")
 @click.option("--method", type=click.Choice(["attention", "cam", "gradcam", "all"]),
               default="attention", show_default=True,
-              help="The model's attention map, or CAM / Grad-CAM of the perception branch.")
+              help="The model's attention map, CAM or Grad-CAM of the perception branch, "
+              "or all three.")
+@click.option("--class", "class_name",
+              help="Explain this class (a name from the model's classes) instead of the "
+              "predicted one (CAM and Grad-CAM; the attention map is class-agnostic).")
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Opacity of the map over the image.")
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Where the PNGs go. Default: <run>/visualize/.")
 @click.option("--save-maps", is_flag=True,
-              help="Also write the raw maps (.npy) and an editable grey PNG per image "
-              "(maps/<stem>.png), usable as --attention-targets after editing.")
+              help="Also write each model's raw maps (maps/<image>.<model>.<method>.npy) and "
+              "an editable grey PNG of the first map per image (maps/<image>.png), usable as "
+              "--attention-targets after editing.")
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
-def visualize(inputs, run, compare, method, output, save_maps, backend):
+def visualize(inputs, run, compare, method, class_name, alpha, output, save_maps, backend):
     """Draw attention maps over images, with the top-5 classes (paper, Fig. 3).
 
     INPUTS are image files or folders of images (JPEG, PNG, BMP, GIF, WebP).
+    Each figure has a row per model, labelled with its run (and file) and
+    architecture, and a colour bar: the attention map is drawn at its raw
+    values in [0, 1], CAM and Grad-CAM normalised to [0, 1].
 
     \b
     Examples:
       keras-amb visualize bird.jpg
       keras-amb visualize photos/ --model saved_models/cub-proposed-... --method all
       keras-amb visualize bird.jpg --model ABN_RUN --compare AMB_RUN
+      keras-amb visualize bird.jpg --method cam --class cardinal --alpha 0.6
     """
-    _set_backend(backend)
-    failed = run_reporting_errors(_visualize, inputs, run, compare, method, output, save_maps)
+    set_backend(backend)
+    failed = run_reporting_errors(_visualize, inputs, run, compare, method, class_name, alpha,
+                                  output, save_maps)
     if failed:
         raise UserError(f"{len(failed)} of the images could not be read (listed above)")
 
 
-def _visualize(inputs, run, compare, method, output, save_maps):
+def _visualize(inputs, run, compare, method, class_name, alpha, output, save_maps):
     from keras_amb import runs
     from keras_amb.explain import maps as explain_maps
-    from keras_amb.explain.visualize import load_run
-    from keras_amb.explain.visualize import visualize as run_visualize
+    from keras_amb.explain import visualize as explain_visualize
 
     if run is None:
         run = runs.newest_run()
@@ -57,11 +69,16 @@ def _visualize(inputs, run, compare, method, output, save_maps):
             )
         click.echo(f"Using the newest run: {run}")
     methods = list(explain_maps.METHODS) if method == "all" else [method]
-    loaded = [load_run(r) for r in (run, *compare)]
-    output = output or os.path.join(runs.run_dir_of(run), "visualize")
-    written, failed = run_visualize(
-        inputs, loaded, methods, output, save_maps,
-        report=click.echo, error=lambda m: click.echo(m, err=True),
-    )
+    models = explain_visualize.load_models((run, *compare))
+    if output is None:
+        opened = runs.Run.open(run)
+        output = opened.path("visualize") if opened.run_dir else os.path.splitext(run)[0] + "-visualize"
+    try:
+        written, failed = explain_visualize.visualize(
+            inputs, models, methods, output, save_maps, class_name=class_name, alpha=alpha,
+            report=click.echo, error=lambda m: click.echo(m, err=True),
+        )
+    except explain_visualize.UnknownClassError as error:
+        raise click.BadParameter(str(error), param_hint="--class") from None
     click.echo(f"Wrote {len(written)} figure(s) to {output}")
     return failed

@@ -12,9 +12,8 @@ Both return `probabilities` (N, K), `top_k_ids`, `top_k_scores`,
 
 import base64
 import os
-import shutil
 
-SIGNATURES = ("serving_default", "predict_images")
+from keras_amb.files import atomic_write_directory
 
 
 class ExportError(ValueError):
@@ -29,8 +28,9 @@ def next_version(root):
     return max(versions, default=0) + 1
 
 
-def serving_module(model, class_names, resize_ratio=1.0, top_k=5):
-    """A `tf.Module` with the two serving functions around a Keras model."""
+def serving_module(model, top_k=5):
+    """A `tf.Module` with the two serving functions around a Keras model
+    (its class names and resize ratio come from the model's config)."""
     import keras
     import tensorflow as tf
 
@@ -43,12 +43,9 @@ def serving_module(model, class_names, resize_ratio=1.0, top_k=5):
             "switches by itself."
         )
     size = int(model.image_size)
+    resize_ratio = float(model.resize_ratio)
     k = min(int(top_k), model.num_classes)
-    names = tf.constant([str(n) for n in class_names], dtype=tf.string)
-    if len(class_names) != model.num_classes:
-        raise ExportError(
-            f"{len(class_names)} class names for a model of {model.num_classes} classes"
-        )
+    names = tf.constant(model.get_class_names(), dtype=tf.string)
 
     def outputs(images):
         out = model(images, training=False)
@@ -90,7 +87,7 @@ def serving_module(model, class_names, resize_ratio=1.0, top_k=5):
     return module
 
 
-def export_saved_model(model, class_names, root, version=None, resize_ratio=1.0):
+def export_saved_model(model, root, version=None):
     """Writes `root/<version>/` (TF Serving's layout) atomically.
 
     Returns the version folder. Never overwrites a version: the default is the
@@ -110,22 +107,14 @@ def export_saved_model(model, class_names, root, version=None, resize_ratio=1.0)
             f"{target} already exists; versions are never overwritten "
             f"(next free: {next_version(root)})"
         )
-    os.makedirs(root, exist_ok=True)
-    module = serving_module(model, class_names, resize_ratio)
-    tmp = os.path.join(root, f".tmp-{int(version)}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tf.saved_model.save(
-            module, tmp,
-            signatures={
-                "serving_default": module.serve_bytes.get_concrete_function(),
-                "predict_images": module.serve_images.get_concrete_function(),
-            },
-        )
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    module = serving_module(model)
+    atomic_write_directory(target, lambda tmp: tf.saved_model.save(
+        module, tmp,
+        signatures={
+            "serving_default": module.serve_bytes.get_concrete_function(),
+            "predict_images": module.serve_images.get_concrete_function(),
+        },
+    ))
     return target
 
 
@@ -166,3 +155,43 @@ def decode_rest_request(body):
         array = np.array(v, dtype=object if v and isinstance(v[0], bytes) else None)
         out[k] = array
     return signature, out
+
+
+def export_onnx(model, path):
+    """Writes the model as one ONNX file (atomically); returns its path.
+
+    Input `images`: float32 `(N, S, S, 3)` RGB pixels in `[0, 255]` at the
+    model's input size (resize and crop as `keras_amb.inference.preprocess`
+    does); outputs `probabilities` `(N, K)` and `attention` `(N, h, w)`.
+    Needs the TensorFlow backend and `tf2onnx` (`pip install keras-amb[onnx]`).
+    """
+    import keras
+    import numpy as np
+
+    from keras_amb.files import atomic_write
+
+    if keras.backend.backend() != "tensorflow":
+        raise ExportError(
+            "ONNX export runs on the TensorFlow backend (KERAS_BACKEND=tensorflow); "
+            f"this process uses {keras.backend.backend()!r}"
+        )
+    try:
+        import tf2onnx  # noqa: F401
+    except ImportError:
+        raise ExportError(
+            "ONNX export needs tf2onnx: pip install 'keras-amb[onnx]'"
+        ) from None
+    if os.path.isdir(path):
+        raise ExportError(f"{path} is a folder; give the .onnx file to write")
+    size = int(model.image_size)
+    inputs = keras.Input((size, size, 3), name="images")
+    outputs = model(inputs)
+    wrapper = keras.Model(
+        inputs,
+        {"probabilities": outputs["probabilities"], "attention": outputs["attention"]},
+        name=f"{model.name}_onnx",
+    )
+    wrapper(np.zeros((1, size, size, 3), np.float32))
+    atomic_write(path, lambda tmp: wrapper.export(tmp, format="onnx", verbose=False),
+                 suffix=".onnx")
+    return path

@@ -9,10 +9,25 @@ from keras_amb.data import pipeline
 from keras_amb.explain import maps as explain_maps
 from keras_amb.explain import metrics
 
+# Per-image values kept for paired comparisons (`keras_amb.ablation`).
+PER_IMAGE = (
+    "top1", "top5", "att_top1", "insertion", "deletion", "score", "rise_insertion",
+    "rise_deletion", "rise_score", "pointing_game", "energy_inside", "pointing_game_part",
+    "energy_inside_part", "energy_part1", "energy_part2", "coverage_both_parts",
+    "top1_occluded_part1", "top1_occluded_part2",
+)
+SUMMARY_KEYS = (
+    "top1", "top5", "att_top1", "insertion", "deletion", "score", "rise_insertion",
+    "rise_deletion", "rise_score", "pointing_game", "energy_inside", "iou",
+    "pointing_game_part", "energy_inside_part", "iou_part", "energy_part1",
+    "energy_part2", "coverage_both_parts", "top1_occluded_part1", "top1_occluded_part2",
+    "examples", "method", "params",
+)
+
 
 def _nanmean(values):
-    values = np.concatenate(values) if values else np.array([])
-    values = values[~np.isnan(values)] if values.size else values
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
     return float(values.mean()) if values.size else None
 
 
@@ -20,9 +35,7 @@ def evaluate(
     model,
     source,
     split="test",
-    image_size=None,
     batch_size=32,
-    resize_ratio=None,
     method="attention",
     limit=None,
     thresholds=metrics.DEFAULT_THRESHOLDS,
@@ -31,17 +44,23 @@ def evaluate(
 ):
     """Evaluates a model on a dataset split; returns a dict of results.
 
+    Images are preprocessed with the model's own input size and resize ratio.
     Keys: `top1`, `top5`, `att_top1`, `insertion`, `deletion`, `score`
     (paper's threshold sweep), `rise_insertion`, `rise_deletion`,
     `rise_score`, `pointing_game`, `energy_inside`, `iou` (against the
-    object mask or box; None where the dataset has none) and, on the
-    synthetic dataset, `*_part` against the discriminative part; `curves`
-    holds the mean curves and `params` the protocol's parameters.
+    object mask or box; None where the dataset has none), `*_part` against
+    the synthetic discriminative parts, and where the dataset has two part
+    masks (synthetic version 2): `energy_part1`, `energy_part2` (fraction of
+    the map's mass in each part), `coverage_both_parts` (fraction of images
+    with both parts covered, `metrics.part_coverage`) and
+    `top1_occluded_part1`, `top1_occluded_part2` (top-1 with that part
+    painted over in the body's texture). `per_image` holds each image's
+    values, `curves` the mean curves and `params` the protocol's parameters.
     """
     import keras
 
-    image_size = image_size or model.image_size
-    resize_ratio = resize_ratio or source.resize_ratio
+    image_size = model.image_size
+    resize_ratio = model.resize_ratio
     examples = source.examples(split)
     if limit:
         examples = examples.take(limit)
@@ -54,66 +73,94 @@ def evaluate(
     bar = keras.utils.Progbar(total, unit_name="image") if progress else None
 
     def predict(x):
-        return np.asarray(model.predict_on_batch(x.astype(np.float32))["probabilities"])
+        out = model.predict_on_batch(x.astype(np.float32))
+        return np.asarray(keras.ops.convert_to_numpy(out["probabilities"]))
 
     k = min(5, model.num_classes)
-    acc = {"top1": [], "top5": [], "att_top1": []}
+    per_image = {}
     curves = {"insertion": [], "deletion": [], "rise_insertion": [], "rise_deletion": []}
-    local = {}
+    iou = {"": [], "_part": []}
     seen = 0
     ts = None
+
+    def add(name, values):
+        per_image.setdefault(name, []).append(np.asarray(values, dtype=np.float32))
+
     for batch in batches:
         images = batch["images"].numpy()
         labels = batch["labels"].numpy()
-        out = model.predict_on_batch(images)
-        probs = np.asarray(out["probabilities"])
+        outputs, explained = explain_maps.explain(model, images, (method,))
+        probs = outputs["probabilities"]
+        saliency = explained[method]
         topk = np.argsort(-probs, axis=-1)[:, :k]
-        acc["top1"].append(topk[:, 0] == labels)
-        acc["top5"].append((topk == labels[:, None]).any(axis=1))
-        acc["att_top1"].append(np.argmax(np.asarray(out["attention_probabilities"]), -1) == labels)
-        saliency = (
-            np.asarray(out["attention"]) if method == "attention"
-            else explain_maps.compute(model, images, method)
-        )
+        add("top1", topk[:, 0] == labels)
+        add("top5", (topk == labels[:, None]).any(axis=1))
+        add("att_top1", np.argmax(outputs["attention_probabilities"], -1) == labels)
         ts, ins, dele = metrics.threshold_curves(predict, images, labels, saliency, thresholds)
-        r_ins, r_del = metrics.rise_curves(predict, images, saliency, rise_steps)
+        r_ins, r_del = metrics.rise_curves(predict, images, saliency, rise_steps,
+                                           target=topk[:, 0])
         for key, value in zip(curves, (ins, dele, r_ins, r_del)):
             curves[key].append(value)
+        add("insertion", metrics.auc(ins, ts))
+        add("deletion", metrics.auc(dele, ts))
+        add("rise_insertion", metrics.auc(r_ins))
+        add("rise_deletion", metrics.auc(r_del))
         for mask_key, suffix in (("object_mask", ""), ("part_mask", "_part")):
             if mask_key in batch:
                 p, e, i = metrics.localisation(saliency, batch[mask_key].numpy())
-                for name, value in (("pointing_game", p), ("energy_inside", e), ("iou", i)):
-                    local.setdefault(name + suffix, []).append(value)
+                add("pointing_game" + suffix, p)
+                add("energy_inside" + suffix, e)
+                iou[suffix].append(i)
+        if source.part_names:
+            energies, covered = metrics.part_coverage(
+                saliency, [batch[name].numpy() for name in source.part_names]
+            )
+            for number, energy in enumerate(energies, start=1):
+                add(f"energy_part{number}", energy)
+            add("coverage_both_parts", np.logical_and.reduce(covered))
         seen += len(labels)
         if bar is not None:
             bar.update(seen)
     if seen == 0:
         raise ValueError(f"split {split!r} of {source.name} has no examples")
+    for part in (1, 2):
+        occluded = source.occluded(split, part)
+        if occluded is None:
+            continue
+        if limit:
+            occluded = occluded.take(limit)
+        for batch in pipeline.prepare(
+            occluded, image_size, batch_size, training=False,
+            resize_ratio=resize_ratio, keep_masks=True,
+        ):
+            probs = predict(batch["images"].numpy())
+            add(f"top1_occluded_part{part}", np.argmax(probs, -1) == batch["labels"].numpy())
+
+    per_image = {key: np.concatenate(values) for key, values in per_image.items()}
+    per_image["score"] = per_image["insertion"] - per_image["deletion"]
+    per_image["rise_score"] = per_image["rise_insertion"] - per_image["rise_deletion"]
     mean_curves = {key: np.concatenate(v).mean(axis=0) for key, v in curves.items()}
-    result = {key: float(np.concatenate(v).mean()) for key, v in acc.items()}
-    result["insertion"] = float(metrics.auc(mean_curves["insertion"], ts))
-    result["deletion"] = float(metrics.auc(mean_curves["deletion"], ts))
-    result["score"] = result["insertion"] - result["deletion"]
-    result["rise_insertion"] = float(metrics.auc(mean_curves["rise_insertion"]))
-    result["rise_deletion"] = float(metrics.auc(mean_curves["rise_deletion"]))
-    result["rise_score"] = result["rise_insertion"] - result["rise_deletion"]
+    result = {key: _nanmean(values) for key, values in per_image.items()}
+    for suffix, values in iou.items():
+        if values:
+            result["iou" + suffix] = _nanmean(np.concatenate(values))
     for name in ("pointing_game", "energy_inside", "iou"):
-        result[name] = _nanmean(local.get(name, []))
-        if name + "_part" in local:
-            result[name + "_part"] = _nanmean(local[name + "_part"])
+        result.setdefault(name, None)
     result["examples"] = seen
     result["method"] = method
     result["params"] = {
         "split": split, "image_size": image_size, "resize_ratio": resize_ratio,
-        "thresholds": thresholds, "threshold_baseline": "image mean colour",
+        "thresholds": thresholds, "threshold_map": explain_maps.SCALES[method],
+        "threshold_baseline": "image mean colour",
         "rise_steps": rise_steps, "rise_blur": f"gaussian sigma {metrics.BLUR_SIGMA}, "
         f"{metrics.BLUR_SIZE}x{metrics.BLUR_SIZE}", "rise_deletion_baseline": "image mean colour",
-        "localisation_threshold": 0.5,
+        "localisation_threshold": 0.5, "coverage_density": metrics.COVERAGE_DENSITY,
     }
     result["curves"] = {
         "thresholds": ts.tolist(),
         **{key: value.tolist() for key, value in mean_curves.items()},
     }
+    result["per_image"] = {key: values.tolist() for key, values in per_image.items()}
     return result
 
 
@@ -125,15 +172,17 @@ def plot_curves(result, path, title=""):
     import matplotlib.pyplot as plt
 
     curves = result["curves"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     ts = curves["thresholds"]
     axes[0].plot(ts, curves["insertion"], label=f"Insertion (AUC {result['insertion']:.3f})")
     axes[0].plot(ts, curves["deletion"], label=f"Deletion (AUC {result['deletion']:.3f})")
-    axes[0].set(xlabel="attention threshold t", ylabel="accuracy", title="Threshold sweep (paper)")
+    axes[0].set(xlabel=f"threshold t on the map ({result['params']['threshold_map']})",
+                ylabel="accuracy", title="Threshold sweep (paper)")
     x = np.linspace(0, 1, len(curves["rise_insertion"]))
     axes[1].plot(x, curves["rise_insertion"], label=f"Insertion (AUC {result['rise_insertion']:.3f})")
     axes[1].plot(x, curves["rise_deletion"], label=f"Deletion (AUC {result['rise_deletion']:.3f})")
-    axes[1].set(xlabel="fraction of pixels", ylabel="probability of predicted class", title="Pixel ranking (RISE)")
+    axes[1].set(xlabel="fraction of pixels", ylabel="probability of predicted class",
+                title="Pixel ranking (RISE)")
     for ax in axes:
         ax.set_ylim(0, 1.02)
         ax.legend(loc="best")
@@ -142,13 +191,15 @@ def plot_curves(result, path, title=""):
         fig.suptitle(title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
+def summary(result):
+    """The result without per-image values and curves (what `--json` prints)."""
+    return {k: result.get(k) for k in SUMMARY_KEYS if k in result}
+
+
 def summary_json(result):
-    keys = ("top1", "top5", "att_top1", "insertion", "deletion", "score", "rise_insertion",
-            "rise_deletion", "rise_score", "pointing_game", "energy_inside", "iou",
-            "pointing_game_part", "energy_inside_part", "iou_part", "examples", "method", "params")
-    return json.dumps({k: result.get(k) for k in keys if k in result or k in keys[:12]})
+    return json.dumps(summary(result))

@@ -1,11 +1,18 @@
 """Explanation maps: the model's attention, and CAM / Grad-CAM baselines.
 
-All maps are `(N, h, w)` float32 in `[0, 1]`. The attention map is the
-model's own (one forward pass). CAM is the perception branch's class
-activation map (its last stage weighted by the classifier's weights for the
-class). Grad-CAM is taken at the feature extractor's output F (stage 3), the
-map the attention mechanism acts on, so it has the attention map's
-resolution; at the last stage of a GAP + dense head it would equal CAM.
+All maps are `(N, h, w)` float32. The attention map is the model's own, in
+`(0, 1)`, on the scale of the mask threshold sigma, and is never rescaled.
+CAM and Grad-CAM have no fixed scale and are min-max normalised to `[0, 1]`.
+
+- CAM is the perception branch's class activation map (its last stage
+  weighted by the classifier's weights for the class), a by-product of the
+  forward pass (`model(x, mode="explain")`).
+- Grad-CAM is taken at the feature extractor's output F (stage 3), the map
+  the attention mechanism acts on, so it has the attention map's resolution;
+  at the last stage of a GAP + dense head it would equal CAM.
+
+Both run compiled (`train_steps.compiled`): one forward pass for CAM, one
+forward and one backward pass for Grad-CAM.
 """
 
 import numpy as np
@@ -14,70 +21,98 @@ from keras import ops
 from keras_amb.models import train_steps
 
 METHODS = ("attention", "cam", "gradcam")
+# How each method's maps are scaled (evaluation reports it).
+SCALES = {
+    "attention": "raw attention map (values in (0, 1), the scale of sigma)",
+    "cam": "min-max normalised to [0, 1]",
+    "gradcam": "min-max normalised to [0, 1]",
+}
 
 
-def _normalise(maps):
+def normalise(maps):
+    """Each `(h, w)` map of `(N, h, w)` rescaled to `[0, 1]` (min-max)."""
     maps = np.asarray(maps, dtype=np.float32)
     low = maps.min(axis=(1, 2), keepdims=True)
     high = maps.max(axis=(1, 2), keepdims=True)
     return (maps - low) / np.maximum(high - low, 1e-8)
 
 
-def _perception_inputs(model, images):
+def upsample(maps, height, width):
+    """`(N, h, w)` maps resized bilinearly to `(N, height, width)`."""
+    import tensorflow as tf
+
+    maps = np.asarray(maps, dtype=np.float32)[..., None]
+    return tf.image.resize(maps, (height, width), method="bilinear").numpy()[..., 0]
+
+
+def _explain_forward(model, images):
+    import keras
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        with torch.no_grad():
+            return model(images, training=False, mode="explain")
+    return model(images, training=False, mode="explain")
+
+
+def _gradcam_pass(model, images, one_hot):
     features = model.feature_extractor(images, training=False)
-    attention = model.attention_branch(features, training=False)["attention"]
-    return features, model.attention_mechanism(features, attention)
-
-
-def _predicted(model, images, class_ids):
-    if class_ids is not None:
-        return np.asarray(class_ids, dtype=np.int32)
-    out = model.predict_on_batch(images)
-    return np.argmax(np.asarray(out["probabilities"]), axis=-1).astype(np.int32)
-
-
-def attention(model, images):
-    """The model's attention maps (raw values, already in (0, 1))."""
-    return np.asarray(ops.convert_to_numpy(model.predict_on_batch(images)["attention"]))
-
-
-def cam(model, images, class_ids=None):
-    """Class activation maps of the perception branch, min-max normalised."""
-    class_ids = _predicted(model, images, class_ids)
-    _, attended = _perception_inputs(model, ops.convert_to_tensor(images))
-    x = attended
-    for block in model.perception_branch.stage:
-        x = block(x, training=False)
-    kernel = ops.convert_to_numpy(model.perception_branch.classifier.kernel)  # (C, K)
-    weights = kernel[:, class_ids].T  # (N, C)
-    maps = np.einsum("nhwc,nc->nhw", ops.convert_to_numpy(x).astype(np.float32), weights)
-    return _normalise(np.maximum(maps, 0.0))
-
-
-def grad_cam(model, images, class_ids=None):
-    """Grad-CAM at the feature extractor's output F, min-max normalised."""
-    class_ids = _predicted(model, images, class_ids)
-    features = model.feature_extractor(ops.convert_to_tensor(images), training=False)
-    one_hot = ops.one_hot(ops.convert_to_tensor(class_ids), model.num_classes)
 
     def class_score(f):
-        att = model.attention_branch(f, training=False)["attention"]
-        attended = model.attention_mechanism(f, att)
+        attention = model.attention_branch(f, training=False)["attention"]
+        attended = model.attention_mechanism(f, attention)
         logits = model.perception_branch(attended, training=False)["logits"]
         return ops.sum(logits * one_hot, axis=-1)
 
-    grads = ops.convert_to_numpy(train_steps.input_gradient(class_score, features))
-    feats = ops.convert_to_numpy(features).astype(np.float32)
-    weights = grads.astype(np.float32).mean(axis=(1, 2))  # (N, C)
-    maps = np.einsum("nhwc,nc->nhw", feats, weights)
-    return _normalise(np.maximum(maps, 0.0))
+    return features, train_steps.input_gradient(class_score, features)
+
+
+def explain(model, images, methods=METHODS, class_ids=None):
+    """Maps of `images` by each of `methods`, with the model's predictions.
+
+    Args:
+        model: an `AttentionBranchNetwork`.
+        images: `(N, H, W, 3)` RGB pixels in `[0, 255]`.
+        methods: sequence of `METHODS`.
+        class_ids: optional `(N,)` classes to explain (CAM, Grad-CAM);
+            by default the predicted ones.
+
+    Returns:
+        `(outputs, maps)`: the forward pass's `probabilities`, `attention`
+        and `attention_probabilities` as numpy arrays, and `{method: (N, h, w)}`.
+    """
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+    images = np.asarray(images, dtype=np.float32)
+    forward = train_steps.compiled(model, "explain", _explain_forward)
+    out = forward(images)
+    outputs = {
+        k: np.asarray(ops.convert_to_numpy(out[k]))
+        for k in ("probabilities", "attention", "attention_probabilities")
+    }
+    if class_ids is None:
+        class_ids = np.argmax(outputs["probabilities"], axis=-1)
+    class_ids = np.asarray(class_ids, dtype=np.int64)
+    maps = {}
+    if "attention" in methods:
+        maps["attention"] = outputs["attention"]
+    if "cam" in methods:
+        cams = np.asarray(ops.convert_to_numpy(out["class_activation_maps"]))
+        maps["cam"] = normalise(cams[np.arange(len(images)), :, :, class_ids])
+    if "gradcam" in methods:
+        one_hot = np.eye(model.num_classes, dtype=np.float32)[class_ids]
+        gradcam = train_steps.compiled(model, "gradcam", _gradcam_pass)
+        features, grads = gradcam(images, one_hot)
+        features = np.asarray(ops.convert_to_numpy(features), dtype=np.float32)
+        weights = np.asarray(ops.convert_to_numpy(grads), dtype=np.float32).mean(axis=(1, 2))
+        maps["gradcam"] = normalise(
+            np.maximum(np.einsum("nhwc,nc->nhw", features, weights), 0.0)
+        )
+    return outputs, maps
 
 
 def compute(model, images, method, class_ids=None):
-    if method == "attention":
-        return attention(model, images)
-    if method == "cam":
-        return cam(model, images, class_ids)
-    if method == "gradcam":
-        return grad_cam(model, images, class_ids)
-    raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+    """The `(N, h, w)` maps of one method (see `explain`)."""
+    return explain(model, images, (method,), class_ids)[1][method]

@@ -2,36 +2,31 @@
 
 Two Insertion/Deletion protocols (METHOD.md):
 - the paper's threshold sweep: for thresholds t in [0, 1], classify the image
-  keeping only the pixels whose (upsampled, min-max normalised) map is >= t
-  (Insertion) or only those below t (Deletion); the rest become the image's
-  mean colour. Accuracy against t; area under the curve.
+  keeping only the pixels whose upsampled map is >= t (Insertion) or only
+  those below t (Deletion); the rest become the image's mean colour.
+  Correctness against t; area under the curve. Thresholds apply to the map
+  as given: the raw attention map (the scale of sigma), or CAM / Grad-CAM
+  normalised to [0, 1] (`maps.SCALES`).
 - RISE's pixel ranking (Petsiuk et al. 2018): pixels ranked by saliency are
   inserted into a blurred copy (Gaussian, sigma 5, 11x11) or deleted to the
   mean colour, a fraction at a time; the softmax probability of the class
   predicted on the original image against the fraction; trapezoid AUC.
-Everything is batched: one forward pass per threshold or step per batch.
+Everything is batched: one forward pass per threshold or step per batch, and
+every function returns per-image values, so results can be compared image by
+image (paired statistics in `keras_amb.ablation`).
 """
 
 import numpy as np
+
+from keras_amb.explain.maps import upsample
 
 DEFAULT_THRESHOLDS = 11
 DEFAULT_RISE_STEPS = 16
 BLUR_SIGMA = 5.0
 BLUR_SIZE = 11
-
-
-def upsample(maps, height, width):
-    """`(N, h, w)` maps resized bilinearly to `(N, height, width)`."""
-    import tensorflow as tf
-
-    maps = np.asarray(maps, dtype=np.float32)[..., None]
-    return tf.image.resize(maps, (height, width), method="bilinear").numpy()[..., 0]
-
-
-def normalise(maps):
-    low = maps.min(axis=(1, 2), keepdims=True)
-    high = maps.max(axis=(1, 2), keepdims=True)
-    return (maps - low) / np.maximum(high - low, 1e-8)
+# A part counts as covered when the map's mass density inside it is at least
+# this many times its density over the whole image.
+COVERAGE_DENSITY = 2.0
 
 
 def gaussian_blur(images, sigma=BLUR_SIGMA, size=BLUR_SIZE):
@@ -53,6 +48,7 @@ def gaussian_blur(images, sigma=BLUR_SIGMA, size=BLUR_SIZE):
 
 
 def auc(y, x=None):
+    """Area under `y` (trapezoid rule) over `x` (default: [0, 1] evenly)."""
     y = np.asarray(y, dtype=np.float64)
     x = np.linspace(0.0, 1.0, y.shape[-1]) if x is None else np.asarray(x)
     return np.trapezoid(y, x, axis=-1)
@@ -63,24 +59,32 @@ def _mean_colour(images):
 
 
 def threshold_curves(predict, images, labels, maps, thresholds=DEFAULT_THRESHOLDS):
-    """Per-threshold correctness for insertion and deletion, `(N, T)` each."""
+    """Per-threshold correctness for insertion and deletion, `(N, T)` each.
+
+    `maps` are thresholded as given (see the module docstring).
+    """
     n, height, width, _ = images.shape
-    saliency = normalise(upsample(maps, height, width))[..., None]
+    saliency = upsample(maps, height, width)[..., None]
     baseline = _mean_colour(images)
     ts = np.linspace(0.0, 1.0, thresholds)
     insertion = np.zeros((n, thresholds), np.float32)
     deletion = np.zeros((n, thresholds), np.float32)
     for j, t in enumerate(ts):
-        keep = (saliency >= t).astype(np.float32)
-        kept = images * keep + baseline * (1 - keep)
-        removed = images * (1 - keep) + baseline * keep
-        insertion[:, j] = np.argmax(predict(kept), -1) == labels
-        deletion[:, j] = np.argmax(predict(removed), -1) == labels
+        keep = saliency >= t
+        kept = np.where(keep, images, baseline)
+        removed = np.where(keep, baseline, images)
+        both = predict(np.concatenate([kept, removed]))
+        insertion[:, j] = np.argmax(both[:n], -1) == labels
+        deletion[:, j] = np.argmax(both[n:], -1) == labels
     return ts, insertion, deletion
 
 
-def rise_curves(predict, images, maps, steps=DEFAULT_RISE_STEPS):
-    """RISE insertion/deletion probability curves, `(N, steps + 1)` each."""
+def rise_curves(predict, images, maps, steps=DEFAULT_RISE_STEPS, target=None):
+    """RISE insertion/deletion probability curves, `(N, steps + 1)` each.
+
+    `target`: the classes whose probability is tracked (default: those
+    predicted on the original images).
+    """
     n, height, width, _ = images.shape
     pixels = height * width
     saliency = upsample(maps, height, width).reshape(n, pixels)
@@ -88,18 +92,20 @@ def rise_curves(predict, images, maps, steps=DEFAULT_RISE_STEPS):
     rank = np.empty_like(order)
     rank[np.arange(n)[:, None], order] = np.arange(pixels)[None, :]
     rank = rank.reshape(n, height, width, 1)
-    target = np.argmax(predict(images), -1)
+    if target is None:
+        target = np.argmax(predict(images), -1)
     blurred = gaussian_blur(images)
-    baseline = np.broadcast_to(_mean_colour(images), images.shape)
+    baseline = _mean_colour(images)
     insertion = np.zeros((n, steps + 1), np.float32)
     deletion = np.zeros((n, steps + 1), np.float32)
     rows = np.arange(n)
     for k in range(steps + 1):
-        top = (rank < round(k * pixels / steps)).astype(np.float32)
-        inserted = images * top + blurred * (1 - top)
-        deleted = baseline * top + images * (1 - top)
-        insertion[:, k] = predict(inserted)[rows, target]
-        deletion[:, k] = predict(deleted)[rows, target]
+        top = rank < round(k * pixels / steps)
+        inserted = np.where(top, images, blurred)
+        deleted = np.where(top, baseline, images)
+        both = predict(np.concatenate([inserted, deleted]))
+        insertion[:, k] = both[:n][rows, target]
+        deletion[:, k] = both[n:][rows, target]
     return insertion, deletion
 
 
@@ -107,16 +113,18 @@ def localisation(maps, masks, threshold=0.5):
     """Pointing game, attention energy inside, IoU of the thresholded map.
 
     Args:
-        maps: `(N, h, w)` maps; masks: `(N, H, W)` ground truth (>0.5 inside).
+        maps: `(N, h, w)` maps, as given (raw attention, normalised CAM).
+        masks: `(N, H, W)` ground truth (>0.5 inside).
+        threshold: the map value above which a pixel counts as attended (IoU).
+
     Returns:
         Per-image arrays `pointing`, `energy`, `iou`; images with an empty
         mask are NaN.
     """
     n, height, width = masks.shape
-    up = normalise(upsample(maps, height, width))
+    up = np.maximum(upsample(maps, height, width), 0.0)
     inside = masks > 0.5
-    flat = up.reshape(n, -1)
-    peak = np.argmax(flat, axis=1)
+    peak = np.argmax(up.reshape(n, -1), axis=1)
     pointing = inside.reshape(n, -1)[np.arange(n), peak].astype(np.float32)
     energy = (up * inside).sum(axis=(1, 2)) / np.maximum(up.sum(axis=(1, 2)), 1e-8)
     hot = up >= threshold
@@ -126,3 +134,32 @@ def localisation(maps, masks, threshold=0.5):
     for arr in (pointing, energy, iou):
         arr[empty] = np.nan
     return pointing, energy.astype(np.float32), iou.astype(np.float32)
+
+
+def part_coverage(maps, part_masks, density=COVERAGE_DENSITY):
+    """How the map covers each of several parts.
+
+    Args:
+        maps: `(N, h, w)` maps, as given.
+        part_masks: list of `(N, H, W)` masks, one per part.
+        density: a part is covered when `(mass in part / part area) /
+            (total mass / image area) >= density`.
+
+    Returns:
+        `(energies, covered)`: per part, the `(N,)` fraction of the map's mass
+        inside it, and the `(N,)` boolean whether it is covered (NaN / False
+        where the part is absent).
+    """
+    n, height, width = part_masks[0].shape
+    up = np.maximum(upsample(maps, height, width), 0.0)
+    total = np.maximum(up.sum(axis=(1, 2)), 1e-8)
+    energies, covered = [], []
+    for mask in part_masks:
+        inside = mask > 0.5
+        area = inside.sum(axis=(1, 2))
+        energy = (up * inside).sum(axis=(1, 2)) / total
+        ratio = energy / np.maximum(area / float(height * width), 1e-8)
+        energy = np.where(area > 0, energy, np.nan).astype(np.float32)
+        energies.append(energy)
+        covered.append((area > 0) & (ratio >= density))
+    return energies, covered

@@ -2,16 +2,9 @@
 
 import numpy as np
 
+from keras_amb.explain.maps import upsample
+
 COLORMAP = "inferno"
-
-
-def upsample(attention, height, width):
-    """A `(h, w)` map resized (bilinear) to `(height, width)`."""
-    from PIL import Image
-
-    attention = np.asarray(attention, dtype=np.float32)
-    resized = Image.fromarray(attention, mode="F").resize((width, height), Image.BILINEAR)
-    return np.asarray(resized, dtype=np.float32)
 
 
 def colorize(attention, colormap=COLORMAP):
@@ -23,10 +16,13 @@ def colorize(attention, colormap=COLORMAP):
 
 
 def overlay(image, attention, alpha=0.5, colormap=COLORMAP):
-    """The image (uint8 RGB) with the attention map blended over it."""
+    """The image (uint8 RGB) with a `(h, w)` map in `[0, 1]` blended over it."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}")
     image = np.asarray(image)
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
-    heat = colorize(upsample(attention, image.shape[0], image.shape[1]), colormap)
+    heat = colorize(upsample(np.asarray(attention)[None], image.shape[0], image.shape[1])[0],
+                    colormap)
     blended = (1.0 - alpha) * image.astype(np.float32) + alpha * heat.astype(np.float32)
     return np.clip(blended, 0, 255).astype(np.uint8)

@@ -2,107 +2,114 @@
 
 import dataclasses
 import os
+import re
 
 import numpy as np
 
-from keras_amb.data.image_io import IMAGE_EXTENSIONS
 from keras_amb.data.image_io import ImageReadError
 from keras_amb.data.image_io import read_image
 from keras_amb.explain import maps as explain_maps
+from keras_amb.explain.overlay import COLORMAP
 from keras_amb.explain.overlay import overlay
+from keras_amb.inference import expand_inputs
+from keras_amb.inference import preprocess
+
+TITLES = {"attention": "attention", "cam": "CAM", "gradcam": "Grad-CAM"}
+
+
+class UnknownClassError(ValueError):
+    """`class_name` is not one of a model's classes."""
 
 
 @dataclasses.dataclass
-class LoadedRun:
-    name: str
+class LoadedModel:
+    """A model to draw, and the label of its row (unique in a figure)."""
+
+    label: str
     model: object
-    class_names: list
-    resize_ratio: float
 
 
-def load_run(run):
-    from keras_amb import runs
-    from keras_amb import trainer
+def load_models(paths):
+    """`LoadedModel`s for run folders or model files; labels are the run and
+    file (`run/abn.keras`) with the architecture, made unique."""
+    from keras_amb.runs import Run
+    from keras_amb.trainer import describe
 
-    path = runs.find_model_file(run)
-    run_dir = runs.run_dir_of(run)
-    model = trainer.load_model(path)
-    names = runs.read_labels(run_dir) or [f"class_{i}" for i in range(model.num_classes)]
-    return LoadedRun(
-        name=os.path.basename(os.path.normpath(run_dir)),
-        model=model, class_names=names,
-        resize_ratio=trainer.run_resize_ratio(run_dir),
-    )
-
-
-def expand_inputs(inputs):
-    """Files as given, folders expanded to their image files (sorted)."""
-    paths = []
-    for item in inputs:
-        if os.path.isdir(item) and not item.lower().endswith(IMAGE_EXTENSIONS):
-            for dirpath, dirnames, filenames in os.walk(item):
-                dirnames.sort()
-                paths.extend(
-                    os.path.join(dirpath, f) for f in sorted(filenames)
-                    if f.lower().endswith(IMAGE_EXTENSIONS)
-                )
-        else:
-            paths.append(item)
-    return paths
+    loaded, used = [], set()
+    for path in paths:
+        run = Run.open(path)
+        model = run.load_model()
+        label = f"{run.name} ({describe(model)})"
+        unique, n = label, 1
+        while unique in used:
+            n += 1
+            unique = f"{label} #{n}"
+        used.add(unique)
+        loaded.append(LoadedModel(label=unique, model=model))
+    return loaded
 
 
-def preprocess(image, size, resize_ratio):
-    """An RGB uint8 image as the model sees it: float32 (S, S, 3) in [0, 255]."""
-    import tensorflow as tf
-
-    from keras_amb.data.pipeline import center_crop
-
-    return center_crop(tf.constant(image, tf.float32), size, resize_ratio).numpy()
+def slug(text):
+    """A file-name-safe version of a row label."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
-def explain_image(image, loaded, methods):
-    x = preprocess(image, loaded.model.image_size, loaded.resize_ratio)[None]
-    out = loaded.model.predict_on_batch(x)
-    probs = np.asarray(out["probabilities"])[0]
-    top = np.argsort(-probs)[:5]
-    results = {}
-    for method in methods:
-        if method == "attention":
-            results[method] = np.asarray(out["attention"])[0]
-        else:
-            results[method] = explain_maps.compute(loaded.model, x, method)[0]
-    return x[0], [(loaded.class_names[i], float(probs[i])) for i in top], results
+def explain_image(image, model, methods, class_name=None):
+    """`(crop, top5, maps, explained_class)` of one RGB image."""
+    x = preprocess(image, model.image_size, model.resize_ratio)[None]
+    class_ids = None
+    if class_name is not None:
+        class_ids = [model.get_class_names().index(class_name)]
+    outputs, maps = explain_maps.explain(model, x, methods, class_ids)
+    top5 = model.decode_predictions(outputs["probabilities"], 5)[0]
+    explained = class_name if class_name is not None else top5[0][0]
+    return x[0], top5, {m: v[0] for m, v in maps.items()}, explained
 
 
-def draw(path, image_name, rows, methods):
-    """One PNG: a row per model (input, overlays per method, top-5 bars)."""
+def draw(path, image_name, rows, methods, alpha=0.5, dpi=120):
+    """One PNG: a row per model (input, an overlay per method, top-5 bars)
+    and a colour bar that states each method's scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cols = 2 + len(methods)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(3.0 * cols, 3.2 * len(rows)), squeeze=False)
-    for r, (run_name, crop, top5, maps) in enumerate(rows):
+    panel = 3.4
+    fig = plt.figure(figsize=(panel * cols + 1.0, panel * len(rows) + 0.6))
+    grid = fig.add_gridspec(len(rows), cols + 1, width_ratios=[1] * cols + [0.06],
+                            wspace=0.25, hspace=0.45)
+    for r, (label, crop, top5, maps, explained) in enumerate(rows):
         crop8 = np.clip(crop, 0, 255).astype(np.uint8)
-        axes[r, 0].imshow(crop8)
-        axes[r, 0].set_title(f"{run_name}\n{image_name}", fontsize=8)
+        ax = fig.add_subplot(grid[r, 0])
+        ax.imshow(crop8)
+        ax.set_title(f"{image_name}\n{label}", fontsize=9, loc="left")
+        ax.axis("off")
         for c, method in enumerate(methods, start=1):
-            axes[r, c].imshow(overlay(crop8, maps[method]))
-            axes[r, c].set_title(method, fontsize=9)
-        for ax in axes[r, : cols - 1]:
+            ax = fig.add_subplot(grid[r, c])
+            ax.imshow(overlay(crop8, maps[method], alpha=alpha))
+            what = ("(class-agnostic), predicted " if method == "attention" else "of ")
+            ax.set_title(f"{TITLES[method]} {what}{explained}", fontsize=9)
             ax.axis("off")
-        bars = axes[r, cols - 1]
+        bars = fig.add_subplot(grid[r, cols - 1])
         names = [n for n, _ in top5][::-1]
         values = [p for _, p in top5][::-1]
         bars.barh(range(len(values)), values, color="#4c72b0")
         bars.set_yticks(range(len(values)))
-        bars.set_yticklabels([f"{n} {p:.1%}" for n, p in zip(names, values)], fontsize=7)
+        bars.set_yticklabels([f"{n}  {p:.1%}" for n, p in zip(names, values)], fontsize=8)
+        bars.yaxis.tick_right()
         bars.set_xlim(0, 1)
-        bars.set_title("top-5", fontsize=9)
-        bars.tick_params(axis="x", labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+        bars.set_title("top-5 (perception branch)", fontsize=9)
+        bars.tick_params(axis="x", labelsize=8)
+    scale = [f"{TITLES[m]}: {'raw values' if m == 'attention' else 'normalised to [0, 1]'}"
+             for m in methods]
+    colorbar_ax = fig.add_subplot(grid[:, cols])
+    mappable = matplotlib.cm.ScalarMappable(
+        norm=matplotlib.colors.Normalize(0, 1), cmap=COLORMAP
+    )
+    bar = fig.colorbar(mappable, cax=colorbar_ax)
+    bar.set_label("; ".join(scale), fontsize=9)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -112,13 +119,11 @@ def map_on_image(attention, height, width, resize_ratio):
     Returns an 8-bit grey image of the original size (0 outside the crop):
     edit it, and pass its folder to `keras-amb train --attention-targets`.
     """
-    from keras_amb.explain.overlay import upsample
-
     side = max(1, int(round(min(height, width) / max(resize_ratio, 1.0))))
     top, left = (height - side) // 2, (width - side) // 2
     grey = np.zeros((height, width), np.uint8)
     grey[top : top + side, left : left + side] = np.clip(
-        upsample(attention, side, side) * 255, 0, 255
+        explain_maps.upsample(np.asarray(attention)[None], side, side)[0] * 255, 0, 255
     ).astype(np.uint8)
     return grey
 
@@ -132,10 +137,22 @@ def _unique_stem(stem, used):
     return candidate
 
 
-def visualize(inputs, loaded_runs, methods, output_dir, save_maps=False, report=print, error=print):
-    """Writes one PNG per readable image; returns `(written, failed)` lists."""
+def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=None,
+              alpha=0.5, report=print, error=print):
+    """Writes one PNG per readable image; returns `(written, failed)` lists.
+
+    With `save_maps`, `maps/<stem>.png` is the first model's first map as an
+    editable grey image over the whole original (for `--attention-targets`),
+    and `maps/<stem>.<row>.<method>.npy` each model's raw maps.
+    """
     from PIL import Image
 
+    for loaded in models:
+        if class_name is not None and class_name not in loaded.model.get_class_names():
+            raise UnknownClassError(
+                f"{class_name!r} is not a class of {loaded.label}; its classes: "
+                f"{', '.join(loaded.model.get_class_names()[:10])}..."
+            )
     os.makedirs(output_dir, exist_ok=True)
     if save_maps:
         os.makedirs(os.path.join(output_dir, "maps"), exist_ok=True)
@@ -149,20 +166,21 @@ def visualize(inputs, loaded_runs, methods, output_dir, save_maps=False, report=
             continue
         stem = _unique_stem(os.path.splitext(os.path.basename(path))[0], used)
         rows = []
-        for loaded in loaded_runs:
-            crop, top5, maps = explain_image(image, loaded, methods)
-            rows.append((loaded.name, crop, top5, maps))
+        for loaded in models:
+            crop, top5, maps, explained = explain_image(image, loaded.model, methods, class_name)
+            rows.append((loaded.label, crop, top5, maps, explained))
         out_path = os.path.join(output_dir, f"{stem}.png")
-        draw(out_path, os.path.basename(path), rows, methods)
+        draw(out_path, os.path.basename(path), rows, methods, alpha=alpha)
         if save_maps:
             first = rows[0][3][methods[0]]
-            np.save(os.path.join(output_dir, "maps", f"{stem}.npy"), first.astype(np.float32))
-            grey = map_on_image(first, image.shape[0], image.shape[1], loaded_runs[0].resize_ratio)
+            grey = map_on_image(first, image.shape[0], image.shape[1],
+                                models[0].model.resize_ratio)
             Image.fromarray(grey).save(os.path.join(output_dir, "maps", f"{stem}.png"))
-            for loaded, (_, _, _, maps) in zip(loaded_runs, rows):
-                for method, m in maps.items():
-                    np.save(os.path.join(output_dir, "maps", f"{stem}.{loaded.name}.{method}.npy"),
-                            m.astype(np.float32))
+            np.save(os.path.join(output_dir, "maps", f"{stem}.npy"), first.astype(np.float32))
+            for loaded, row in zip(models, rows):
+                for method, values in row[3].items():
+                    name = f"{stem}.{slug(loaded.label)}.{method}.npy"
+                    np.save(os.path.join(output_dir, "maps", name), values.astype(np.float32))
         top_name, top_p = rows[0][2][0]
         report(f"{path}: {top_name} ({top_p:.1%}) -> {out_path}")
         written.append(out_path)

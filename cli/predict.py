@@ -1,0 +1,129 @@
+"""`keras-amb predict`."""
+
+import csv
+import json
+import os
+import sys
+
+import click
+
+from keras_amb.cli.main import BACKENDS
+from keras_amb.cli.main import UserError
+from keras_amb.cli.main import run_reporting_errors
+from keras_amb.cli.main import set_backend
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--model", "-m", "run", required=True, type=click.Path(exists=True),
+              help="Run folder or .keras file.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Classes per image.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json",
+              show_default=True, help="json: one JSON object per line; csv: one row per image.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Write the records to this file instead of standard output.")
+@click.option("--save-maps", type=click.Path(file_okay=False),
+              help="Also save each image's attention map: <stem>.npy (raw, over the model's "
+              "centre crop) and <stem>.png (grey, over the whole image).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
+def predict(inputs, run, top_k, fmt, output, save_maps, batch_size, backend):
+    """Predict classes and attention for image files and folders.
+
+    Writes one record per image: its path, the top-k class names and
+    probabilities, and the attention map's peak (x, y as fractions of the
+    centre crop the model saw, from the top left). An unreadable file gets a
+    record with its error, the others are still predicted, and the exit code
+    is 1. Progress goes to standard error.
+
+    \b
+    Examples:
+      keras-amb predict photos/ --model saved_models/dogs-proposed-... > predictions.jsonl
+      keras-amb predict a.jpg b.png --model model.keras --format csv --top-k 3
+      keras-amb predict photos/ --model RUN --output preds.csv --format csv --save-maps maps/
+    """
+    set_backend(backend)
+    errors = run_reporting_errors(_predict, inputs, run, top_k, fmt, output, save_maps,
+                                  batch_size)
+    if errors:
+        raise UserError(f"{errors} file(s) could not be read (see their records)")
+
+
+def _csv_header(top_k):
+    header = ["path"]
+    for i in range(1, top_k + 1):
+        header += [f"class_{i}", f"score_{i}"]
+    return header + ["attention_peak_x", "attention_peak_y", "error"]
+
+
+def _csv_row(record, top_k):
+    row = {"path": record["path"], "error": record.get("error", "")}
+    for i, entry in enumerate(record.get("top_k", []), start=1):
+        row[f"class_{i}"], row[f"score_{i}"] = entry["class"], entry["score"]
+    if "attention_peak" in record:
+        row["attention_peak_x"] = record["attention_peak"]["x"]
+        row["attention_peak_y"] = record["attention_peak"]["y"]
+    return row
+
+
+def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
+    import numpy as np
+    from PIL import Image
+
+    from keras_amb.data.image_io import read_image
+    from keras_amb.explain.visualize import map_on_image
+    from keras_amb.inference import expand_inputs
+    from keras_amb.inference import predict_files
+    from keras_amb.runs import Run
+
+    model = Run.open(run).load_model()
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise click.UsageError("no image files found in the given inputs")
+    top_k = min(top_k, model.num_classes)
+    if save_maps:
+        os.makedirs(save_maps, exist_ok=True)
+    stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    show_progress = len(paths) > batch_size
+
+    def progress(done, total):
+        if show_progress:
+            click.echo(f"\rpredicted {done}/{total} images", err=True, nl=done == total)
+
+    errors, used = 0, set()
+    try:
+        writer = None
+        if fmt == "csv":
+            writer = csv.DictWriter(stream, fieldnames=_csv_header(top_k))
+            writer.writeheader()
+        for prediction in predict_files(model, paths, top_k, batch_size, progress):
+            record = prediction.record()
+            if prediction.error is not None:
+                errors += 1
+                click.echo(f"error: {prediction.error}", err=True)
+            elif save_maps:
+                stem = os.path.splitext(os.path.basename(prediction.path))[0]
+                candidate, n = stem, 1
+                while candidate in used:
+                    n += 1
+                    candidate = f"{stem}-{n}"
+                used.add(candidate)
+                np.save(os.path.join(save_maps, f"{candidate}.npy"),
+                        prediction.attention.astype(np.float32))
+                image = read_image(prediction.path)
+                grey = map_on_image(prediction.attention, image.shape[0], image.shape[1],
+                                    model.resize_ratio)
+                Image.fromarray(grey).save(os.path.join(save_maps, f"{candidate}.png"))
+                record["map"] = os.path.join(save_maps, f"{candidate}.npy")
+            if writer is not None:
+                writer.writerow(_csv_row(record, top_k))
+            else:
+                stream.write(json.dumps(record) + "\n")
+            stream.flush()
+    finally:
+        if output:
+            stream.close()
+    if output:
+        click.echo(f"Wrote {len(paths)} record(s) to {output}", err=True)
+    return errors

@@ -1,0 +1,137 @@
+"""Predicting on image files: what `keras-amb predict` and `visualize` share.
+
+Images are read with `keras_amb.data.read_image` (any common format), their
+shorter side resized to `image_size * resize_ratio` and centre-cropped, as
+evaluation and the exported SavedModel do; the model's config holds both.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from keras_amb.data.image_io import IMAGE_EXTENSIONS
+from keras_amb.data.image_io import ImageReadError
+from keras_amb.data.image_io import read_image
+
+
+def expand_inputs(inputs):
+    """Files as given, folders expanded to their image files (sorted)."""
+    paths = []
+    for item in inputs:
+        item = os.fspath(item)
+        if os.path.isdir(item) and not item.lower().endswith(IMAGE_EXTENSIONS):
+            for dirpath, dirnames, filenames in os.walk(item):
+                dirnames.sort()
+                paths.extend(
+                    os.path.join(dirpath, f) for f in sorted(filenames)
+                    if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+                )
+        else:
+            paths.append(item)
+    return paths
+
+
+def preprocess(image, size, resize_ratio):
+    """An RGB uint8 image as the model sees it: float32 (S, S, 3) in [0, 255]."""
+    import tensorflow as tf
+
+    from keras_amb.data.pipeline import center_crop
+
+    return center_crop(tf.constant(image, tf.float32), size, resize_ratio).numpy()
+
+
+@dataclasses.dataclass
+class Prediction:
+    """One image's prediction, or the reason it has none.
+
+    Attributes:
+        path: str, the image file.
+        top_k: list of `(class name, probability)`, most likely first.
+        attention_peak: `(x, y)`, the attention map's maximum as fractions of
+            the model's centre crop (0 = left / top, 1 = right / bottom).
+        attention: the `(h, w)` attention map, in `[0, 1]`.
+        error: str or None, why the file could not be read.
+    """
+
+    path: str
+    top_k: list = None
+    attention_peak: tuple = None
+    attention: np.ndarray = dataclasses.field(default=None, repr=False)
+    error: str = None
+
+    def record(self):
+        """A flat dict for JSON or CSV."""
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {
+            "path": self.path,
+            "top_k": [{"class": name, "score": round(score, 6)} for name, score in self.top_k],
+            "attention_peak": {"x": round(self.attention_peak[0], 4),
+                               "y": round(self.attention_peak[1], 4)},
+        }
+
+
+def attention_peak(attention):
+    """`(x, y)` of a map's maximum, as fractions of its width and height
+    (pixel centres: a 14x14 map's peak at column 0 is x = 0.5 / 14)."""
+    h, w = attention.shape
+    row, col = np.unravel_index(int(np.argmax(attention)), attention.shape)
+    return ((col + 0.5) / w, (row + 0.5) / h)
+
+
+def predict_files(model, paths, top_k=5, batch_size=32, progress=None):
+    """Predictions for image files, batched; unreadable files get an error.
+
+    Args:
+        model: an `AttentionBranchNetwork` (its class names, input size and
+            resize ratio are used).
+        paths: list of image file paths.
+        top_k: int, classes per image.
+        batch_size: int, images per forward pass.
+        progress: optional callable `progress(done, total)`.
+
+    Yields:
+        `Prediction`s, in the order of `paths`.
+    """
+    import keras
+
+    batch, pending = [], []
+    done = 0
+
+    def flush():
+        if not batch:
+            return []
+        out = model.predict_on_batch(np.stack(batch))
+        probabilities = np.asarray(keras.ops.convert_to_numpy(out["probabilities"]))
+        attention = np.asarray(keras.ops.convert_to_numpy(out["attention"]))
+        tops = model.decode_predictions(probabilities, top_k)
+        results = [
+            Prediction(path=p, top_k=t, attention_peak=attention_peak(a), attention=a)
+            for p, t, a in zip(pending, tops, attention)
+        ]
+        batch.clear()
+        pending.clear()
+        return results
+
+    for path in paths:
+        try:
+            image = read_image(path)
+        except ImageReadError as error:
+            yield from flush()
+            done += 1
+            yield Prediction(path=path, error=str(error))
+            continue
+        batch.append(preprocess(image, model.image_size, model.resize_ratio))
+        pending.append(path)
+        if len(batch) == batch_size:
+            results = flush()
+            done += len(results)
+            yield from results
+            if progress:
+                progress(done, len(paths))
+    results = flush()
+    done += len(results)
+    yield from results
+    if progress:
+        progress(done, len(paths))
