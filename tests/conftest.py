@@ -28,28 +28,6 @@ def _seed():
     keras.utils.set_random_seed(0)
 
 
-def grad(fn, x):
-    """d fn(x) / dx for a scalar function of one tensor, on any backend."""
-    x = np.asarray(x, dtype="float32")
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        xt = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            y = fn(xt)
-        return tape.gradient(y, xt).numpy()
-    if BACKEND == "jax":
-        import jax
-
-        return np.asarray(jax.grad(fn)(x))
-    import torch
-
-    xt = torch.tensor(x, requires_grad=True)
-    fn(xt).backward()
-    return xt.grad.numpy()
-
-
 def run_python(code, backend=BACKEND, timeout=300, env=None):
     """Runs Python code in a fresh process with the given Keras backend."""
     full_env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")

@@ -65,3 +65,31 @@ def write_bad_images(directory):
     os.makedirs(folder, exist_ok=True)
     paths["folder.jpg"] = folder
     return paths
+
+
+def write_halves_dataset(root, per_class=10, size=24, classes=("left", "right"), prefix=""):
+    """A class-subfolder dataset whose class is the bright half of the image
+    (left or right): `root/<class>/<prefix><class><i>.png`. Returns the root."""
+    for k, name in enumerate(classes):
+        folder = os.path.join(root, name)
+        os.makedirs(folder, exist_ok=True)
+        half = size // len(classes)
+        for i in range(per_class):
+            image = np.full((size, size, 3), 60, np.uint8)
+            image[:, half * k : half * (k + 1)] = 220
+            Image.fromarray(image).save(os.path.join(folder, f"{prefix}{name}{i}.png"))
+    return str(root)
+
+
+def write_graded_dataset(root, classes=("cardinal", "sparrow", "wren"), per_class=12, seed=0):
+    """A class-subfolder dataset of flat grey images (a grey level per class
+    and image) plus one file of every awkward readable format per class;
+    returns the root."""
+    for k, name in enumerate(classes):
+        folder = os.path.join(root, name)
+        os.makedirs(folder, exist_ok=True)
+        write_good_images(os.path.join(folder, "set0"), seed=seed + k * 10)
+        for i in range(per_class):
+            Image.fromarray(np.full((20, 24, 3), 40 * k + i, np.uint8)).save(
+                os.path.join(folder, f"img{i}.png"))
+    return str(root)

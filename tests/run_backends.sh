@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suite once per Keras backend (tensorflow, jax, torch).
+# --fast runs the fast tier: model, loss, layer, data and export unit tests,
+# no trainings through the command line (the tests marked `slow`).
 # Extra arguments go to pytest, e.g. `tests/run_backends.sh -x -k losses`.
 # KERAS_AMB_TEST_BACKENDS="jax torch" limits the backends.
 # KERAS_AMB_TEST_JOBS=N runs up to N backends at once (default: all of them;
@@ -9,6 +11,11 @@
 # printed whole when it finishes; with KERAS_AMB_TEST_JOBS=1 it streams.
 set -u
 cd "$(dirname "$0")/.."
+tier=()
+if [ "${1:-}" = "--fast" ]; then
+  tier=(-m "not slow")
+  shift
+fi
 backends=${KERAS_AMB_TEST_BACKENDS:-"tensorflow jax torch"}
 jobs=${KERAS_AMB_TEST_JOBS:-$(wc -w <<<"$backends")}
 logs=$(mktemp -d)
@@ -28,7 +35,7 @@ suite() {  # backend [pytest args...]: the suite under one backend
   local backend=$1
   shift
   KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=3 python -m pytest -q -p no:cacheprovider \
-    --basetemp "$logs/tmp-$backend" "$@" 2>&1
+    --basetemp "$logs/tmp-$backend" "${tier[@]}" "$@" 2>&1
 }
 
 run_one() {  # backend [pytest args...]; writes $logs/<backend>.log and .rc

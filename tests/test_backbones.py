@@ -65,3 +65,24 @@ def test_missing_weights_file_and_small_backbone_are_refused(tmp_path):
     small = AttentionBranchNetwork(num_classes=3, backbone="resnet_tiny", image_size=32)
     with pytest.raises(ValueError, match="'resnet_tiny'"):
         small.load_backbone_weights("imagenet")
+
+
+def test_official_resnet50_has_the_official_structure():
+    model = AttentionBranchNetwork(num_classes=3, backbone="resnet50_official", image_size=64)
+    convs = [l for l in model.feature_extractor.layers if l.__class__.__name__ == "Conv2D"]
+    blocks = [l for l in model.feature_extractor.layers if hasattr(l, "convs")]
+    first_strided = blocks[3]  # conv3_block1: the first block that downsamples
+    assert [c.strides[0] for c in first_strided.convs] == [1, 2, 1]  # v1.5
+    every_conv = convs + [c for b in blocks for c in b.convs]
+    every_conv += [c for b in model.perception_branch.stage + model.attention_branch.stage
+                   for c in b.convs]
+    assert not any(c.use_bias for c in every_conv)
+    # He-normal fan-out: std sqrt(2 / (k * k * out)) (PyTorch's kaiming_normal_).
+    kernel = keras.ops.convert_to_numpy(first_strided.convs[1].kernel)
+    expected = np.sqrt(2.0 / (3 * 3 * kernel.shape[-1]))
+    assert kernel.std() == pytest.approx(expected, rel=0.05)
+    keras_apps = AttentionBranchNetwork(num_classes=3, backbone="resnet50", image_size=64)
+    features = model.feature_extractor.compute_output_shape((1, 224, 224, 3))
+    assert features == keras_apps.feature_extractor.compute_output_shape((1, 224, 224, 3))
+    with pytest.raises(ValueError, match="resnet50_official"):
+        model.load_backbone_weights("imagenet")

@@ -15,6 +15,7 @@ from keras_amb.data import sources
 from keras_amb.data import synthetic
 from tests.images import write_bad_images
 from tests.images import write_good_images
+from tests.images import write_graded_dataset
 
 # === Synthetic ===
 
@@ -63,6 +64,55 @@ def test_synthetic_classes_differ_only_in_the_part():
 def test_synthetic_rejects_bad_parameters():
     with pytest.raises(ValueError, match="num_classes=40"):
         synthetic.SyntheticConfig(num_classes=40)
+    with pytest.raises(ValueError, match="'parts'"):
+        synthetic.make_config({"version": "2", "parts": 3})
+    with pytest.raises(ValueError, match="'3'"):
+        synthetic.make_config({"version": "3"})
+
+
+def test_synthetic_v2_is_frozen_and_has_two_cues_per_class():
+    config = synthetic.make_config({"version": "2"})
+    first = synthetic.make_split(config, "train", count=4)
+    assert first["label"].tolist() == [23, 3, 12, 22]
+    assert int(first["image"].astype(np.int64).sum()) == V2_FINGERPRINT
+    data = synthetic.make_split(config, "train", count=300)
+    head, tail = data["part1_mask"].astype(bool), data["part2_mask"].astype(bool)
+    assert not (head & tail).any(), "the parts do not overlap"
+    np.testing.assert_array_equal(data["part_mask"].astype(bool), head | tail)
+    assert np.all(data["object_mask"].astype(bool)[head | tail])
+    for part in (head, tail):
+        fraction = part.mean(axis=(1, 2))
+        assert 0.008 < fraction.mean() < 0.04, "each part is small"
+    # Each part alone names the class: its mean colour differs between classes
+    # far more than the rest of the image does.
+    images = data["image"].astype(np.float32)
+    for part in (head, tail):
+        means = np.array([images[data["label"] == k][part[data["label"] == k]].mean(0)
+                          for k in range(config.num_classes)])
+        rest = np.array([images[data["label"] == k][~(head | tail)[data["label"] == k]].mean(0)
+                         for k in range(config.num_classes)])
+        assert np.ptp(means, axis=0).max() > 5 * np.ptp(rest, axis=0).max()
+    assert len(set(synthetic.names_for(config))) == config.num_classes
+
+
+def test_synthetic_v2_occlusion_paints_over_only_that_part():
+    config = synthetic.make_config({"version": "2"})
+    for index in range(5):
+        original = synthetic.make_example_v2(config, "test", index)
+        for part in (1, 2):
+            hidden = synthetic.make_example_v2(config, "test", index, occlude=part)
+            changed = (hidden["image"] != original["image"]).any(-1)
+            assert changed.any() and not changed[original[f"part{part}_mask"] == 0].any()
+            assert hidden["label"] == original["label"]
+    source = load_source("synthetic", synthetic_params={"version": "2", "test_size": 8})
+    assert source.part_names == ("part1_mask", "part2_mask")
+    batch = next(iter(source.occluded("test", 2).batch(8)))
+    assert batch["image"].shape == (8, 64, 64, 3)
+    assert load_source("synthetic").occluded("test", 1) is None
+
+
+# Sum of the pixels of version 2's first four training images (frozen).
+V2_FINGERPRINT = 6508270
 
 
 # === Pipeline ===
@@ -81,6 +131,33 @@ def test_pipeline_batches_and_masks_follow_the_crop():
     assert saturation[part].mean() > saturation[~part].mean() + 40
     x, y = next(iter(prepare(source.examples("test"), 64, 8, training=False, resize_ratio=1.0)))
     assert x.shape == (8, 64, 64, 3) and y.dtype.name == "int32"
+
+
+def test_flip_and_crop_scale_are_options():
+    source = load_source("synthetic", synthetic_params={"train_size": 16, "val_size": 8, "test_size": 8})
+    plain = next(iter(prepare(source.examples("train"), 64, 16, False, resize_ratio=1.0,
+                              keep_masks=True)))
+    originals = plain["images"].numpy()
+
+    def matches(batch):
+        return [any(np.allclose(image, original, atol=1e-3) for original in originals)
+                for image in batch["images"].numpy()]
+
+    # Crops of the whole image: without flips, training images are the images.
+    same = prepare(source.examples("train"), 64, 16, True, crop_scale=(1.0, 1.0), flip=False,
+                   keep_masks=True)
+    assert all(matches(next(iter(same))))
+    flipped = prepare(source.examples("train"), 64, 16, True, crop_scale=(1.0, 1.0), flip=True,
+                      keep_masks=True)
+    assert not all(matches(next(iter(flipped))))
+
+
+def test_pipelines_do_not_autotune():
+    # tf.data's autotuning thread makes every iterator's teardown wait for its
+    # next wake-up: epochs took up to twice their time (see pipeline.py).
+    source = load_source("synthetic", synthetic_params={"train_size": 16, "val_size": 8, "test_size": 8})
+    dataset = prepare(source.examples("train"), 32, 8, True)
+    assert dataset.options().autotune.enabled is False
 
 
 def test_training_augmentation_is_seeded():
@@ -109,18 +186,8 @@ def test_read_image_names_broken_files(tmp_path):
 
 
 def _image_folder(root, bad=True):
-    for k, cls in enumerate(["cardinal", "sparrow", "wren"]):
-        for i in range(6):
-            write_good_images(str(root / cls / f"set{i}"), seed=k * 10 + i) if i == 0 else None
-        from PIL import Image
-
-        for i in range(12):
-            Image.fromarray(
-                np.full((20, 24, 3), 40 * k + i, np.uint8)
-            ).save(root / cls / f"img{i}.png")
-    if bad:
-        return write_bad_images(str(root / "sparrow"))
-    return {}
+    write_graded_dataset(str(root))
+    return write_bad_images(str(root / "sparrow")) if bad else {}
 
 
 def test_folder_lists_every_bad_file_before_training(tmp_path):
@@ -195,10 +262,6 @@ def test_tfds_offline_fails_fast_with_the_fix(tmp_path, monkeypatch):
     assert "tfds build stanford_dogs" in message and "--data-dir" in message
 
 
-def test_tfds_needs_importlib_resources():
-    import importlib_resources  # noqa: F401  (declared: tfds.load imports it)
-
-
 # === Configs ===
 
 
@@ -216,17 +279,38 @@ def test_config_order_defaults_file_command_line(tmp_path):
 def test_bundled_configs_carry_the_paper_settings():
     dogs = amb_config.resolve(None, {"dataset": "stanford_dogs"})
     birds = amb_config.resolve(None, {"dataset": "caltech_birds2010"})
+    # The default for a TFDS dataset is the ImageNet-initialised config, and
+    # its name says so.
+    assert dogs["config_file"].endswith("stanford_dogs_imagenet.yaml")
+    for name in ("stanford_dogs_paper", "caltech_birds2010_paper"):
+        paper = amb_config.resolve(name)
+        assert paper["weights"] is None and paper["backbone"] == "resnet50_official"
+        assert paper["batch_size"] == 16 and paper["pretrain_epochs"] == paper["epochs"] == 300
     for config in (dogs, birds):
-        assert config["backbone"] == "resnet50" and config["image_size"] == 224
-        assert config["batch_size"] == 16 and config["mining_weight"] == 1e-4
-        assert config["pretrain_epochs"] == 300 and config["epochs"] == 300
+        assert config["backbone"] == "resnet50" and config["weights"] == "imagenet"
+        assert config["image_size"] == 224 and config["batch_size"] == 16
+        assert config["amb_weight"] == 1e-4
     assert dogs["mask_threshold"] == 0.40 and birds["mask_threshold"] == 0.78
+    assert amb_config.resolve("stanford_dogs_paper")["mask_threshold"] == 0.40
+    v2 = amb_config.resolve("synthetic_v2.yaml")
+    assert v2["synthetic"]["version"] == "2"
+
+
+def test_renamed_options_say_their_new_name(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("model: abn\n")
+    with pytest.raises(amb_config.ConfigError, match="'model' is now called 'architecture'"):
+        amb_config.resolve(str(path))
+    with pytest.raises(amb_config.ConfigError, match="bundled configs"):
+        amb_config.resolve("no_such_config")
 
 
 @pytest.mark.parametrize("text, needle", [
     ("epochs: [1, 2\n", "not valid YAML"),
     ("epochz: 3\n", "'epochz'"),
     ("epochs: -3\n", "epochs must be a positive integer"),
+    ("mask_threshold: 2\n", "mask_threshold must be a number in [0, 1]"),
+    ("flip: maybe\n", "flip must be true or false"),
     ("- 1\n- 2\n", "must be a mapping"),
     ("!!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
 ])

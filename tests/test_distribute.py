@@ -6,6 +6,8 @@ from tests.conftest import BACKEND
 from tests.conftest import keras_amb_cli
 from tests.conftest import run_python
 
+pytestmark = pytest.mark.slow
+
 # Trains the proposed model (AMB + PC + COT) 3 steps, with and without
 # data parallelism over two CPU devices, from the same initial weights.
 SCRIPT = r'''

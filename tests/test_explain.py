@@ -11,6 +11,7 @@ from keras_amb.data import load_source
 from keras_amb.data import prepare
 from keras_amb.explain import maps as explain_maps
 from keras_amb.explain import metrics
+from keras_amb.runs import load_model
 from tests.conftest import keras_amb_cli
 from tests.images import write_bad_images
 from tests.images import write_good_images
@@ -71,6 +72,42 @@ def test_rise_protocol_orders_good_and_reversed_maps():
     np.testing.assert_allclose(ins[:, -1], dele[:, 0], atol=1e-6)
 
 
+def test_threshold_sweep_uses_the_map_as_given():
+    images, labels, masks = _square_images()
+    # A faint map: 0.3 off the square, 0.6 on it (raw attention in (0, 1)).
+    faint = 0.3 + 0.3 * masks
+    ts, ins, dele = metrics.threshold_curves(_colour_classifier, images, labels, faint)
+    above = ts > 0.6 + 1e-9
+    # Above its maximum nothing is kept: the paper's thresholds are on the
+    # scale of the map, not of a rescaled one.
+    assert ins[:, above].mean() == pytest.approx(0.25, abs=0.05)
+    assert ins[:, (ts > 0.3 + 1e-9) & (ts <= 0.6)].mean() == pytest.approx(1.0)
+    assert dele[:, above].mean() == pytest.approx(1.0)
+    normalised = explain_maps.normalise(faint)
+    assert normalised.max() == pytest.approx(1.0) and normalised.min() == pytest.approx(0.0)
+    _, ins_n, _ = metrics.threshold_curves(_colour_classifier, images, labels, normalised)
+    assert metrics.auc(ins_n.mean(0), ts) > metrics.auc(ins.mean(0), ts) + 0.2
+
+
+def test_part_coverage_hand_computed():
+    part1 = np.zeros((1, 10, 10), np.float32)
+    part2 = np.zeros((1, 10, 10), np.float32)
+    part1[0, :2, :2] = 1  # 4% of the image
+    part2[0, -2:, -2:] = 1
+    heat = np.full((1, 10, 10), 0.1, np.float32)
+    heat[0, :2, :2] = 1.0
+    (e1, e2), (c1, c2) = metrics.part_coverage(heat, [part1, part2])
+    total = 4 * 1.0 + 96 * 0.1
+    assert e1[0] == pytest.approx(4.0 / total, rel=1e-5)
+    assert e2[0] == pytest.approx(0.4 / total, rel=1e-5)
+    # Density ratio: part 1 holds 29% of the mass on 4% of the area (7.4x),
+    # part 2 2.9% on 4% (0.74x): only part 1 is covered.
+    assert bool(c1[0]) and not bool(c2[0])
+    heat[0, -2:, -2:] = 1.0
+    _, (c1, c2) = metrics.part_coverage(heat, [part1, part2])
+    assert bool(c1[0]) and bool(c2[0])
+
+
 def test_localisation_and_helpers():
     _, _, masks = _square_images(n=4)
     pointing, energy, iou = metrics.localisation(masks, masks)
@@ -92,7 +129,7 @@ def test_localisation_and_helpers():
 TRAIN = {
     "dataset": "synthetic",
     "synthetic": {"train_size": 600, "val_size": 64, "test_size": 96},
-    "backbone": "resnet_tiny", "image_size": 64, "batch_size": 32, "model": "abn",
+    "backbone": "resnet_tiny", "image_size": 64, "batch_size": 32, "architecture": "abn",
     "epochs": 4, "attention_images": 0, "cache": True, "crop_scale": [0.7, 1.0],
     "resize_ratio": 1.0, "optimizer": {"learning_rate": 0.05},
 }
@@ -101,7 +138,7 @@ TRAIN = {
 def _train(root, name, **overrides):
     config = amb_config.resolve(None, dict(TRAIN, **overrides))
     config.pop("config_file", None)
-    return trainer.train(config, run_dir=str(root / name), verbose=0).run_dir
+    return trainer.train(config, run_dir=str(root / name), verbose=0, log=lambda line: None).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +157,9 @@ def test_batch(runs_dir):
     return {k: v.numpy() for k, v in batch.items()}
 
 
+@pytest.mark.slow
 def test_cam_and_gradcam_shapes_and_sanity(runs_dir, test_batch):
-    model = trainer.load_model(os.path.join(runs_dir["abn"], "model.keras"))
+    model = load_model(os.path.join(runs_dir["abn"], "model.keras"))
     images, masks = test_batch["images"], test_batch["object_mask"]
     rng = np.random.default_rng(0)
     random_pointing = np.nanmean(metrics.localisation(rng.random((len(images), 16, 16)), masks)[0])
@@ -134,15 +172,17 @@ def test_cam_and_gradcam_shapes_and_sanity(runs_dir, test_batch):
         assert pointing > random_pointing + 0.15, (method, pointing, random_pointing)
 
 
+@pytest.mark.slow
 def test_human_knowledge_loss_pulls_the_map_to_the_targets(runs_dir, test_batch):
     errors = {}
     for name in ("abn", "human"):
-        model = trainer.load_model(os.path.join(runs_dir[name], "model.keras"))
+        model = load_model(os.path.join(runs_dir[name], "model.keras"))
         attention = model.predict(test_batch["images"], verbose=0)["attention"]
         errors[name] = float(losses.attention_map_loss(attention, test_batch["part_mask"]))
     assert errors["human"] < 0.5 * errors["abn"], errors
 
 
+@pytest.mark.slow
 def test_evaluate_json_keys_and_ranges(runs_dir):
     result = keras_amb_cli(["evaluate", "--model", runs_dir["abn"], "--json", "--limit", "64"])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -150,6 +190,7 @@ def test_evaluate_json_keys_and_ranges(runs_dir):
     for key in ("top1", "top5", "insertion", "deletion", "score", "rise_insertion",
                 "rise_deletion", "pointing_game"):
         assert key in data, key
+    assert data["params"]["threshold_map"].startswith("raw attention map")
     for key in ("top1", "top5", "insertion", "deletion", "rise_insertion", "rise_deletion",
                 "pointing_game", "iou", "energy_inside"):
         assert 0.0 <= data[key] <= 1.0, (key, data[key])
@@ -159,6 +200,32 @@ def test_evaluate_json_keys_and_ranges(runs_dir):
     assert os.path.isfile(os.path.join(runs_dir["abn"], "evaluation", "test-attention-curves.png"))
 
 
+def test_evaluate_reports_part_coverage_and_occlusion_on_two_part_data():
+    from keras_amb import AttentionBranchNetwork
+    from keras_amb.explain import evaluation
+
+    source = load_source("synthetic", synthetic_params={
+        "version": "2", "train_size": 8, "val_size": 8, "test_size": 24})
+    model = AttentionBranchNetwork(num_classes=source.num_classes, backbone="resnet_tiny",
+                                   image_size=64)
+    model.compile("sgd")
+    result = evaluation.evaluate(model, source, "test", batch_size=12, progress=False,
+                                 thresholds=3, rise_steps=2)
+    per_image = result["per_image"]
+    for key in ("energy_part1", "energy_part2", "coverage_both_parts",
+                "top1_occluded_part1", "top1_occluded_part2"):
+        assert len(per_image[key]) == 24, key
+        assert result[key] == pytest.approx(np.nanmean(per_image[key]))
+    # The two parts' shares of the map add up to the share of their union.
+    np.testing.assert_allclose(
+        np.add(per_image["energy_part1"], per_image["energy_part2"]),
+        per_image["energy_inside_part"], atol=1e-5)
+    assert set(per_image["coverage_both_parts"]) <= {0.0, 1.0}
+    summary = evaluation.summary(result)
+    assert "per_image" not in summary and summary["coverage_both_parts"] is not None
+
+
+@pytest.mark.slow
 def test_visualize_every_kind_of_image(runs_dir, tmp_path):
     inputs = tmp_path / "in"
     good = write_good_images(str(inputs))
@@ -181,4 +248,4 @@ def test_visualize_every_kind_of_image(runs_dir, tmp_path):
         saved = np.load(out / "maps" / f"{stem}.npy")
         assert saved.shape == (16, 16) and 0 <= saved.min() and saved.max() <= 1
     figure = Image.open(out / "rgb.png")
-    assert figure.size[0] > 400 and figure.size[1] > 300  # two rows, five columns
+    assert figure.size[0] > 1400 and figure.size[1] > 700  # two rows, five columns

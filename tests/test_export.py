@@ -160,3 +160,31 @@ def test_served_signature_on_awkward_files(trained_run, tmp_path):
         assert got[name] == "ok", (name, got)
     for name in ("empty.jpg", "truncated.jpg", "notes.jpg"):
         assert got[name] == "refused", (name, got)
+
+
+ONNX_CHECK = r'''
+import json, sys
+import numpy as np, onnxruntime
+run, path = sys.argv[1], sys.argv[2]
+session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+x = np.load(run + "/x.npy").astype("float32")
+names = [o.name for o in session.get_outputs()]
+out = dict(zip(names, session.run(None, {session.get_inputs()[0].name: x})))
+print(json.dumps({
+    "inputs": [i.name for i in session.get_inputs()], "outputs": sorted(names),
+    "prob_diff": float(np.abs(out["probabilities"] - np.load(run + "/probabilities.npy")).max()),
+    "att_diff": float(np.abs(out["attention"] - np.load(run + "/attention.npy")).max()),
+}))
+'''
+
+
+def test_onnx_export_gives_the_models_answers(trained_run, tmp_path):
+    path = str(tmp_path / "model.onnx")
+    result = keras_amb_cli(["export", "--model", trained_run, "--format", "onnx", "--output", path])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.path.isfile(path) and not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
+    check = run_python(ONNX_CHECK.replace("sys.argv[1], sys.argv[2]", f"{trained_run!r}, {path!r}"))
+    assert check.returncode == 0, check.stderr[-3000:]
+    got = json.loads(check.stdout.strip().splitlines()[-1])
+    assert got["inputs"] == ["images"] and got["outputs"] == ["attention", "probabilities"]
+    assert got["prob_diff"] < 1e-4 and got["att_diff"] < 1e-4, got

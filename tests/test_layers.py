@@ -90,3 +90,50 @@ def test_residual_block_shapes():
     assert tuple(out.shape) == (1, 4, 4, 32)
     with pytest.raises(ValueError, match="stride=3"):
         layers.ResidualBlock(8, stride=3)
+
+
+def test_batch_normalization_frozen_statistics_normalise_without_updating():
+    bn = layers.BatchNormalization(momentum=0.5)
+    x = np.random.default_rng(0).normal(3.0, 2.0, (64, 4)).astype("float32")
+    with layers.frozen_statistics():
+        frozen = keras.ops.convert_to_numpy(bn(x, training=True))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), 0.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), 1.0)
+    # Normalised with the batch's own statistics, as in training.
+    np.testing.assert_allclose(frozen.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(frozen.std(0), 1.0, atol=1e-2)
+    updated = keras.ops.convert_to_numpy(bn(x, training=True))
+    np.testing.assert_allclose(updated, frozen, atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(bn.moving_mean), 0.5 * x.mean(0), rtol=1e-4)
+    assert not layers.batch_normalization.statistics_frozen()
+
+
+def test_residual_block_versions_place_the_stride():
+    v1 = layers.ResidualBlock(4, stride=2, bottleneck=True, conv_shortcut=True, version="v1")
+    v15 = layers.ResidualBlock(4, stride=2, bottleneck=True, conv_shortcut=True,
+                               version="v1.5", use_bias=False)
+    for block in (v1, v15):
+        _roundtrip(block, np.random.rand(1, 8, 8, 8).astype("float32"))
+    assert [c.strides[0] for c in v1.convs] == [2, 1, 1]
+    assert [c.strides[0] for c in v15.convs] == [1, 2, 1]
+    assert not any(c.use_bias for c in v15.convs) and all(c.use_bias for c in v1.convs)
+    with pytest.raises(ValueError, match="'v2'"):
+        layers.ResidualBlock(4, version="v2")
+
+
+def test_branches_share_one_base():
+    attention = layers.AttentionBranch(num_classes=3, stage_filters=4, stage_blocks=1,
+                                       bottleneck=False)
+    perception = layers.PerceptionBranch(num_classes=3, stage_filters=4, stage_blocks=1,
+                                         bottleneck=False)
+    for branch in (attention, perception):
+        assert isinstance(branch, layers.StageBranch)
+        with pytest.raises(ValueError, match="num_classes=1"):
+            branch.__class__(num_classes=1)
+    out = perception(np.ones((1, 4, 4, 2), "float32"))
+    assert tuple(out["feature_map"].shape) == (1, 2, 2, 4)
+    # The attention map's weights: everything but the logits head.
+    attention(np.ones((1, 4, 4, 2), "float32"))
+    assert len(attention.trainable_variables) > 1
+    assert len(attention.map_variables) == len(attention.trainable_variables) - 1

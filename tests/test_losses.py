@@ -5,7 +5,7 @@ import pytest
 from keras import ops
 
 from keras_amb import losses
-from tests.conftest import grad
+from keras_amb.models.train_steps import input_gradient
 
 
 def _logits(probabilities):
@@ -70,8 +70,8 @@ def test_prototype_conformity_gradient_is_finite_at_a_centre():
     def fn(f):
         return losses.prototype_conformity(f, np.array([0]), ops.convert_to_tensor(centers), 1.0)
 
-    g = grad(fn, np.array([[1.0, 2.0]]))
-    assert np.all(np.isfinite(g))
+    g = ops.convert_to_numpy(input_gradient(fn, ops.convert_to_tensor(np.array([[1.0, 2.0]], "float32"))))
+    assert g.shape == (1, 2) and np.all(np.isfinite(g))
 
 
 def test_attention_map_loss_resizes_target():
@@ -89,3 +89,21 @@ def test_attention_map_loss_weights_leave_out_images_without_a_map():
     weighted = losses.attention_map_loss(attention, target, weights=np.array([1.0, 0.0]))
     assert float(weighted) == pytest.approx(0.0)
     assert float(losses.attention_map_loss(attention, target)) == pytest.approx(0.5)
+
+
+def test_every_loss_weights_examples_as_keras_does():
+    # sum(w * l) / N: a weight of 0 leaves an example out, 2 counts it twice.
+    logits = _logits([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    y = np.array([0, 2])
+    w = np.array([0.0, 2.0], "float32")
+    for fn in (losses.cross_entropy, losses.attention_mining_loss,
+               lambda y, l, sample_weight=None: losses.complement_entropy(
+                   y, l, zero_true_class=True, sample_weight=sample_weight)):
+        per_example = [float(fn(y[i : i + 1], logits[i : i + 1])) for i in range(2)]
+        weighted = float(fn(y, logits, sample_weight=w))
+        assert weighted == pytest.approx((0 * per_example[0] + 2 * per_example[1]) / 2, abs=1e-5)
+    centers = np.array([[0.0, 0.0], [3.0, 4.0]], dtype="float32")
+    features = np.array([[0.0, 1.0], [3.0, 4.0]], dtype="float32")
+    value = losses.prototype_conformity(features, np.array([0, 1]), centers, 0.0,
+                                        sample_weight=np.array([3.0, 1.0]))
+    assert float(value) == pytest.approx((3 * 1.0 + 1 * 0.0) / 2, abs=1e-4)

@@ -7,6 +7,7 @@ import pytest
 from keras_amb import AttentionBranchNetwork
 from keras_amb import AttentionMiningNetwork
 from keras_amb import losses
+from keras_amb import optimizers
 from keras_amb.models.attention_branch_network import NonFiniteLossError
 from tests.conftest import BACKEND
 from tests.conftest import run_python
@@ -47,62 +48,85 @@ def test_predict_returns_perception_and_attention():
 
 
 def test_argument_checks_quote_the_value():
-    with pytest.raises(ValueError, match="mining=False"):
-        _model(AttentionBranchNetwork, complement_objective=True)
-    with pytest.raises(ValueError, match="-1.0"):
-        _model(mining_weight=-1.0)
+    with pytest.raises(ValueError, match="amb=False"):
+        _model(AttentionBranchNetwork, cot=True)
+    with pytest.raises(ValueError, match="amb_weight=-1.0"):
+        _model(amb_weight=-1.0)
     with pytest.raises(ValueError, match="'resnet99'"):
         AttentionBranchNetwork(num_classes=3, backbone="resnet99")
+    with pytest.raises(ValueError, match="mask_threshold=1.5"):
+        _model(mask_threshold=1.5)
+    with pytest.raises(ValueError, match="3 names"):
+        _model(class_names=["a", "b", "c"])
 
 
 def test_abn_step_changes_every_weight():
     model = _model(AttentionBranchNetwork)
     model.compile(keras.optimizers.SGD(0.1))
     before = _values(model.trainable_variables)
-    x, y = _batch()
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    model.fit(*_batch(), batch_size=8, epochs=1, verbose=0)
     assert all(_changed(before, _values(model.trainable_variables)))
 
 
-def _paths(model, indices):
-    return [model.trainable_variables[i].path for i in indices]
+# The weights COT's step must leave alone, named by the model's structure
+# (not taken from the model's own `complement_variables`).
+NOT_FEEDING_THE_AMB = ("perception_centers", "attention_centers", "attention_logits_conv")
 
 
 def test_complement_step_changes_only_the_weights_feeding_the_amb():
     model = _model()
-    # Main optimizer frozen: only COT's step B can move weights.
+    # Main optimizer frozen: only COT's step can move weights.
     model.compile(keras.optimizers.SGD(0.0), complement_optimizer=keras.optimizers.SGD(0.1))
     before = _values(model.trainable_variables)
-    x, y = _batch()
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    changed = _changed(before, _values(model.trainable_variables))
-    frozen = set(model.center_variable_indices) | (
-        set(range(len(changed))) - set(model.complement_variable_indices)
-    )
-    assert frozen, "centres and attention logits conv must be excluded"
-    for i, flag in enumerate(changed):
-        path = model.trainable_variables[i].path
-        if i in frozen:
-            assert not flag, f"{path} must not change in the complement step"
-    # Feature extractor, attention map and the (shared) perception branch move.
-    for name in ("conv1_conv", "attention_map_conv", "predictions"):
-        moved = [c for c, v in zip(changed, model.trainable_variables) if name in v.path]
-        assert moved and all(moved), name
+    model.fit(*_batch(), batch_size=8, epochs=1, verbose=0)
+    changed = dict(zip([v.path for v in model.trainable_variables],
+                       _changed(before, _values(model.trainable_variables))))
+    frozen = [p for p in changed if any(name in p for name in NOT_FEEDING_THE_AMB)]
+    assert len(frozen) == 3, frozen
+    for path in frozen:
+        assert not changed[path], f"{path} must not change in the complement step"
+    moved = [p for p in changed if p not in frozen]
+    assert all(changed[p] for p in moved), [p for p in moved if not changed[p]]
+    # The complement optimizer keeps state for those weights alone.
+    momenta = [v for v in model.optimizer.complement_optimizer.variables if "momentum" in v.path]
+    assert not momenta  # plain SGD: no slots
+    assert len(model.complement_variables) == len(moved)
 
 
 def test_main_step_moves_the_class_centres():
     model = _model()
     model.compile(keras.optimizers.SGD(0.1), complement_optimizer=keras.optimizers.SGD(0.0))
-    before = _values(model.trainable_variables)
+    before = _values(model.center_variables)
     model.fit(*_batch(), batch_size=8, epochs=1, verbose=0)
-    changed = _changed(before, _values(model.trainable_variables))
-    assert model.center_variable_indices
-    assert all(changed[i] for i in model.center_variable_indices)
+    assert len(model.center_variables) == 2
+    assert all(_changed(before, _values(model.center_variables)))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_center_lr_multiplier_scales_the_centres_update_with_any_optimizer(optimizer):
+    moves = {}
+    for multiplier in (1.0, 3.0):
+        keras.utils.set_random_seed(1)
+        model = _model(cot=False, center_lr_multiplier=multiplier)
+        opt = (keras.optimizers.SGD(0.01) if optimizer == "sgd"
+               else keras.optimizers.Adam(0.01))
+        model.compile(opt)
+        centres = _values(model.center_variables)
+        others = _values(model.feature_extractor.trainable_variables)
+        model.fit(*_batch(), batch_size=8, epochs=1, verbose=0)
+        moves[multiplier] = (
+            [a - b for a, b in zip(_values(model.center_variables), centres)],
+            [a - b for a, b in zip(_values(model.feature_extractor.trainable_variables), others)],
+        )
+    for base, scaled in zip(moves[1.0][0], moves[3.0][0]):
+        np.testing.assert_allclose(scaled, 3.0 * base, rtol=1e-3, atol=1e-7)
+    for base, scaled in zip(moves[1.0][1], moves[3.0][1]):
+        np.testing.assert_allclose(scaled, base, rtol=1e-4, atol=1e-7)
 
 
 def _amb_complement_entropy(model, x, y):
-    out = model(x, training=True, mode="step_b")
-    return float(losses.complement_entropy(y, out["mining_logits"], zero_true_class=True))
+    out = model(x, training=True, mode="complement")
+    return float(losses.complement_entropy(y, out["amb_logits"], zero_true_class=True))
 
 
 def test_cot_step_raises_the_amb_complement_entropy():
@@ -116,15 +140,79 @@ def test_cot_step_raises_the_amb_complement_entropy():
     assert after < before - 1e-4, (before, after)
 
 
+def _moving_statistics(model):
+    return {v.path.split("/", 1)[1]: keras.ops.convert_to_numpy(v).copy()
+            for v in model.non_trainable_variables if "moving" in v.path}
+
+
+def _statistics_after_one_frozen_step(**kwargs):
+    keras.utils.set_random_seed(2)
+    model = _model(**kwargs)
+    # Zero learning rates: the step changes no weight, only BN statistics.
+    model.compile(keras.optimizers.SGD(0.0), complement_optimizer=keras.optimizers.SGD(0.0))
+    model.fit(*_batch(16), batch_size=16, epochs=1, verbose=0)
+    return _moving_statistics(model)
+
+
+@pytest.mark.parametrize("naive", [False, True])
+def test_mining_pass_and_complement_step_leave_bn_statistics_alone(naive):
+    # Reference: the main step's unmasked pass alone (no AMB, no COT).
+    reference = _statistics_after_one_frozen_step(amb=False, pc=False, cot=False)
+    amb = _statistics_after_one_frozen_step(
+        amb=True, pc=False, cot=False, naive_bn_statistics=naive)
+    cot = _statistics_after_one_frozen_step(
+        amb=True, pc=False, cot=True, naive_bn_statistics=naive)
+    perception = [p for p in reference if "perception_branch" in p]
+    extractor = [p for p in reference if "perception_branch" not in p]
+    assert perception and extractor
+    for path in reference:
+        if naive:
+            continue
+        np.testing.assert_allclose(amb[path], reference[path], atol=1e-6, err_msg=path)
+        np.testing.assert_allclose(cot[path], reference[path], atol=1e-6, err_msg=path)
+    if naive:
+        # The naive port moves them: the AMB pass updates the perception
+        # branch again, COT's forward pass updates every layer again.
+        assert any(not np.allclose(amb[p], reference[p]) for p in perception)
+        assert all(np.allclose(amb[p], reference[p], atol=1e-6) for p in extractor)
+        assert any(not np.allclose(cot[p], reference[p]) for p in extractor)
+
+
+def _weight_change_in_one_epoch(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        keras.utils.set_random_seed(0)
+        model = _model(AttentionBranchNetwork)
+        model.compile(keras.optimizers.SGD(0.05))
+        before = _values(model.trainable_variables)
+        x, y = _batch(64)
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        return sum(float(np.abs(a - b).sum())
+                   for a, b in zip(_values(model.trainable_variables), before))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mixed_float16_trains_as_far_as_float32():
+    if BACKEND == "torch":
+        pytest.skip("PyTorch has no float16 convolution backward on the CPU")
+    full = _weight_change_in_one_epoch("float32")
+    half = _weight_change_in_one_epoch("mixed_float16")
+    # Before the loss was scaled on JAX, the float16 change was 2^15 smaller.
+    assert full / 2 < half < full * 2, (full, half)
+
+
 def test_both_optimizers_advance_and_survive_save_and_load(tmp_path):
     model = _model()
-    model.compile(keras.optimizers.SGD(0.05, momentum=0.9))
+    model.compile(optimizers.SGD(0.05, momentum=0.9, weight_decay=1e-4))
     x, y = _batch(16)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)
-    main, comp = model.main_optimizer, model.complement_optimizer
+    main = optimizers.main_optimizer(model.optimizer)
+    comp = optimizers.complement_optimizer(model.optimizer)
     assert int(keras.ops.convert_to_numpy(main.iterations)) == 4
     assert int(keras.ops.convert_to_numpy(comp.iterations)) == 4
     momenta = [v for v in comp.variables if "momentum" in v.path]
+    assert len(momenta) == len(model.complement_variables)
     assert any(np.abs(keras.ops.convert_to_numpy(v)).sum() > 0 for v in momenta)
     path = str(tmp_path / "m.keras")
     model.save(path)
@@ -133,11 +221,13 @@ def test_both_optimizers_advance_and_survive_save_and_load(tmp_path):
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), atol=1e-7
         )
-    assert int(keras.ops.convert_to_numpy(loaded.complement_optimizer.iterations)) == 4
+    assert int(keras.ops.convert_to_numpy(loaded.optimizer.complement_optimizer.iterations)) == 4
+    assert loaded.optimizer.optimizer.coupled_weight_decay == 1e-4
 
 
-def test_save_and_load_round_trip_predictions(tmp_path):
-    model = _model()
+def test_the_model_file_carries_names_and_preprocessing(tmp_path):
+    names = ["wren", "finch", "crow", "jay"]
+    model = _model(class_names=names, resize_ratio=1.25)
     model.compile(keras.optimizers.SGD(0.01))
     x, y = _batch()
     model.fit(x, y, epochs=1, verbose=0)
@@ -146,9 +236,27 @@ def test_save_and_load_round_trip_predictions(tmp_path):
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert isinstance(loaded, AttentionMiningNetwork)
     assert loaded.get_config() == model.get_config()
+    assert loaded.class_names == names and loaded.resize_ratio == 1.25
     a, b = model.predict(x, verbose=0), loaded.predict(x, verbose=0)
     for key in a:
         np.testing.assert_allclose(a[key], b[key], atol=1e-6)
+    top = loaded.decode_predictions(b["probabilities"], top_k=2)
+    assert len(top) == len(x) and len(top[0]) == 2
+    assert top[0][0][0] == names[int(np.argmax(b["probabilities"][0]))]
+    assert top[0][0][1] == pytest.approx(float(b["probabilities"][0].max()), abs=1e-6)
+    assert top[0][0][1] >= top[0][1][1]
+    assert _model().get_class_names() == ["class_0", "class_1", "class_2", "class_3"]
+
+
+def test_files_of_the_previous_release_still_load():
+    config = _model(AttentionBranchNetwork).get_config()
+    for new, old in (("amb", "mining"), ("pc", "prototype_conformity"),
+                     ("cot", "complement_objective"), ("amb_weight", "mining_weight")):
+        config[old] = config.pop(new)
+    for key in ("class_names", "resize_ratio", "naive_bn_statistics"):
+        config.pop(key)
+    model = AttentionBranchNetwork.from_config(config)
+    assert model.class_names is None and model.resize_ratio == 1.0 and not model.amb
 
 
 def test_model_saved_here_loads_under_the_other_backends(tmp_path):
@@ -187,6 +295,64 @@ def test_proposed_model_initialised_from_abn_has_its_attention():
     )
     with pytest.raises(ValueError, match="num_classes=4"):
         _model(num_classes=5).transfer_weights_from(abn)
+
+
+def test_keras_callbacks_infer_the_direction_of_every_logged_metric():
+    model = _model()
+    model.compile(keras.optimizers.SGD(0.01))
+    callbacks = {
+        name: keras.callbacks.EarlyStopping(monitor=name, patience=10)
+        for name in ("val_top1", "val_top5", "val_att_top1", "val_loss", "val_per_loss",
+                     "val_cot_loss", "top1", "pc_loss")
+    }
+    x, y = _batch()
+    model.fit(x, y, epochs=1, verbose=0, validation_data=(x, y),
+              callbacks=list(callbacks.values()))
+    for name, callback in callbacks.items():
+        expected = keras.ops.greater if "top" in name else keras.ops.less
+        assert callback.monitor_op is expected, name
+
+
+def test_compile_refuses_losses_and_metrics_it_would_ignore():
+    model = _model()
+    with pytest.raises(ValueError, match="loss='mse'"):
+        model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    with pytest.raises(ValueError, match=r"metrics=\['accuracy'\]"):
+        model.compile(keras.optimizers.SGD(0.01), metrics=["accuracy"])
+
+
+def _per_example_cross_entropy(model, x, y, training=False):
+    logits = np.asarray(keras.ops.convert_to_numpy(
+        model(x, training=training)["logits"]), np.float64)
+    logits -= logits.max(-1, keepdims=True)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return -log_p[np.arange(len(y)), y]
+
+
+def test_sample_weight_and_class_weight_weight_the_losses():
+    model = _model(cot=False)
+    model.compile(keras.optimizers.SGD(0.0))
+    x, y = _batch(8)
+    ce = _per_example_cross_entropy(model, x, y)
+    weights = np.linspace(0.0, 2.0, 8).astype("float32")
+    result = model.evaluate(x, y, sample_weight=weights, batch_size=8, verbose=0,
+                            return_dict=True)
+    assert result["per_loss"] == pytest.approx(float(np.mean(weights * ce)), rel=1e-4)
+    # class_weight reaches the losses as per-example weights (fit, lr 0,
+    # one batch: batch normalisation uses the batch's statistics).
+    ce = _per_example_cross_entropy(model, x, y, training=True)
+    history = model.fit(x, y, class_weight={0: 1.0, 1: 0.0, 2: 0.0, 3: 0.0},
+                        batch_size=8, epochs=1, verbose=0, shuffle=False)
+    expected = float(np.mean(np.where(y == 0, ce, 0.0)))
+    assert history.history["per_loss"][0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_jit_compile_auto_picks_the_fast_path():
+    model = _model()
+    model.compile(keras.optimizers.SGD(0.01), jit_compile="auto")
+    assert model.jit_compile == {"tensorflow": False, "jax": True, "torch": False}[BACKEND]
+    model.compile(keras.optimizers.SGD(0.01), jit_compile=False)
+    assert model.jit_compile is False
 
 
 def _colour_task(n, seed):
