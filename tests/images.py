@@ -93,3 +93,19 @@ def write_graded_dataset(root, classes=("cardinal", "sparrow", "wren"), per_clas
             Image.fromarray(np.full((20, 24, 3), 40 * k + i, np.uint8)).save(
                 os.path.join(folder, f"img{i}.png"))
     return str(root)
+
+
+def write_digits_dataset(root, size=32):
+    """scikit-learn's handwritten digits (1,797 real 8x8 scans, 10 classes),
+    drawn at `size` x `size` as PNGs in `root/<digit>/<index>.png`; returns
+    the root. The data ships with scikit-learn: nothing is downloaded."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for index, (image, label) in enumerate(zip(digits.images, digits.target)):
+        folder = os.path.join(root, str(label))
+        os.makedirs(folder, exist_ok=True)
+        grey = (image / 16.0 * 255).astype(np.uint8)
+        picture = Image.fromarray(grey).resize((size, size), Image.BILINEAR).convert("RGB")
+        picture.save(os.path.join(folder, f"{index}.png"))
+    return str(root)

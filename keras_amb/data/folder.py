@@ -109,9 +109,13 @@ def scan_folder(root, val_fraction=0.1, test_fraction=0.1):
 
 def find_bad_images(paths, progress=True):
     """Checks every file by decoding it; returns `[(path, reason), ...]`."""
+    import sys
+
     import keras
 
-    bar = keras.utils.Progbar(len(paths), unit_name="image") if progress else None
+    # A live bar on a terminal; one line at the end in a log file.
+    verbose = 1 if sys.stdout.isatty() else 2
+    bar = keras.utils.Progbar(len(paths), unit_name="image", verbose=verbose) if progress else None
     bad = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         for i, (path, reason) in enumerate(

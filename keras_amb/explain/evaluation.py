@@ -70,7 +70,10 @@ def evaluate(
     )
     total = source.sizes.get(split)
     total = min(total, limit) if (total and limit) else (total or limit)
-    bar = keras.utils.Progbar(total, unit_name="image") if progress else None
+    import sys
+
+    verbose = 1 if sys.stdout.isatty() else 2
+    bar = keras.utils.Progbar(total, unit_name="image", verbose=verbose) if progress else None
 
     def predict(x):
         out = model.predict_on_batch(x.astype(np.float32))

@@ -485,6 +485,15 @@ class AttentionBranchNetwork(keras.Model):
         config["jit_compile"] = "auto"
         self.compile(**config)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # TensorFlow trainer only. The model is built in __init__ and its
+        # optimizers in compile; Keras's symbolic build would first reduce a
+        # distributed batch across replicas, which fails under
+        # MultiWorkerMirroredStrategy (several hosts).
+        if self.built and getattr(self, "optimizer", None) is not None and self.optimizer.built:
+            return
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def train_step(self, *args):
         return train_steps.train_step(self, *args)
 

@@ -105,6 +105,20 @@ def _per_replica(loss):
     return loss / replicas if replicas > 1 else loss
 
 
+def _tf_logs(logs):
+    """Under MultiWorkerMirroredStrategy on several workers, Keras reduces
+    each log over axis 0 as if it held one value per example; scalar logs
+    get that axis (a mean over one value is the value)."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.extended._in_multi_worker_mode()
+    ):
+        return {k: tf.reshape(v, (1,)) for k, v in logs.items()}
+    return logs
+
+
 def _tf_train_step(model, data):
     import tensorflow as tf
 
@@ -127,14 +141,18 @@ def _tf_train_step(model, data):
         grads = _fill_missing(tape.gradient(scaled, subset), subset)
         complement.apply(grads, subset)
         parts.update(parts_b)
-    return model.update_metrics(parts, outputs, y, extra["sample_weight"])
+    return _tf_logs(model.update_metrics(parts, outputs, y, extra["sample_weight"]))
 
 
-def _tf_test_step(model, data):
+def _eval_step(model, data):
     x, y, extra = _unpack(data)
     outputs = model(x, training=False, mode="eval")
     _, parts = model.compute_losses(outputs, y, "eval", **extra)
     return model.update_metrics(parts, outputs, y, extra["sample_weight"])
+
+
+def _tf_test_step(model, data):
+    return _tf_logs(_eval_step(model, data))
 
 
 # === PyTorch ===
@@ -174,7 +192,7 @@ def _torch_test_step(model, data):
     import torch
 
     with torch.no_grad():
-        return _tf_test_step(model, data)
+        return _eval_step(model, data)
 
 
 # === JAX ===
