@@ -126,7 +126,7 @@ def train(config_file, resume, print_config, output, **options):
       keras-amb train --dataset caltech_birds2010 --no-cot        # AMB + PC ablation
       keras-amb train --resume saved_models/synthetic-proposed-20260101-120000
     """
-    if not print_config and not resume:
+    if not resume:
         set_backend(options.get("backend"))
     run_reporting_errors(_train, config_file, resume, print_config, output, options)
 
@@ -155,9 +155,8 @@ def _train(config_file, resume, print_config, output, options):
         path = os.path.join(resume, "config.yaml")
         if not os.path.isfile(path):
             raise amb_config.ConfigError(f"{resume}: no config.yaml; not a keras-amb run folder")
-        if not print_config:
-            # The run's own backend, before anything imports Keras.
-            set_backend(amb_config.load_yaml(path).get("backend") or options.get("backend"))
+        # The run's own backend, before anything imports Keras.
+        set_backend(amb_config.load_yaml(path).get("backend") or options.get("backend"))
         config = amb_config.resolve(path)
     else:
         if lr is not None:

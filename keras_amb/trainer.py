@@ -220,7 +220,7 @@ class _Training:
                 self.run.path("logs", stage, "attention"), self.preview, stage
             ))
         self.log(f"Stage {stage!r}: epochs {completed + 1}-{epochs} "
-                 f"({type(model).__name__}, {describe(model)})")
+                 f"({type(model).__name__}: {describe(model)})")
         model.fit(
             self.train_ds, validation_data=self.val_ds, initial_epoch=completed,
             epochs=epochs, callbacks=callbacks, verbose=self.verbose, shuffle=False,
@@ -248,13 +248,12 @@ class _Training:
 
 
 def describe(model):
-    """`"no bypass + AMB + PC + COT"` and the like."""
-    parts = ["bypass" if model.bypass else "no bypass"]
-    for flag, name in ((model.amb, "AMB"), (model.pc, "PC"), (model.cot, "COT")):
-        if flag:
-            parts.append(name)
+    """`"ABN, bypass"`, `"AMB + PC + COT, no bypass"` and the like."""
+    parts = [name for flag, name in ((model.amb, "AMB"), (model.pc, "PC"), (model.cot, "COT"))
+             if flag] or ["ABN"]
     if model.attention_target_weight > 0:
         parts.append("attention targets")
+    text = " + ".join(parts) + (", bypass" if model.bypass else ", no bypass")
     if model.naive_bn_statistics:
-        parts.append("naive BN statistics")
-    return " + ".join(parts)
+        text += ", naive BN statistics"
+    return text

@@ -46,8 +46,32 @@ _TEXTURES = ("solid", "stripes", "dots")
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
+class _Splits:
+    """What both versions' configs share: split sizes and the common checks."""
+
+    def split_size(self, split):
+        return {"train": self.train_size, "val": self.val_size, "test": self.test_size}[
+            split
+        ]
+
+    def _check(self, max_classes):
+        if not 2 <= self.num_classes <= max_classes:
+            raise ValueError(
+                f"`num_classes` must be in [2, {max_classes}]. "
+                f"Received: num_classes={self.num_classes!r}"
+            )
+        if self.image_size < 32:
+            raise ValueError(
+                f"`image_size` must be >= 32. Received: image_size={self.image_size!r}"
+            )
+        if self.distractors < 0:
+            raise ValueError(
+                f"`distractors` must be >= 0. Received: distractors={self.distractors!r}"
+            )
+
+
 @dataclasses.dataclass(frozen=True)
-class SyntheticConfig:
+class SyntheticConfig(_Splits):
     """Parameters of synthetic version 1 (one cue per class, frozen).
 
     Args:
@@ -72,25 +96,7 @@ class SyntheticConfig:
     seed: int = 1234
 
     def __post_init__(self):
-        max_classes = len(_PALETTE) * len(_TEXTURES)
-        if not 2 <= self.num_classes <= max_classes:
-            raise ValueError(
-                f"`num_classes` must be in [2, {max_classes}]. "
-                f"Received: num_classes={self.num_classes!r}"
-            )
-        if self.image_size < 32:
-            raise ValueError(
-                f"`image_size` must be >= 32. Received: image_size={self.image_size!r}"
-            )
-        if self.distractors < 0:
-            raise ValueError(
-                f"`distractors` must be >= 0. Received: distractors={self.distractors!r}"
-            )
-
-    def split_size(self, split):
-        return {"train": self.train_size, "val": self.val_size, "test": self.test_size}[
-            split
-        ]
+        self._check(len(_PALETTE) * len(_TEXTURES))
 
 
 def class_names(num_classes):
@@ -116,14 +122,8 @@ def _paint_pattern(image, region, label, yy, xx):
     image[region & ~pattern] = dark
 
 
-def make_example(config, split, index):
-    """Draws example `index` of `split`; returns a dict of numpy arrays."""
-    rng = np.random.default_rng([config.seed, _SPLITS[split], index])
-    size = config.image_size
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    label = int(rng.integers(config.num_classes))
-
-    # Background: a desaturated two-colour gradient with soft blobs.
+def _background(rng, size, yy, xx):
+    """A desaturated two-colour gradient with soft blobs, float32 HxWx3."""
     c0, c1 = rng.uniform(70, 190, size=(2, 1, 1, 1)).astype(np.float32) + rng.uniform(
         -20, 20, size=(2, 1, 1, 3)
     ).astype(np.float32)
@@ -135,6 +135,26 @@ def make_example(config, split, index):
         radius = rng.uniform(0.1, 0.25) * size
         blob = np.exp(-((yy - by) ** 2 + (xx - bx) ** 2) / (2 * radius**2))
         image += blob[..., None] * rng.uniform(-35, 35, 3).astype(np.float32)
+    return image
+
+
+def _box(object_mask, size):
+    """The object's box `[ymin, xmin, ymax, xmax]`, as fractions of the side."""
+    rows = np.nonzero(object_mask.any(axis=1))[0]
+    cols = np.nonzero(object_mask.any(axis=0))[0]
+    return np.array(
+        [rows[0], cols[0], rows[-1] + 1, cols[-1] + 1], dtype=np.float32
+    ) / np.float32(size)
+
+
+def make_example(config, split, index):
+    """Draws example `index` of `split`; returns a dict of numpy arrays."""
+    rng = np.random.default_rng([config.seed, _SPLITS[split], index])
+    size = config.image_size
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    label = int(rng.integers(config.num_classes))
+
+    image = _background(rng, size, yy, xx)
 
     # Object: an ellipse body and a round head at one end of its major axis.
     half_a, half_b = 0.2 * size, 0.12 * size
@@ -171,11 +191,7 @@ def make_example(config, split, index):
     image += rng.normal(0, config.noise, image.shape).astype(np.float32)
     image = np.clip(np.round(image), 0, 255).astype(np.uint8)
 
-    rows = np.nonzero(object_mask.any(axis=1))[0]
-    cols = np.nonzero(object_mask.any(axis=0))[0]
-    box = np.array(
-        [rows[0], cols[0], rows[-1] + 1, cols[-1] + 1], dtype=np.float32
-    ) / np.float32(size)
+    box = _box(object_mask, size)
     return {
         "image": image,
         "label": np.int32(label),
@@ -226,7 +242,7 @@ _TEXTURES_V2 = ("solid", "stripes", "dots", "checks")
 
 
 @dataclasses.dataclass(frozen=True)
-class SyntheticConfigV2:
+class SyntheticConfigV2(_Splits):
     """Parameters of synthetic version 2 (two cues per class).
 
     Args:
@@ -255,29 +271,11 @@ class SyntheticConfigV2:
     seed: int = 2024
 
     def __post_init__(self):
-        max_classes = len(_PALETTE_V2) * len(_TEXTURES_V2)
-        if not 2 <= self.num_classes <= max_classes:
-            raise ValueError(
-                f"`num_classes` must be in [2, {max_classes}]. "
-                f"Received: num_classes={self.num_classes!r}"
-            )
-        if self.image_size < 32:
-            raise ValueError(
-                f"`image_size` must be >= 32. Received: image_size={self.image_size!r}"
-            )
+        self._check(len(_PALETTE_V2) * len(_TEXTURES_V2))
         if not 0.03 <= self.part_size <= 0.15:
             raise ValueError(
                 f"`part_size` must be in [0.03, 0.15]. Received: part_size={self.part_size!r}"
             )
-        if self.distractors < 0:
-            raise ValueError(
-                f"`distractors` must be >= 0. Received: distractors={self.distractors!r}"
-            )
-
-    def split_size(self, split):
-        return {"train": self.train_size, "val": self.val_size, "test": self.test_size}[
-            split
-        ]
 
 
 def make_config(params=None):
@@ -375,18 +373,7 @@ def make_example_v2(config, split, index, occlude=None):
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     label = int(rng.integers(config.num_classes))
 
-    # Background: a desaturated two-colour gradient with soft blobs.
-    c0, c1 = rng.uniform(70, 190, size=(2, 1, 1, 1)).astype(np.float32) + rng.uniform(
-        -20, 20, size=(2, 1, 1, 3)
-    ).astype(np.float32)
-    angle = rng.uniform(0, 2 * np.pi)
-    t = ((np.cos(angle) * xx + np.sin(angle) * yy) / size + 1.0) / 2.0
-    image = (c0[0] * (1 - t[..., None]) + c1[0] * t[..., None]).astype(np.float32)
-    for _ in range(3):
-        by, bx = rng.uniform(0, size, 2)
-        radius = rng.uniform(0.1, 0.25) * size
-        blob = np.exp(-((yy - by) ** 2 + (xx - bx) ** 2) / (2 * radius**2))
-        image += blob[..., None] * rng.uniform(-35, 35, 3).astype(np.float32)
+    image = _background(rng, size, yy, xx)
 
     # Object: an ellipse body, a round head at the front and a square tail
     # patch at the back, at a random scale and orientation.
@@ -443,11 +430,7 @@ def make_example_v2(config, split, index, occlude=None):
     image += rng.normal(0, config.noise, image.shape).astype(np.float32)
     image = np.clip(np.round(image), 0, 255).astype(np.uint8)
 
-    rows = np.nonzero(object_mask.any(axis=1))[0]
-    cols = np.nonzero(object_mask.any(axis=0))[0]
-    box = np.array(
-        [rows[0], cols[0], rows[-1] + 1, cols[-1] + 1], dtype=np.float32
-    ) / np.float32(size)
+    box = _box(object_mask, size)
     part1, part2 = head, tail & ~head
     return {
         "image": image,

@@ -76,20 +76,23 @@ def draw(path, image_name, rows, methods, alpha=0.5, dpi=120):
 
     cols = 2 + len(methods)
     panel = 3.4
-    fig = plt.figure(figsize=(panel * cols + 1.0, panel * len(rows) + 0.6))
-    grid = fig.add_gridspec(len(rows), cols + 1, width_ratios=[1] * cols + [0.06],
-                            wspace=0.25, hspace=0.45)
+    fig = plt.figure(figsize=(panel * cols + 2.0, panel * len(rows) + 1.2))
+    grid = fig.add_gridspec(len(rows) + 1, cols, height_ratios=[1] * len(rows) + [0.05],
+                            width_ratios=[1] * (cols - 1) + [1.2], wspace=0.12, hspace=0.5)
     for r, (label, crop, top5, maps, explained) in enumerate(rows):
         crop8 = np.clip(crop, 0, 255).astype(np.uint8)
         ax = fig.add_subplot(grid[r, 0])
         ax.imshow(crop8)
-        ax.set_title(f"{image_name}\n{label}", fontsize=9, loc="left")
+        ax.set_title(f"{label}\n{image_name}", fontsize=9, loc="left")
         ax.axis("off")
         for c, method in enumerate(methods, start=1):
             ax = fig.add_subplot(grid[r, c])
             ax.imshow(overlay(crop8, maps[method], alpha=alpha))
-            what = ("(class-agnostic), predicted " if method == "attention" else "of ")
-            ax.set_title(f"{TITLES[method]} {what}{explained}", fontsize=9)
+            if method == "attention":
+                title = f"attention (class-agnostic)\npredicted: {explained}"
+            else:
+                title = f"{TITLES[method]}\nof {explained}"
+            ax.set_title(title, fontsize=9)
             ax.axis("off")
         bars = fig.add_subplot(grid[r, cols - 1])
         names = [n for n, _ in top5][::-1]
@@ -101,14 +104,17 @@ def draw(path, image_name, rows, methods, alpha=0.5, dpi=120):
         bars.set_xlim(0, 1)
         bars.set_title("top-5 (perception branch)", fontsize=9)
         bars.tick_params(axis="x", labelsize=8)
-    scale = [f"{TITLES[m]}: {'raw values' if m == 'attention' else 'normalised to [0, 1]'}"
-             for m in methods]
-    colorbar_ax = fig.add_subplot(grid[:, cols])
+    scale = "; ".join(
+        f"{TITLES[m]}: {'raw values in [0, 1]' if m == 'attention' else 'normalised to [0, 1]'}"
+        for m in methods)
+    colorbar_ax = fig.add_subplot(grid[len(rows), 1 : 1 + len(methods)])
     mappable = matplotlib.cm.ScalarMappable(
         norm=matplotlib.colors.Normalize(0, 1), cmap=COLORMAP
     )
-    bar = fig.colorbar(mappable, cax=colorbar_ax)
-    bar.set_label("; ".join(scale), fontsize=9)
+    bar = fig.colorbar(mappable, cax=colorbar_ax, orientation="horizontal")
+    bar.set_label(f"map colour scale ({scale}); blended over the image at alpha {alpha}",
+                  fontsize=9)
+    bar.ax.tick_params(labelsize=8)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
 

@@ -27,59 +27,60 @@ HE_NORMAL_FAN_OUT = {
     "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"},
 }
 
+# What the small presets share: basic blocks, a 3x3 stem without pooling.
+_SMALL = {
+    "bottleneck": False,
+    "stem": "small",
+    "use_bias": False,
+    "block_version": "v1",
+    "kernel_initializer": "he_normal",
+    "normalization": "unit",
+    "pretrained": False,
+}
+
+# ResNet-50's shape: bottleneck stages of 3, 4, 6 and 3 blocks, a 7x7 stem.
+_RESNET50 = {
+    "bottleneck": True,
+    "stage_blocks": (3, 4, 6, 3),
+    "stage_filters": (64, 128, 256, 512),
+    "stem": "imagenet",
+}
+
 BACKBONES = {
-    "resnet50": {
-        "bottleneck": True,
-        "stage_blocks": (3, 4, 6, 3),
-        "stage_filters": (64, 128, 256, 512),
-        "stem": "imagenet",
-        "use_bias": True,
-        "block_version": "v1",
-        "kernel_initializer": "he_normal",
-        "normalization": "caffe",
-        "pretrained": True,
-        "description": "ResNet-50 of keras.applications (224 px; attention map "
+    "resnet50": dict(
+        _RESNET50,
+        use_bias=True,
+        block_version="v1",
+        kernel_initializer="he_normal",
+        normalization="caffe",
+        pretrained=True,
+        description="ResNet-50 of keras.applications (224 px; attention map "
         "14x14); loads ImageNet weights.",
-    },
-    "resnet50_official": {
-        "bottleneck": True,
-        "stage_blocks": (3, 4, 6, 3),
-        "stage_filters": (64, 128, 256, 512),
-        "stem": "imagenet",
-        "use_bias": False,
-        "block_version": "v1.5",
-        "kernel_initializer": HE_NORMAL_FAN_OUT,
-        "normalization": "torch",
-        "pretrained": False,
-        "description": "ResNet-50 as in the official ABN code (v1.5 bottlenecks, "
+    ),
+    "resnet50_official": dict(
+        _RESNET50,
+        use_bias=False,
+        block_version="v1.5",
+        kernel_initializer=HE_NORMAL_FAN_OUT,
+        normalization="torch",
+        pretrained=False,
+        description="ResNet-50 as in the official ABN code (v1.5 bottlenecks, "
         "no conv bias, He-normal fan-out init), for from-scratch paper runs.",
-    },
-    "resnet_small": {
-        "bottleneck": False,
-        "stage_blocks": (2, 2, 2, 2),
-        "stage_filters": (32, 64, 96, 128),
-        "stem": "small",
-        "use_bias": False,
-        "block_version": "v1",
-        "kernel_initializer": "he_normal",
-        "normalization": "unit",
-        "pretrained": False,
-        "description": "Narrow ResNet-18 shape for CPU work at 32-96 px "
+    ),
+    "resnet_small": dict(
+        _SMALL,
+        stage_blocks=(2, 2, 2, 2),
+        stage_filters=(32, 64, 96, 128),
+        description="Narrow ResNet-18 shape for CPU work at 32-96 px "
         "(attention map at 1/4 of the input).",
-    },
-    "resnet_tiny": {
-        "bottleneck": False,
-        "stage_blocks": (1, 1, 1, 1),
-        "stage_filters": (16, 24, 32, 48),
-        "stem": "small",
-        "use_bias": False,
-        "block_version": "v1",
-        "kernel_initializer": "he_normal",
-        "normalization": "unit",
-        "pretrained": False,
-        "description": "Smallest ResNet (one basic block per stage) for tests "
+    ),
+    "resnet_tiny": dict(
+        _SMALL,
+        stage_blocks=(1, 1, 1, 1),
+        stage_filters=(16, 24, 32, 48),
+        description="Smallest ResNet (one basic block per stage) for tests "
         "and quick CPU runs (attention map at 1/4 of the input).",
-    },
+    ),
 }
 
 # Where keras.applications keeps the no-top ResNet-50 weights.

@@ -119,27 +119,33 @@ def _tf_logs(logs):
     return logs
 
 
-def _tf_train_step(model, data):
+def _tf_step(model, x, y, extra, mode, optimizer, variables, apply):
+    """One gradient step of `mode` over `variables`; `(outputs, parts)`."""
     import tensorflow as tf
 
+    with tf.GradientTape() as tape:
+        outputs = model(x, training=True, mode=mode)
+        loss, parts = model.compute_losses(outputs, y, mode, **extra)
+        scaled = optimizer.scale_loss(_per_replica(loss))
+    apply(_fill_missing(tape.gradient(scaled, variables), variables))
+    return outputs, parts
+
+
+def _tf_train_step(model, data):
     x, y, extra = _unpack(data)
     main = optimizers.main_optimizer(model.optimizer)
     variables = model.trainable_variables
-    with tf.GradientTape() as tape:
-        outputs = model(x, training=True, mode="main")
-        loss, parts = model.compute_losses(outputs, y, "main", **extra)
-        scaled = main.scale_loss(_per_replica(loss))
-    grads = _fill_missing(tape.gradient(scaled, variables), variables)
-    _apply_main(model, main, grads, variables)
+    outputs, parts = _tf_step(
+        model, x, y, extra, "main", main, variables,
+        lambda grads: _apply_main(model, main, grads, variables),
+    )
     if model.cot:
         complement = optimizers.complement_optimizer(model.optimizer)
         subset = model.complement_variables
-        with tf.GradientTape() as tape:
-            outputs_b = model(x, training=True, mode="complement")
-            cot, parts_b = model.compute_losses(outputs_b, y, "complement", **extra)
-            scaled = complement.scale_loss(_per_replica(cot))
-        grads = _fill_missing(tape.gradient(scaled, subset), subset)
-        complement.apply(grads, subset)
+        _, parts_b = _tf_step(
+            model, x, y, extra, "complement", complement, subset,
+            lambda grads: complement.apply(grads, subset),
+        )
         parts.update(parts_b)
     return _tf_logs(model.update_metrics(parts, outputs, y, extra["sample_weight"]))
 
@@ -158,29 +164,37 @@ def _tf_test_step(model, data):
 # === PyTorch ===
 
 
+def _torch_step(model, x, y, extra, mode, optimizer, variables, apply):
+    """One gradient step of `mode` over `variables`; `(outputs, parts)`."""
+    import torch
+
+    model.zero_grad()
+    outputs = model(x, training=True, mode=mode)
+    loss, parts = model.compute_losses(outputs, y, mode, **extra)
+    optimizer.scale_loss(loss).backward()
+    grads = _fill_missing([v.value.grad for v in variables], variables)
+    with torch.no_grad():
+        apply(grads)
+    return outputs, parts
+
+
 def _torch_train_step(model, data):
     import torch
 
     x, y, extra = _unpack(data)
     main = optimizers.main_optimizer(model.optimizer)
     variables = model.trainable_variables
-    model.zero_grad()
-    outputs = model(x, training=True, mode="main")
-    loss, parts = model.compute_losses(outputs, y, "main", **extra)
-    main.scale_loss(loss).backward()
-    grads = _fill_missing([v.value.grad for v in variables], variables)
-    with torch.no_grad():
-        _apply_main(model, main, grads, variables)
+    outputs, parts = _torch_step(
+        model, x, y, extra, "main", main, variables,
+        lambda grads: _apply_main(model, main, grads, variables),
+    )
     if model.cot:
         complement = optimizers.complement_optimizer(model.optimizer)
         subset = model.complement_variables
-        model.zero_grad()
-        outputs_b = model(x, training=True, mode="complement")
-        cot, parts_b = model.compute_losses(outputs_b, y, "complement", **extra)
-        complement.scale_loss(cot).backward()
-        grads = _fill_missing([v.value.grad for v in subset], subset)
-        with torch.no_grad():
-            complement.apply(grads, subset)
+        _, parts_b = _torch_step(
+            model, x, y, extra, "complement", complement, subset,
+            lambda grads: complement.apply(grads, subset),
+        )
         parts.update(parts_b)
     with torch.no_grad():
         parts = {k: v.detach() for k, v in parts.items()}
