@@ -62,6 +62,9 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None):
         log: callable taking a line of text (default: print).
     """
     log = log or _print
+    # Created before any TensorFlow op: MultiWorkerMirroredStrategy must
+    # configure its collectives at program start.
+    scope = distribution_scope(log) if config.get("distribute") else contextlib.nullcontext()
     if resume:
         run = runs.Run.open(run_dir)
     else:
@@ -91,7 +94,6 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None):
             run.initialise(config, source.class_names, stages_for(config))
             run.update_state(skipped_images=[p for p, _ in source.skipped])
         training = _Training(config, run, source, log, verbose)
-        scope = distribution_scope(log) if config.get("distribute") else contextlib.nullcontext()
         with scope:
             model = training.run_stages()
         return training.finish(model)

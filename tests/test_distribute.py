@@ -232,3 +232,36 @@ def test_two_jax_processes_on_localhost(tmp_path):
     gap = np.linalg.norm(workers[0]["final"] - single["final"])
     assert gap < 1e-3 * moved, (gap, moved)
     assert losses[0] == pytest.approx(reference, rel=1e-4)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TF_CONFIG drives TensorFlow's strategy")
+def test_readme_recipe_two_tensorflow_workers_through_the_cli(tiny_config, tmp_path):
+    """`keras-amb train --distribute` on two workers (the strategy must be
+    created before any TensorFlow op, or the collectives cannot start)."""
+    import subprocess
+    import sys
+
+    ports = _free_ports(2)
+    cluster = [f"127.0.0.1:{p}" for p in ports]
+    exe = os.path.join(os.path.dirname(sys.executable), "keras-amb")
+    procs = []
+    try:
+        for i in range(2):
+            config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": i}}
+            env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
+                       TF_CONFIG=json.dumps(config))
+            procs.append(subprocess.Popen(
+                [exe, "train", "--config", tiny_config, "--distribute",
+                 "--output", str(tmp_path / f"run{i}")],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        outputs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+        assert "Data-parallel on 2 replica(s)" in out
+    metrics = [json.load(open(tmp_path / f"run{i}" / "test_metrics.json")) for i in range(2)]
+    assert metrics[0] == metrics[1]
