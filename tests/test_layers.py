@@ -137,3 +137,50 @@ def test_branches_share_one_base():
     attention(np.ones((1, 4, 4, 2), "float32"))
     assert len(attention.trainable_variables) > 1
     assert len(attention.map_variables) == len(attention.trainable_variables) - 1
+
+
+def _input_grad(fn, x):
+    from keras_amb.models.train_steps import input_gradient
+
+    return keras.ops.convert_to_numpy(input_gradient(fn, keras.ops.convert_to_tensor(x)))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_batch_norm_matches_keras(training):
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, (6, 5, 7, 4)).astype("float32")
+    ours, theirs = layers.BatchNormalization(momentum=0.8), keras.layers.BatchNormalization(momentum=0.8)
+    for layer in (ours, theirs):
+        layer.build(x.shape)
+    weights = [rng.normal(1, 0.2, 4), rng.normal(0, 0.2, 4), rng.normal(0, 1, 4),
+               rng.uniform(0.5, 2, 4)]
+    for layer in (ours, theirs):
+        layer.set_weights([w.astype("float32") for w in weights])
+    a = keras.ops.convert_to_numpy(ours(x, training=training))
+    b = keras.ops.convert_to_numpy(theirs(x, training=training))
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    for mine, keras_one in zip(ours.non_trainable_variables, theirs.non_trainable_variables):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(mine),
+                                   keras.ops.convert_to_numpy(keras_one), rtol=1e-5, atol=1e-6)
+    w = keras.ops.convert_to_tensor(rng.normal(size=x.shape).astype("float32"))
+    grad_ours = _input_grad(lambda v: keras.ops.multiply(ours(v, training=training), w), x)
+    grad_theirs = _input_grad(lambda v: keras.ops.multiply(theirs(v, training=training), w), x)
+    np.testing.assert_allclose(grad_ours, grad_theirs, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel, strides, padding, size", [
+    (3, 1, "same", 8), (3, 2, "same", 8), (3, 2, "same", 7), (1, 2, "same", 8),
+    (7, 2, "valid", 15), (3, 1, "valid", 6),
+])
+def test_conv2d_matches_keras(kernel, strides, padding, size):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, size, size, 3)).astype("float32")
+    ours = layers.Conv2D(5, kernel, strides=strides, padding=padding)
+    theirs = keras.layers.Conv2D(5, kernel, strides=strides, padding=padding)
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)),
+                               keras.ops.convert_to_numpy(theirs(x)), atol=1e-4)
+    np.testing.assert_allclose(_input_grad(lambda v: keras.ops.square(ours(v)), x),
+                               _input_grad(lambda v: keras.ops.square(theirs(v)), x), atol=1e-3)

@@ -3,6 +3,7 @@ import copy
 import keras
 from keras import ops
 
+from keras_amb.layers.conv2d import Conv2D
 from keras_amb.layers.stage_branch import StageBranch
 
 
@@ -38,7 +39,7 @@ class AttentionBranch(StageBranch):
 
         # === Layers ===
         def conv(filters, kernel_size, name):
-            return keras.layers.Conv2D(
+            return Conv2D(
                 filters,
                 kernel_size,
                 padding="same",

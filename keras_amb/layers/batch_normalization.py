@@ -4,6 +4,8 @@ import threading
 import keras
 from keras import ops
 
+from keras_amb.layers import kernels
+
 _STATE = threading.local()
 
 
@@ -41,11 +43,15 @@ def statistics_frozen():
 
 @keras.saving.register_keras_serializable(package="keras_amb")
 class BatchNormalization(keras.layers.BatchNormalization):
-    """`keras.layers.BatchNormalization` that honours `frozen_statistics()`.
+    """`keras.layers.BatchNormalization` that honours `frozen_statistics()`,
+    with a fused kernel on TensorFlow and PyTorch.
 
     Same arguments, weights and behaviour as the Keras layer, except that in
     training mode under `frozen_statistics()` it normalises with the batch's
-    statistics without updating the moving ones.
+    statistics without updating the moving ones. On 4D inputs normalised over
+    the last axis, TensorFlow and PyTorch run one fused kernel
+    (`layers.kernels.batch_norm`) instead of Keras's composed ops; the moving
+    averages are updated exactly as Keras does (with the biased variance).
 
     Example:
     >>> bn = BatchNormalization(momentum=0.9)
@@ -55,8 +61,37 @@ class BatchNormalization(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable and statistics_frozen()) or self.renorm:
+        training = bool(training and self.trainable)
+        fused = None
+        if (
+            mask is None and not self.renorm and self.center and self.scale
+            and self.axis in (-1, len(inputs.shape) - 1)
+        ):
+            x = ops.cast(inputs, "float32")
+            fused = kernels.batch_norm(
+                x, ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32"),
+                self.epsilon, training,
+                ops.cast(self.moving_mean, "float32"),
+                ops.cast(self.moving_variance, "float32"),
+            )
+        if fused is None:
+            if training and statistics_frozen():
+                return self._normalise_without_update(inputs, mask)
             return super().call(inputs, training=training, mask=mask)
+        outputs, mean, variance = fused
+        if training and not statistics_frozen():
+            mean, variance = ops.stop_gradient(mean), ops.stop_gradient(variance)
+            momentum = self.momentum
+            self.moving_mean.assign(
+                ops.cast(self.moving_mean, "float32") * momentum + mean * (1.0 - momentum)
+            )
+            self.moving_variance.assign(
+                ops.cast(self.moving_variance, "float32") * momentum
+                + variance * (1.0 - momentum)
+            )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _normalise_without_update(self, inputs, mask):
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         inputs = ops.cast(inputs, compute_dtype)
         mean, variance = self._moments(inputs, mask)

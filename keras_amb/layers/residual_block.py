@@ -3,6 +3,7 @@ import copy
 import keras
 
 from keras_amb.layers.batch_normalization import BatchNormalization
+from keras_amb.layers.conv2d import Conv2D
 
 VERSIONS = ("v1", "v1.5")
 
@@ -76,7 +77,7 @@ class ResidualBlock(keras.layers.Layer):
         name = self.name
 
         def conv(filters, kernel_size, strides, suffix):
-            return keras.layers.Conv2D(
+            return Conv2D(
                 filters,
                 kernel_size,
                 strides=strides,

@@ -17,6 +17,7 @@ import os
 import keras
 
 from keras_amb.layers.batch_normalization import BatchNormalization
+from keras_amb.layers.conv2d import Conv2D
 from keras_amb.layers.image_normalization import ImageNormalization
 from keras_amb.layers.residual_block import residual_stage
 
@@ -132,7 +133,7 @@ def feature_extractor(name, bn_momentum=0.9, dtype=None):
 
     if spec["stem"] == "imagenet":
         x = keras.layers.ZeroPadding2D(3, dtype=dtype, name="conv1_pad")(x)
-        x = keras.layers.Conv2D(
+        x = Conv2D(
             64, 7, strides=2, use_bias=spec["use_bias"],
             kernel_initializer=initializer(), dtype=dtype, name="conv1_conv",
         )(x)
@@ -140,7 +141,7 @@ def feature_extractor(name, bn_momentum=0.9, dtype=None):
         x = keras.layers.ZeroPadding2D(1, dtype=dtype, name="pool1_pad")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, dtype=dtype, name="pool1_pool")(x)
     else:
-        x = keras.layers.Conv2D(
+        x = Conv2D(
             spec["stage_filters"][0],
             3,
             padding="same",
