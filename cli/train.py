@@ -169,10 +169,14 @@ def _train(config_file, resume, print_config, output, options):
         click.echo(amb_config.to_yaml(config), nl=False)
         return
 
+    from keras_amb import runs
     from keras_amb import trainer
 
-    result = trainer.train(config, run_dir=resume or output, resume=bool(resume),
-                           log=lambda line: click.echo(line))
+    log = lambda line: click.echo(line)  # noqa: E731
+    if resume:
+        result = runs.Run.open(resume).resume(log=log)
+    else:
+        result = trainer.train(config, run_dir=output, log=log)
     m = result.test_metrics
     click.echo(
         f"\nTest: top-1 {m.get('top1', float('nan')):.4f}, top-5 "

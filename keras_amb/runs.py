@@ -86,8 +86,9 @@ class Run:
     `Run.open(path)` takes a run folder, a `.keras` file inside one, or a
     `.keras` file anywhere; `load_model()` gives the model with its class
     names and resize ratio (from the model's own config, or, for files of
-    earlier releases, from the run folder). `initialise` writes a new run
-    folder's files; `lock()` makes sure one process at a time trains in it.
+    earlier releases, from the run folder); `resume()` continues an
+    interrupted run. `initialise` writes a new run folder's files; `lock()`
+    makes sure one process at a time trains in it.
 
     Args:
         run_dir: str or None, the run folder (None for a bare model file).
@@ -243,6 +244,16 @@ class Run:
             if ratio:
                 model.resize_ratio = float(ratio)
         return model
+
+    def resume(self, log=None, verbose=None):
+        """Continues this run from its last completed epoch with its saved
+        config (what `keras-amb train --resume` does); a `TrainResult`."""
+        from keras_amb import config as amb_config
+        from keras_amb import trainer
+
+        config = amb_config.resolve(self.path("config.yaml"))
+        config.pop("config_file", None)
+        return trainer.train(config, run_dir=self.run_dir, resume=True, log=log, verbose=verbose)
 
     # === One trainer at a time ===
 

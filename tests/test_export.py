@@ -9,6 +9,7 @@ import pytest
 
 from keras_amb import AttentionMiningNetwork
 from keras_amb import runs
+from tests.conftest import BACKEND
 from tests.conftest import keras_amb_cli
 from tests.conftest import run_python
 
@@ -33,6 +34,29 @@ def trained_run(tmp_path_factory):
     np.save(os.path.join(run, "probabilities.npy"), expected["probabilities"])
     np.save(os.path.join(run, "attention.npy"), expected["attention"])
     return run
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="export runs on TensorFlow (the CLI "
+                    "switches to it; its tests run on every backend)")
+def test_saved_model_signatures_give_the_models_answers(trained_run, tmp_path):
+    import tensorflow as tf
+
+    from keras_amb import export
+
+    model = runs.Run.open(trained_run).load_model()
+    target = export.export_saved_model(model, str(tmp_path / "serving"))
+    assert target.endswith(os.path.join("serving", "1")) and os.listdir(tmp_path / "serving") == ["1"]
+    loaded = tf.saved_model.load(target)
+    x = np.load(os.path.join(trained_run, "x.npy"))
+    out = loaded.signatures["predict_images"](images=tf.constant(x))
+    np.testing.assert_allclose(out["probabilities"].numpy(),
+                               np.load(os.path.join(trained_run, "probabilities.npy")), atol=1e-4)
+    np.testing.assert_allclose(out["attention"].numpy(),
+                               np.load(os.path.join(trained_run, "attention.npy")), atol=1e-4)
+    names = [n.decode() for n in out["top_k_names"].numpy()[0]]
+    assert sorted(names) == ["crow", "finch", "jay", "wren"]
+    with pytest.raises(export.ExportError, match="never overwritten"):
+        export.export_saved_model(model, str(tmp_path / "serving"), version=1)
 
 
 VERIFY = r'''
@@ -78,6 +102,7 @@ print(json.dumps(result))
 '''
 
 
+@pytest.mark.slow
 def test_export_serves_the_models_answers(trained_run, tmp_path):
     out = str(tmp_path / "serving")
     result = keras_amb_cli(["export", "--model", trained_run, "--output", out])
@@ -112,6 +137,7 @@ def test_export_serves_the_models_answers(trained_run, tmp_path):
     assert got["still_serving"] == [1, 4]
 
 
+@pytest.mark.slow
 def test_export_never_overwrites_a_version(trained_run, tmp_path):
     out = str(tmp_path / "serving")
     os.makedirs(os.path.join(out, "1"))
@@ -144,6 +170,7 @@ print(json.dumps(result))
 '''
 
 
+@pytest.mark.slow
 def test_served_signature_on_awkward_files(trained_run, tmp_path):
     from tests.conftest import REPO
 
@@ -178,6 +205,7 @@ print(json.dumps({
 '''
 
 
+@pytest.mark.slow
 def test_onnx_export_gives_the_models_answers(trained_run, tmp_path):
     path = str(tmp_path / "model.onnx")
     result = keras_amb_cli(["export", "--model", trained_run, "--format", "onnx", "--output", path])

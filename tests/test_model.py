@@ -259,6 +259,7 @@ def test_files_of_the_previous_release_still_load():
     assert model.class_names is None and model.resize_ratio == 1.0 and not model.amb
 
 
+@pytest.mark.slow
 def test_model_saved_here_loads_under_the_other_backends(tmp_path):
     model = _model(AttentionBranchNetwork)
     model.compile(keras.optimizers.SGD(0.01))
@@ -367,6 +368,7 @@ def _colour_task(n, seed):
     return x.astype("float32"), y
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_a_tiny_task():
     x, y = _colour_task(256, 0)
     xt, yt = _colour_task(64, 1)

@@ -42,6 +42,7 @@ def test_unwritable_output_fails_before_training(tiny_config, tmp_path):
     assert "Cannot create output folder" in result.stderr and str(blocker) in result.stderr
 
 
+@pytest.mark.slow
 def test_model_file_from_elsewhere_is_refused_without_running_code(tmp_path):
     marker = tmp_path / "pwned"
     inputs = keras.Input((4,))
@@ -55,6 +56,7 @@ def test_model_file_from_elsewhere_is_refused_without_running_code(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_trains_without_nan(policy):
     if BACKEND == "torch" and policy == "mixed_float16":
