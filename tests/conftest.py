@@ -23,6 +23,22 @@ BACKEND = keras.backend.backend()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# Tests marked `backend_independent` exercise what no backend changes (the
+# command line's options and messages, run folders, file handling, tf.data,
+# the TensorFlow-only export, the ablation's bookkeeping): they run once,
+# under the default backend, and are reported as skipped under the others.
+ONE_BACKEND = "tensorflow"
+
+
+def pytest_collection_modifyitems(config, items):
+    if BACKEND == ONE_BACKEND:
+        return
+    skip = pytest.mark.skip(reason=f"backend-independent: runs once, under {ONE_BACKEND}")
+    for item in items:
+        if "backend_independent" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)

@@ -78,6 +78,7 @@ attention_images: 0
 """
 
 
+@pytest.mark.backend_independent
 @pytest.mark.slow
 def test_ablate_end_to_end_and_resume(tmp_path):
     config = tmp_path / "tiny.yaml"

@@ -47,7 +47,9 @@ class Record(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         losses.append(float(logs["per_loss"]))
 model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[Record()])
-its = [int(keras.ops.convert_to_numpy(o.iterations)) for o in (model.main_optimizer, model.complement_optimizer)]
+from keras_amb import optimizers
+its = [int(keras.ops.convert_to_numpy(o.iterations))
+       for o in (optimizers.main_optimizer(model.optimizer), optimizers.complement_optimizer(model.optimizer))]
 print(json.dumps({"replicas": replicas, "losses": losses, "iterations": its}))
 '''
 

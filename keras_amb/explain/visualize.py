@@ -51,7 +51,7 @@ def load_models(paths):
 
 def slug(text):
     """A file-name-safe version of a row label."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
 
 
 def explain_image(image, model, methods, class_name=None):

@@ -393,5 +393,7 @@ def compiled(model, name, fn):
 
         cache[name] = call
     else:
-        cache[name] = lambda *args: fn(model, *args)
+        # Tensors, not numpy arrays: `tensor * ndarray` with a tensor that
+        # requires grad would make numpy convert the tensor and fail.
+        cache[name] = lambda *args: fn(model, *[keras.ops.convert_to_tensor(a) for a in args])
     return cache[name]
