@@ -18,6 +18,7 @@ Configurations:
 
     python benchmarks/peer_abn.py                       # 2 rounds, all configurations
     python benchmarks/peer_abn.py --rounds 3 --configs official-channels-last keras-tensorflow
+    python benchmarks/peer_abn.py --rounds 1 --configs official-channels-last keras-torch --profile
 """
 
 import argparse
@@ -82,7 +83,42 @@ def measure_official(args, memory_format, bf16):
         optimizer.step()
 
     seconds, windows = _windows(step, args)
-    return {"abn_step_s": seconds, "abn_windows": windows, "threads": torch.get_num_threads()}
+    result = {"abn_step_s": seconds, "abn_windows": windows, "threads": torch.get_num_threads()}
+    if args.profile:
+        result["profile"] = _torch_profile(lambda: [step() for _ in range(args.steps)], args.steps)
+    return result
+
+
+def _torch_profile(run, steps):
+    """Where a PyTorch step's time goes: seconds per step inside convolution,
+    batch-norm and other ATen ops (self time on the calling thread, as
+    torch.profiler records it), and the step's wall time under the profiler.
+    Wall minus the ops is Python, dispatch and data feeding."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile
+
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    wall = time.perf_counter() - start
+    families = {"convolution": 0.0, "batch_norm": 0.0, "other_ops": 0.0}
+    others = []
+    for event in prof.key_averages():
+        seconds = event.self_cpu_time_total / 1e6 / steps
+        if "conv" in event.key:
+            family = "convolution"
+        elif "batch_norm" in event.key:
+            family = "batch_norm"
+        else:
+            family = "other_ops"
+            others.append((seconds, event.key, event.count // steps))
+        families[family] += seconds
+    families["wall"] = wall / steps
+    families["outside_ops"] = families["wall"] - sum(
+        families[k] for k in ("convolution", "batch_norm", "other_ops"))
+    families["top_other_ops"] = [
+        f"{name} {sec:.3f}s x{count}" for sec, name, count in sorted(others, reverse=True)[:6]]
+    return families
 
 
 def measure_keras(args, bf16):
@@ -121,6 +157,9 @@ def measure_keras(args, bf16):
             times.append(time.perf_counter() - start)
         result[f"{name}_step_s"] = statistics.median(times) / args.steps
         result[f"{name}_windows"] = times
+        if args.profile and name == "abn" and result["backend"] == "torch":
+            result["profile"] = _torch_profile(
+                lambda: model.fit(dataset, epochs=1, verbose=0), args.steps)
     return result
 
 
@@ -145,7 +184,8 @@ def _common(args):
     return ["--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
             "--num-classes", str(args.num_classes), "--steps", str(args.steps),
             "--warmup", str(args.warmup), "--windows", str(args.windows),
-            "--peer", args.peer] + (["--full"] if args.full else [])
+            "--peer", args.peer] + (["--full"] if args.full else []) + (
+                ["--profile"] if args.profile else [])
 
 
 def main():
@@ -162,6 +202,9 @@ def main():
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--full", action="store_true",
                         help="also time AMB+PC+COT in each keras-amb process")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one window of the PyTorch ABN steps (official and "
+                             "keras-torch) by op family")
     parser.add_argument("--peer", default=DEFAULT_PEER,
                         help="the official code's resnet.py (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800)
@@ -195,6 +238,12 @@ def main():
                 shown += (f", AMB+PC+COT {batch / res['full_step_s']:.2f} img/s "
                           f"({res['full_step_s'] / res['abn_step_s']:.2f}x its ABN step)")
             print(f"  round {r + 1} {config}: {shown}", flush=True)
+            if "profile" in res:
+                profile = dict(res["profile"])
+                top = profile.pop("top_other_ops")
+                print("    profiled, s per step: " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in profile.items()), flush=True)
+                print("    largest other ops per step: " + "; ".join(top), flush=True)
         rounds.append(results)
     _report(rounds, args)
 
