@@ -34,7 +34,7 @@ trap stop_backends TERM
 suite() {  # backend [pytest args...]: the suite under one backend
   local backend=$1
   shift
-  KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=3 python -m pytest -q -p no:cacheprovider \
+  KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=3 python -m pytest -q -p no:cacheprovider --durations=10 \
     --basetemp "$logs/tmp-$backend" "${tier[@]}" "$@" 2>&1
 }
 

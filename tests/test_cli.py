@@ -134,7 +134,7 @@ def test_folder_with_bad_images(tmp_path):
     assert os.path.isfile(tmp_path / "r2" / "model.keras")
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_edited_maps_feed_back_into_training(tmp_path):
     """visualize --save-maps output, edited, trains the human-knowledge baseline."""
     root = tmp_path / "images"

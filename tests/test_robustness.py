@@ -129,7 +129,7 @@ def _run_until(args, event, timeout=240):
     return killed
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 @pytest.mark.slow
 def test_killed_at_any_point_nothing_is_lost(tmp_path):
     """Three SIGKILLs, each on an event the run itself reports, then resume."""
@@ -166,7 +166,7 @@ def test_killed_at_any_point_nothing_is_lost(tmp_path):
     assert result.returncode != 0 and "do not combine" in result.stderr
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("jax")
 @pytest.mark.slow
 def test_one_trainer_per_run_folder(tmp_path):
     config = tmp_path / "c.yaml"

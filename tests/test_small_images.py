@@ -9,7 +9,7 @@ from tests.conftest import keras_amb_cli
 from tests.images import write_digits_dataset
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("jax")
 @pytest.mark.slow
 def test_small_images_config_learns_real_digits(tmp_path):
     """The README's command for small images, on a real folder of 32x32
