@@ -153,10 +153,38 @@ def _free_ports(count):
     return ports
 
 
+def _run_together(commands, envs, timeout, cwd=None):
+    """Starts one process per command (each with its environment added to
+    this one's) and waits for all; kills the rest if any is stuck. Returns
+    `[(returncode, stdout, stderr)]`."""
+    import subprocess
+
+    procs = []
+    try:
+        for command, env in zip(commands, envs):
+            procs.append(subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env), cwd=cwd))
+        outputs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+
+
+def _tf_config_env(ports):
+    """Each worker's TF_CONFIG for a cluster of workers on 127.0.0.1:`ports`."""
+    cluster = [f"127.0.0.1:{p}" for p in ports]
+    return [{"TF_CONFIG": json.dumps({"cluster": {"worker": cluster},
+                                      "task": {"type": "worker", "index": i}})}
+            for i in range(len(ports))]
+
+
 def _hosts(tmp_path, backend_env, references, workers=2, timeout=300):
     """Runs the one-process `references` (modes of HOSTS), then `workers`
     processes on 127.0.0.1; returns `({mode: (losses, npz)}, [losses], [npz])`."""
-    import subprocess
     import sys
 
     from tests.conftest import REPO
@@ -171,35 +199,20 @@ def _hosts(tmp_path, backend_env, references, workers=2, timeout=300):
             "sys.argv[1], sys.argv[2], sys.argv[3]", f"{mode!r}, {weights!r}, {out!r}"))
         assert done.returncode == 0, done.stderr[-3000:]
         results[mode] = (json.loads(done.stdout.strip().splitlines()[-1])["losses"], np.load(out))
-    procs = []
-    try:
-        for index, env in enumerate(backend_env(_free_ports(workers))):
-            full = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3", **env)
-            procs.append(subprocess.Popen(
-                [sys.executable, str(script), "multi", weights, str(tmp_path / f"w{index}.npz")],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full, cwd=REPO))
-        outputs = [p.communicate(timeout=timeout) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
-    losses = [json.loads(out.strip().splitlines()[-1])["losses"] for out, _ in outputs]
+    envs = [dict(env, KERAS_BACKEND=BACKEND) for env in backend_env(_free_ports(workers))]
+    commands = [[sys.executable, str(script), "multi", weights, str(tmp_path / f"w{i}.npz")]
+                for i in range(workers)]
+    done = _run_together(commands, envs, timeout, cwd=REPO)
+    for returncode, _, err in done:
+        assert returncode == 0, err[-3000:]
+    losses = [json.loads(out.strip().splitlines()[-1])["losses"] for _, out, _ in done]
     arrays = [np.load(tmp_path / f"w{i}.npz") for i in range(workers)]
     return results, losses, arrays
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TF_CONFIG drives TensorFlow's strategy")
 def test_two_tensorflow_workers_on_localhost(tmp_path):
-    def env(ports):
-        cluster = [f"127.0.0.1:{p}" for p in ports]
-        return [{"TF_CONFIG": json.dumps({"cluster": {"worker": cluster},
-                                          "task": {"type": "worker", "index": i}})}
-                for i in range(len(ports))]
-
-    references, losses, workers = _hosts(tmp_path, env, ("mirrored", "single"))
+    references, losses, workers = _hosts(tmp_path, _tf_config_env, ("mirrored", "single"))
     # The workers hold one model: identical weights after every all-reduce.
     np.testing.assert_array_equal(workers[0]["final"], workers[1]["final"])
     assert losses[0] == losses[1] and len(losses[0]) == 3
@@ -240,30 +253,14 @@ def test_two_jax_processes_on_localhost(tmp_path):
 def test_readme_recipe_two_tensorflow_workers_through_the_cli(tiny_config, tmp_path):
     """`keras-amb train --distribute` on two workers (the strategy must be
     created before any TensorFlow op, or the collectives cannot start)."""
-    import subprocess
     import sys
 
-    ports = _free_ports(2)
-    cluster = [f"127.0.0.1:{p}" for p in ports]
     exe = os.path.join(os.path.dirname(sys.executable), "keras-amb")
-    procs = []
-    try:
-        for i in range(2):
-            config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": i}}
-            env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
-                       TF_CONFIG=json.dumps(config))
-            procs.append(subprocess.Popen(
-                [exe, "train", "--config", tiny_config, "--distribute",
-                 "--output", str(tmp_path / f"run{i}")],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
-        outputs = [p.communicate(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
+    commands = [[exe, "train", "--config", tiny_config, "--distribute",
+                 "--output", str(tmp_path / f"run{i}")] for i in range(2)]
+    envs = [dict(env, KERAS_BACKEND="tensorflow") for env in _tf_config_env(_free_ports(2))]
+    for returncode, out, err in _run_together(commands, envs, timeout=300):
+        assert returncode == 0, err[-3000:]
         assert "Data-parallel on 2 replica(s)" in out
     metrics = [json.load(open(tmp_path / f"run{i}" / "test_metrics.json")) for i in range(2)]
     assert metrics[0] == metrics[1]
