@@ -82,6 +82,17 @@ def _opt(*names, key=None, help="", **kwargs):
       "(a naive port of the paper).")
 @_opt("--mask-threshold", type=float, key="mask_threshold",
       help="[model] Mask threshold sigma (paper: 0.78 CUB, 0.40 Stanford Dogs).")
+@_opt("--amb-weight", type=float, key="amb_weight",
+      help="[model] Weight of the mining loss L_am (paper: 1e-4; GAIN: 1).")
+@_opt("--amb-gradient", type=click.Choice(["all", "attention"]), key="amb_gradient",
+      help="[model] Weights the mining terms (L_am, COT's step) update: 'all' that feed "
+      "the AMB (the paper), or the attention map's alone.")
+@_opt("--pc-weight", type=float, key="pc_weight",
+      help="[model] Weight of the PC loss's proximity part (the centres' speed does not "
+      "depend on it).")
+@_opt("--pc-distance", type=click.Choice(["euclidean", "squared"]), key="pc_distance",
+      help="[model] Distances in the PC loss: eq. 3's norms, or squared (the PC authors' "
+      "code).")
 @_opt("--init-from", type=click.Path(exists=True), key="init_from",
       help="[model] Start the proposed model from this ABN run (or .keras file); "
       "skips pre-training.")

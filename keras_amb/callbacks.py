@@ -10,16 +10,24 @@ import numpy as np
 
 from keras_amb.files import atomic_save_model
 from keras_amb.files import atomic_write
+from keras_amb.models import train_steps
+from keras_amb.models.attention_branch_network import FEATURE_STATISTICS
 from keras_amb.models.attention_branch_network import NonFiniteLossError
 
-HISTORY_METRICS = (
-    "loss", "att_loss", "per_loss", "pc_loss", "amb_loss", "cot_loss",
-    "attention_target_loss", "top1", "top5", "att_top1",
+LOSS_TERMS = (
+    "att_loss", "per_loss", "pc_loss", "amb_loss", "cot_loss", "attention_target_loss",
 )
+HISTORY_METRICS = ("loss",) + LOSS_TERMS + (
+    "top1", "top5", "att_top1",
+) + FEATURE_STATISTICS
+# The norm of the gradient each weighted loss term sends to the attention
+# map's weights, on a fixed training batch at the end of each epoch.
+MAP_GRADIENT_COLUMNS = tuple(f"map_grad_{t}" for t in LOSS_TERMS)
 HISTORY_COLUMNS = (
     ["stage", "epoch", "learning_rate", "seconds"]
     + list(HISTORY_METRICS)
     + [f"val_{m}" for m in HISTORY_METRICS]
+    + list(MAP_GRADIENT_COLUMNS)
 )
 
 
@@ -109,10 +117,22 @@ class EpochCheckpoint(keras.callbacks.Callback):
         )
 
 
+def _history_header(path):
+    """The columns of an existing history file (earlier releases wrote
+    fewer), or None."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), None)
+
+
 def append_history(path, row):
-    new = not os.path.isfile(path)
+    header = _history_header(path)
+    new = header is None
     with open(path, "a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(
+            f, fieldnames=header or HISTORY_COLUMNS, extrasaction="ignore"
+        )
         if new:
             writer.writeheader()
         writer.writerow(row)
@@ -135,10 +155,11 @@ def truncate_history(path, stages, stage_index, completed_epochs):
         )
     ]
     if len(kept) != len(rows):
+        header = _history_header(path) or HISTORY_COLUMNS
 
         def write(tmp):
             with open(tmp, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+                writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(kept)
 
@@ -173,3 +194,61 @@ class AttentionImages(keras.callbacks.Callback):
                 max_outputs=len(panels),
             )
         self._writer.flush()
+
+
+class MapGradientNorms(keras.callbacks.Callback):
+    """Logs which force drives the attention map, each epoch.
+
+    At the end of each epoch, the norm of the gradient that each weighted
+    loss term (eq. 5's, and the second step's) sends to the attention map's
+    weights, on one fixed training batch, as `map_grad_<term>` (history.csv).
+
+    Args:
+        batch: one training batch, as the model's `fit` receives it.
+    """
+
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        norms = train_steps.term_gradient_norms(
+            self.model, self.batch, self.model.attention_branch.map_variables
+        )
+        logs.update({f"map_grad_{name}": value for name, value in norms.items()})
+
+
+class FeatureCollapseWarning(keras.callbacks.Callback):
+    """Warns once when a PC feature's mean norm falls below half its start.
+
+    PC pulls features towards their class centres; with centres near the
+    origin it pulls every feature to zero (METHOD.md). The reference is the
+    norm measured when the centres were initialised, else the first epoch's.
+
+    Args:
+        log: callable taking a line of text.
+        reference: dict, `per_feature_norm` / `att_feature_norm` at the start.
+    """
+
+    def __init__(self, log, reference=None):
+        super().__init__()
+        self.log = log
+        self.reference = dict(reference or {})
+        self.warned = set()
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name in ("per_feature_norm", "att_feature_norm"):
+            if name not in (logs or {}):
+                continue
+            value = float(logs[name])
+            start = self.reference.setdefault(name, value)
+            if name not in self.warned and value < 0.5 * start:
+                self.warned.add(name)
+                self.log(
+                    f"Warning: {name} fell from {start:.3g} to {value:.3g} at epoch "
+                    f"{epoch + 1} (below half): the PC loss is collapsing the "
+                    "features. Lower pc_weight, or check the centres' initialisation "
+                    "(METHOD.md, 'PC loss')."
+                )

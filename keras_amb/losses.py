@@ -92,14 +92,19 @@ def attention_mining_loss(y_true, logits, sample_weight=None):
     return _weighted_mean(ops.sum(probabilities * true_mask, axis=-1), sample_weight)
 
 
+PC_DISTANCES = ("euclidean", "squared")
+
+
 def prototype_conformity(
-    features, y_true, centers, contrastive_weight=1.0, sample_weight=None
+    features, y_true, centers, contrastive_weight=1.0, sample_weight=None,
+    distance="euclidean",
 ):
     """Eq. 3, prototype conformity loss with learnable class centres.
 
-    `mean_i [ ||f_i - c_g|| - w / (K - 1) * sum_{j != g}
-    (||f_i - c_j|| + ||c_g - c_j||) ]` with Euclidean norms and
-    `w = contrastive_weight`.
+    `mean_i [ d(f_i, c_g) - w / (K - 1) * sum_{j != g}
+    (d(f_i, c_j) + d(c_g, c_j)) ]` with `w = contrastive_weight` and `d` the
+    Euclidean distance (eq. 3 as printed) or its square (the PC authors'
+    code; see METHOD.md).
 
     Args:
         features: float tensor `(N, D)`.
@@ -107,19 +112,36 @@ def prototype_conformity(
         centers: float tensor `(K, D)`, one centre per class.
         contrastive_weight: float, weight `w` of the contrastive part.
         sample_weight: optional `(N,)` per-example weights.
+        distance: `"euclidean"` or `"squared"`.
 
     Returns:
         A scalar float32 tensor.
+
+    Example:
+    >>> f = keras.ops.convert_to_tensor([[3.0, 4.0]])
+    >>> c = keras.ops.convert_to_tensor([[0.0, 0.0], [3.0, 0.0]])
+    >>> float(prototype_conformity(f, [0], c, contrastive_weight=0.0))
+    5.0
     """
+    if distance not in PC_DISTANCES:
+        raise ValueError(
+            f"`distance` must be one of {PC_DISTANCES}. Received: distance={distance!r}"
+        )
     features = ops.cast(features, "float32")
     centers = ops.cast(centers, "float32")
     num_classes = ops.shape(centers)[0]
     true_mask = _true_class_mask(y_true, num_classes, "float32")  # (N, K)
-    # b_ij = ||f_i - c_j||, (N, K)
-    b = _safe_norm(features[:, None, :] - centers[None, :, :])
-    # c_gj = ||c_g - c_j||, (N, K)
+
+    def dist(x):
+        if distance == "squared":
+            return ops.sum(ops.square(x), axis=-1)
+        return _safe_norm(x)
+
+    # b_ij = d(f_i, c_j), (N, K)
+    b = dist(features[:, None, :] - centers[None, :, :])
+    # c_gj = d(c_g, c_j), (N, K)
     true_centers = ops.matmul(true_mask, centers)  # (N, D)
-    c = _safe_norm(true_centers[:, None, :] - centers[None, :, :])
+    c = dist(true_centers[:, None, :] - centers[None, :, :])
     a = ops.sum(b * true_mask, axis=-1)
     others = ops.sum((b + c) * (1.0 - true_mask), axis=-1)
     scale = contrastive_weight / ops.cast(num_classes - 1, "float32")

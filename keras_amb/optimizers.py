@@ -22,7 +22,8 @@ class _CoupledWeightDecay:
 
     `g <- g + weight_decay * w`, then the optimizer's own update (PyTorch's
     `weight_decay` of SGD and Adam). Every trainable weight decays, as in
-    the reference code. Done in `apply`, so Keras's per-backend update code
+    the reference code, except those given to `exclude_from_weight_decay`
+    (the PC centres, which the PC authors never decay). Done in `apply`, so Keras's per-backend update code
     (torch's fused `_foreach` steps, JAX's stateless one) runs unchanged.
     """
 
@@ -45,7 +46,7 @@ class _CoupledWeightDecay:
                 else trainable_variables
             )
             grads = [
-                g if g is None
+                g if g is None or not self._use_weight_decay(v)
                 else g + keras.ops.cast(decay, g.dtype) * keras.ops.cast(v, g.dtype)
                 for g, v in zip(grads, variables)
             ]
@@ -266,7 +267,7 @@ def for_model(model, optimizer, complement_optimizer=None):
         main = _loss_scaled(main)
         if complement is not None:
             complement = _loss_scaled(complement)
-    if not model.cot:
+    if not model.has_second_step:
         return main
     if complement is None:
         inner = main.inner_optimizer if isinstance(
@@ -280,7 +281,13 @@ def for_model(model, optimizer, complement_optimizer=None):
 def build_for_model(model, optimizer):
     """Builds each optimizer on its weights: the main one on all trainable
     weights, the complement one on `model.complement_variables`. Built at
-    compile time, so their variables exist whichever backend steps first."""
+    compile time, so their variables exist whichever backend steps first.
+    The PC centres are left out of the main optimizer's weight decay."""
+    main = main_optimizer(optimizer)
+    inner = main.inner_optimizer if isinstance(
+        main, keras.optimizers.LossScaleOptimizer) else main
+    if model.center_variables and not inner.built:
+        inner.exclude_from_weight_decay(var_list=model.center_variables)
     if isinstance(optimizer, DualOptimizer):
         optimizer.build(model.trainable_variables, model.complement_variables)
     else:

@@ -198,10 +198,31 @@ class _Training:
                 model.transfer_weights_from(runs.load_model(path))
             elif init is None and "abn" in self.run.state()["stages"]:
                 raise runs.RunError(f"{path} is missing; cannot start stage 'proposed'")
+            if model.pc:
+                self._initialize_centers(model)
         model.compile(
             optimizers.make_optimizer(config["optimizer"]), jit_compile=config["jit_compile"]
         )
         return model, 0
+
+    def _probe_batches(self):
+        """The training split without augmentation (centres, force log)."""
+        return pipeline.prepare(
+            sources.with_attention_targets(self.source, "train", self.config),
+            self.config["image_size"], self.config["batch_size"], training=False,
+            resize_ratio=self.resize_ratio,
+        )
+
+    def _initialize_centers(self, model):
+        """PC centres at the class means of the transferred model's features
+        (METHOD.md, 'PC loss')."""
+        found = model.initialize_centers(self._probe_batches())
+        self.start_norms = found
+        self.log(
+            f"PC centres set to the class means of {found['images']} training images "
+            f"(feature norms: perception {found['per_feature_norm']:.3g}, "
+            f"attention {found['att_feature_norm']:.3g})"
+        )
 
     def _fit(self, model, stage, index, completed, epochs):
         config = self.config
@@ -214,9 +235,14 @@ class _Training:
                 )
             ),
             amb_callbacks.StopOnNonFinite(stage, checkpoint_path=checkpoint.last_path),
+            amb_callbacks.MapGradientNorms(next(iter(self._probe_batches().take(1)))),
             checkpoint,
             keras.callbacks.TensorBoard(self.run.path("logs", stage)),
         ]
+        if model.pc:
+            callbacks.insert(-2, amb_callbacks.FeatureCollapseWarning(
+                self.log, getattr(self, "start_norms", None)
+            ))
         if len(self.preview):
             callbacks.append(amb_callbacks.AttentionImages(
                 self.run.path("logs", stage, "attention"), self.preview, stage
@@ -253,6 +279,8 @@ def describe(model):
     """`"ABN, bypass"`, `"AMB + PC + COT, no bypass"` and the like."""
     parts = [name for flag, name in ((model.amb, "AMB"), (model.pc, "PC"), (model.cot, "COT"))
              if flag] or ["ABN"]
+    if model.amb and model.amb_gradient == "attention":
+        parts[0] = "AMB (attention only)"
     if model.attention_target_weight > 0:
         parts.append("attention targets")
     text = " + ".join(parts) + (", bypass" if model.bypass else ", no bypass")

@@ -88,8 +88,8 @@ def synthetic_source(**params):
     """The built-in synthetic fine-grained dataset (see `data.synthetic`).
 
     `params` are a config's `synthetic:` mapping (`version` picks the
-    generator). Version 2 sources can also give each split with one part
-    painted over (`DataSource.occluded`).
+    generator). Version 2 and 3 sources can also give each split with one
+    part painted over (`DataSource.occluded`).
     """
     config = synthetic.make_config(params)
     cache = {}
@@ -105,9 +105,9 @@ def synthetic_source(**params):
             {k: v for k, v in data.items() if k != "box"}
         )
 
-    two_parts = isinstance(config, synthetic.SyntheticConfigV2)
+    two_parts = config.version in ("2", "3")
     return DataSource(
-        name="synthetic" if not two_parts else "synthetic_v2",
+        name="synthetic" if not two_parts else f"synthetic_v{config.version}",
         class_names=synthetic.names_for(config),
         annotations=("object_mask", "part_mask")
         + (("part1_mask", "part2_mask") if two_parts else ()),

@@ -16,6 +16,9 @@ box let attention maps be scored.
   clearly below the ceiling. It tests the paper's claim: a model whose
   attention covers all the class evidence keeps its accuracy when one part
   is painted over (`make_example(..., occlude=1 or 2)`).
+- Version 3 (`data/synthetic_v3.py`): one easy cue (a large, saturated
+  wing) and one hard cue (a small, pale tail patch) per class, each enough
+  alone: the benchmark where ABN's attention can be shown to miss evidence.
 
 Generation is deterministic: example `i` of split `s` depends only on
 `(seed, s, i)` and the dataset parameters. A version never changes once
@@ -27,7 +30,7 @@ import dataclasses
 import numpy as np
 
 SYNTHETIC_VERSION = "1"
-VERSIONS = ("1", "2")
+VERSIONS = ("1", "2", "3")
 
 # Saturated head colours (RGB); bodies, backgrounds are kept desaturated so
 # they never look like a head.
@@ -212,11 +215,16 @@ def make_split(config, split, count=None, occlude=None):
             f"`split` must be one of {tuple(_SPLITS)}. Received: split={split!r}"
         )
     count = config.split_size(split) if count is None else count
-    if isinstance(config, SyntheticConfigV2):
+    from keras_amb.data import synthetic_v3
+
+    if isinstance(config, synthetic_v3.SyntheticConfigV3):
+        examples = [synthetic_v3.make_example_v3(config, split, i, occlude)
+                    for i in range(count)]
+    elif isinstance(config, SyntheticConfigV2):
         examples = [make_example_v2(config, split, i, occlude) for i in range(count)]
     else:
         if occlude is not None:
-            raise ValueError("`occlude` needs version 2 (two parts per class)")
+            raise ValueError("`occlude` needs version 2 or 3 (two parts per class)")
         examples = [make_example(config, split, i) for i in range(count)]
     return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
@@ -281,8 +289,8 @@ class SyntheticConfigV2(_Splits):
 def make_config(params=None):
     """The dataset config of a config file's `synthetic:` mapping.
 
-    `version` picks the generator (`"1"`, the default, or `"2"`); the other
-    keys are that version's parameters.
+    `version` picks the generator (`"1"`, the default, `"2"` or `"3"`); the
+    other keys are that version's parameters.
 
     Example:
     >>> make_config({"version": "2", "num_classes": 8}).num_classes
@@ -294,7 +302,10 @@ def make_config(params=None):
         raise ValueError(
             f"`version` must be one of {VERSIONS}. Received: version={version!r}"
         )
-    cls = SyntheticConfig if version == "1" else SyntheticConfigV2
+    from keras_amb.data import synthetic_v3
+
+    cls = {"1": SyntheticConfig, "2": SyntheticConfigV2,
+           "3": synthetic_v3.SyntheticConfigV3}[version]
     known = {f.name for f in dataclasses.fields(cls)} - {"version"}
     unknown = sorted(set(params) - known)
     if unknown:
@@ -306,7 +317,11 @@ def make_config(params=None):
 
 
 def names_for(config):
-    """The class names of a dataset config (either version)."""
+    """The class names of a dataset config (any version)."""
+    from keras_amb.data import synthetic_v3
+
+    if isinstance(config, synthetic_v3.SyntheticConfigV3):
+        return synthetic_v3.class_names_v3(config.num_classes)
     if isinstance(config, SyntheticConfigV2):
         return class_names_v2(config.num_classes)
     return class_names(config.num_classes)

@@ -9,18 +9,27 @@ from keras_amb.data import pipeline
 from keras_amb.explain import maps as explain_maps
 from keras_amb.explain import metrics
 
+# What replaces the attention map A in the intervention test: a uniform map at
+# A's mean, another image's map (the batch rolled by one), 1 - A, and the
+# object's mask (where the dataset has one).
+INTERVENTIONS = ("uniform", "shuffled", "inverted", "object")
+
 # Per-image values kept for paired comparisons (`keras_amb.ablation`).
 PER_IMAGE = (
     "top1", "top5", "att_top1", "insertion", "deletion", "score", "rise_insertion",
     "rise_deletion", "rise_score", "pointing_game", "energy_inside", "pointing_game_part",
     "energy_inside_part", "energy_part1", "energy_part2", "coverage_both_parts",
-    "top1_occluded_part1", "top1_occluded_part2",
-)
+    "top1_occluded_part1", "top1_occluded_part2", "density_part1", "density_part2",
+    "map_entropy", "map_area_above_half", "map_concentration",
+) + tuple(f"top1_attention_{name}" for name in INTERVENTIONS)
 SUMMARY_KEYS = (
     "top1", "top5", "att_top1", "insertion", "deletion", "score", "rise_insertion",
     "rise_deletion", "rise_score", "pointing_game", "energy_inside", "iou",
     "pointing_game_part", "energy_inside_part", "iou_part", "energy_part1",
     "energy_part2", "coverage_both_parts", "top1_occluded_part1", "top1_occluded_part2",
+    "density_part1", "density_part2", "map_entropy", "map_area_above_half",
+    "map_concentration",
+) + tuple(f"top1_attention_{name}" for name in INTERVENTIONS) + (
     "examples", "method", "params",
 )
 
@@ -54,7 +63,12 @@ def evaluate(
     the map's mass in each part), `coverage_both_parts` (fraction of images
     with both parts covered, `metrics.part_coverage`) and
     `top1_occluded_part1`, `top1_occluded_part2` (top-1 with that part
-    painted over in the body's texture). `per_image` holds each image's
+    painted over in the body's texture), `density_part1`, `density_part2`
+    (each part's mass density relative to the image's). Map statistics
+    (`metrics.map_statistics`): `map_entropy`, `map_area_above_half`,
+    `map_concentration`. The intervention test (`INTERVENTIONS`):
+    `top1_attention_uniform`, `_shuffled`, `_inverted`, `_object` (top-1
+    with the attention map replaced, `intervention_top1`). `per_image` holds each image's
     values, `curves` the mean curves and `params` the protocol's parameters.
     """
     import keras
@@ -114,12 +128,19 @@ def evaluate(
                 add("pointing_game" + suffix, p)
                 add("energy_inside" + suffix, e)
                 iou[suffix].append(i)
+        masks = batch["object_mask"].numpy() if "object_mask" in batch else None
+        for name, values in metrics.map_statistics(saliency, masks).items():
+            add(name, values)
+        for name, values in intervention_top1(model, images, labels, outputs["attention"],
+                                              masks).items():
+            add(name, values)
         if source.part_names:
-            energies, covered = metrics.part_coverage(
-                saliency, [batch[name].numpy() for name in source.part_names]
-            )
-            for number, energy in enumerate(energies, start=1):
+            part_masks = [batch[name].numpy() for name in source.part_names]
+            energies, covered = metrics.part_coverage(saliency, part_masks)
+            densities = metrics.part_density(energies, part_masks)
+            for number, (energy, density) in enumerate(zip(energies, densities), start=1):
                 add(f"energy_part{number}", energy)
+                add(f"density_part{number}", density)
             add("coverage_both_parts", np.logical_and.reduce(covered))
         seen += len(labels)
         if bar is not None:
@@ -165,6 +186,55 @@ def evaluate(
     }
     result["per_image"] = {key: values.tolist() for key, values in per_image.items()}
     return result
+
+
+def intervention_top1(model, images, labels, attention, object_masks=None):
+    """Top-1 with the attention map replaced (`INTERVENTIONS`), per image.
+
+    The direct faithfulness test of an ABN: a model that uses its map loses
+    accuracy when the map is swapped, whatever the map looks like.
+
+    Args:
+        model: an `AttentionBranchNetwork`.
+        images: `(N, H, W, 3)` preprocessed images.
+        labels: `(N,)` true classes.
+        attention: `(N, h, w)` the model's own attention maps.
+        object_masks: optional `(N, H, W)` masks; adds `"object"`.
+
+    Returns:
+        A dict, `top1_attention_<name>` to `(N,)` booleans.
+    """
+    from keras_amb.models import train_steps
+
+    attention = np.asarray(attention, dtype=np.float32)
+    n, height, width = attention.shape
+    replaced = {
+        "uniform": np.broadcast_to(
+            attention.mean(axis=(1, 2), keepdims=True), attention.shape
+        ).copy(),
+        "shuffled": np.roll(attention, 1, axis=0),
+        "inverted": 1.0 - attention,
+    }
+    if object_masks is not None and object_masks.any():
+        import tensorflow as tf
+
+        small = tf.image.resize(
+            object_masks[..., None].astype(np.float32), (height, width), method="area"
+        ).numpy()[..., 0]
+        replaced["object"] = np.clip(small, 0.0, 1.0)
+    classify = train_steps.compiled(
+        model, "classify_with_attention",
+        lambda m, x, a: m.classify_with_attention(x, a),
+    )
+    import keras
+
+    results = {}
+    for name, maps in replaced.items():
+        logits = np.asarray(keras.ops.convert_to_numpy(
+            classify(images.astype(np.float32), maps.astype(np.float32))
+        ))
+        results[f"top1_attention_{name}"] = np.argmax(logits, -1) == labels
+    return results
 
 
 def plot_curves(result, path, title=""):

@@ -163,3 +163,59 @@ def part_coverage(maps, part_masks, density=COVERAGE_DENSITY):
         energies.append(energy)
         covered.append((area > 0) & (ratio >= density))
     return energies, covered
+
+
+def map_statistics(maps, object_masks=None, threshold=0.5):
+    """What a map's shape says on its own, per image.
+
+    A map that is nearly uniform looks like an explanation in a figure but
+    carries little: these numbers make that visible.
+
+    Args:
+        maps: `(N, h, w)` maps, as given (raw attention, normalised CAM).
+        object_masks: optional `(N, H, W)` object masks (>0.5 inside).
+        threshold: the map value that counts as attended.
+
+    Returns:
+        A dict of `(N,)` arrays: `map_entropy` (the entropy of the map as a
+        distribution over its cells, divided by its maximum, log(h*w): 1 is
+        uniform), `map_area_above_half` (the fraction of cells >= threshold)
+        and, with masks, `map_concentration` (the fraction of the mass inside
+        the object divided by the object's fraction of the image: 1 is no
+        better than uniform; NaN where the mask is empty).
+
+    Example:
+    >>> stats = map_statistics(np.ones((1, 4, 4)))
+    >>> round(float(stats["map_entropy"][0]), 3), float(stats["map_area_above_half"][0])
+    (1.0, 1.0)
+    """
+    maps = np.maximum(np.asarray(maps, dtype=np.float64), 0.0)
+    n = maps.shape[0]
+    flat = maps.reshape(n, -1)
+    p = flat / np.maximum(flat.sum(axis=1, keepdims=True), 1e-12)
+    entropy = -(p * np.log(np.maximum(p, 1e-12))).sum(axis=1) / np.log(flat.shape[1])
+    stats = {
+        "map_entropy": entropy.astype(np.float32),
+        "map_area_above_half": (flat >= threshold).mean(axis=1).astype(np.float32),
+    }
+    if object_masks is not None:
+        _, height, width = object_masks.shape
+        up = np.maximum(upsample(maps.astype(np.float32), height, width), 0.0)
+        inside = object_masks > 0.5
+        area = inside.mean(axis=(1, 2))
+        energy = (up * inside).sum(axis=(1, 2)) / np.maximum(up.sum(axis=(1, 2)), 1e-8)
+        concentration = np.where(area > 0, energy / np.maximum(area, 1e-8), np.nan)
+        stats["map_concentration"] = concentration.astype(np.float32)
+    return stats
+
+
+def part_density(energies, part_masks):
+    """Each part's mass density relative to the image's: `(mass in part /
+    part area) / (total mass / image area)`, per image (NaN where absent);
+    1 is what a uniform map gives, `COVERAGE_DENSITY` counts as covered."""
+    densities = []
+    for energy, mask in zip(energies, part_masks):
+        area = (mask > 0.5).mean(axis=(1, 2))
+        density = np.where(area > 0, energy / np.maximum(area, 1e-8), np.nan)
+        densities.append(density.astype(np.float32))
+    return densities

@@ -29,6 +29,13 @@ LEGACY_ARGUMENTS = {
 }
 
 
+# Which weights the mining terms (L_am, and COT's step on the masked
+# features) update: "all" that feed the AMB output (the paper), or only the
+# attention branch's map weights ("attention": the attention must grow to
+# cover the evidence; the shared perception branch cannot unlearn it).
+AMB_GRADIENTS = ("all", "attention")
+
+
 class NonFiniteLossError(RuntimeError):
     """Raised when a loss component becomes NaN or infinite."""
 
@@ -52,6 +59,8 @@ _CHECKS = {
     "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "resize_ratio": (lambda v: _is_number(v) and v >= 1, "a number >= 1"),
     "backbone": (lambda v: v in backbones.BACKBONES, f"one of {tuple(backbones.BACKBONES)}"),
+    "pc_distance": (lambda v: v in losses.PC_DISTANCES, f"one of {losses.PC_DISTANCES}"),
+    "amb_gradient": (lambda v: v in AMB_GRADIENTS, f"one of {AMB_GRADIENTS}"),
 }
 for _flag in ("bypass", "amb", "pc", "cot", "hard_mask", "naive_bn_statistics"):
     _CHECKS[_flag] = (lambda v: isinstance(v, bool), "true or false")
@@ -126,10 +135,18 @@ class AttentionBranchNetwork(keras.Model):
         mask_slope: float, omega of the soft mask (default 10).
         hard_mask: bool, straight-through hard mask instead of the soft one.
         amb_weight: float, weight of L_am in eq. 5 (paper: 1e-4).
+        amb_gradient: str, the weights the mining terms update: `"all"`
+            (the paper: every weight that feeds the AMB output) or
+            `"attention"` (only the attention branch's map weights; L_am then
+            takes its own step, like COT's).
         pc_weight: float, weight of the proximity part of the PC loss.
         pc_contrastive_weight: float, weight of the contrastive part.
+        pc_distance: str, `"euclidean"` (eq. 3) or `"squared"` (the PC
+            authors' code) distances in the PC loss.
         center_lr_multiplier: float, learning rate of the PC centres relative
-            to the model's, with any optimizer (their update is scaled).
+            to the model's, with any optimizer (their update is scaled). The
+            centres' gradient is that of the PC loss without `pc_weight`, so
+            their speed does not depend on it, and they get no weight decay.
         attention_target_weight: float, weight of the Mitsuhara et al. loss
             pulling the attention map to corrected maps given as
             `{"images": ..., "attention_target": ...}` inputs; 0 disables.
@@ -166,8 +183,10 @@ class AttentionBranchNetwork(keras.Model):
         mask_slope=10.0,
         hard_mask=False,
         amb_weight=1e-4,
+        amb_gradient="all",
         pc_weight=1.0,
         pc_contrastive_weight=1e-4,
+        pc_distance="euclidean",
         center_lr_multiplier=1.0,
         attention_target_weight=0.0,
         naive_bn_statistics=False,
@@ -181,6 +200,7 @@ class AttentionBranchNetwork(keras.Model):
             num_classes=num_classes, backbone=backbone, image_size=image_size,
             bypass=bypass, amb=amb, pc=pc, cot=cot, mask_threshold=mask_threshold,
             mask_slope=mask_slope, hard_mask=hard_mask, amb_weight=amb_weight,
+            amb_gradient=amb_gradient, pc_distance=pc_distance,
             pc_weight=pc_weight, pc_contrastive_weight=pc_contrastive_weight,
             center_lr_multiplier=center_lr_multiplier,
             attention_target_weight=attention_target_weight,
@@ -204,8 +224,10 @@ class AttentionBranchNetwork(keras.Model):
         self.mask_slope = float(mask_slope)
         self.hard_mask = hard_mask
         self.amb_weight = float(amb_weight)
+        self.amb_gradient = amb_gradient
         self.pc_weight = float(pc_weight)
         self.pc_contrastive_weight = float(pc_contrastive_weight)
+        self.pc_distance = pc_distance
         self.center_lr_multiplier = float(center_lr_multiplier)
         self.attention_target_weight = float(attention_target_weight)
         self.naive_bn_statistics = naive_bn_statistics
@@ -264,6 +286,13 @@ class AttentionBranchNetwork(keras.Model):
             tracker = keras.metrics.Mean(name=name)
             tracker._direction = "down"
             self.loss_trackers[name] = tracker
+        # The health of the features PC acts on: their mean norm and the
+        # fraction of exactly-zero entries (a collapse shows in both).
+        self.feature_trackers = {}
+        for name in FEATURE_STATISTICS:
+            tracker = keras.metrics.Mean(name=name)
+            tracker._direction = "up"
+            self.feature_trackers[name] = tracker
         self.top1 = keras.metrics.SparseCategoricalAccuracy(name="top1")
         self.top5 = keras.metrics.SparseTopKCategoricalAccuracy(
             k=min(5, self.num_classes), name="top5"
@@ -271,6 +300,7 @@ class AttentionBranchNetwork(keras.Model):
         self.att_top1 = keras.metrics.SparseCategoricalAccuracy(name="att_top1")
         self._metric_group = _metric_group(
             list(self.loss_trackers.values()) + [self.top1, self.top5, self.att_top1]
+            + list(self.feature_trackers.values())
         )
 
         self.build((None, self.image_size, self.image_size, 3))
@@ -320,7 +350,8 @@ class AttentionBranchNetwork(keras.Model):
                     perception["feature_map"]
                 )
         if self.amb and (
-            mode in ("complement", "eval") or (mode == "main" and not self.cot)
+            mode in ("complement", "eval")
+            or (mode == "main" and not self.has_second_step)
         ):
             outputs["amb_logits"] = self._mining_branch(features, attention, training)
         if self.pc and mode in ("main", "eval"):
@@ -342,6 +373,26 @@ class AttentionBranchNetwork(keras.Model):
         with contextlib.nullcontext() if naive else frozen_statistics():
             return self.perception_branch(masked, training=training)["logits"]
 
+    def classify_with_attention(self, images, attention):
+        """The perception branch's logits with the attention map replaced.
+
+        The intervention test of faithfulness: a model that uses its map
+        changes its prediction when the map is swapped (for a uniform one,
+        another image's, `1 - A`, or the object's mask).
+
+        Args:
+            images: `(N, H, W, 3)` images, as for `call`.
+            attention: `(N, h, w)` maps in `[0, 1]` at the attention map's
+                resolution (`model(images)["attention"].shape[1:]`).
+
+        Returns:
+            `(N, K)` logits (inference mode).
+        """
+        features = self.feature_extractor(images, training=False)
+        attention = ops.cast(attention, features.dtype)[..., None]
+        attended = self.attention_mechanism(features, attention)
+        return self.perception_branch(attended, training=False)["logits"]
+
     def _class_activation_maps(self, feature_map):
         """CAM of every class: the last stage weighted by the classifier,
         `(N, h, w, K)`, non-negative."""
@@ -357,58 +408,98 @@ class AttentionBranchNetwork(keras.Model):
     ):
         """The loss the step of `mode` minimizes, and each named component.
 
-        `"main"`: eq. 5. `"complement"`: the AMB complement entropy.
-        `"eval"`: eq. 5 plus whatever else is defined, for logging. Every
-        component is a mean over the batch, weighted by `sample_weight` (and
-        so by `class_weight`) when given.
+        `"main"`: eq. 5. `"complement"`: the second step (COT's complement
+        entropy of the AMB output, or L_am alone with
+        `amb_gradient="attention"` and no COT). `"eval"`: eq. 5 plus whatever
+        else is defined, for logging. Every component is a mean over the
+        batch, weighted by `sample_weight` (and so by `class_weight`) when
+        given; the loss is the sum of `weighted_terms(parts, mode)`.
         """
         w = sample_weight
         parts = {}
-        if mode == "complement":
-            cot = losses.complement_entropy(
-                y, outputs["amb_logits"], zero_true_class=True, sample_weight=w
-            )
-            parts["cot_loss"] = cot
+        if "amb_logits" in outputs:
             parts["amb_loss"] = losses.attention_mining_loss(
                 y, outputs["amb_logits"], sample_weight=w
             )
-            return cot, parts
-        parts["att_loss"] = losses.cross_entropy(y, outputs["attention_logits"], w)
-        parts["per_loss"] = losses.cross_entropy(y, outputs["logits"], w)
-        total = parts["att_loss"] + parts["per_loss"]
-        if self.pc:
-            pc = sum(
-                losses.prototype_conformity(
-                    outputs[f"{name}_features"], y, outputs[f"{name}_centers"],
-                    self.pc_contrastive_weight, sample_weight=w,
-                )
-                for name in ("perception", "attention")
-            )
-            parts["pc_loss"] = pc
-            total = total + self.pc_weight * pc
-        if "amb_logits" in outputs:
-            amb = losses.attention_mining_loss(y, outputs["amb_logits"], sample_weight=w)
-            parts["amb_loss"] = amb
-            if not self.cot:
-                total = total + self.amb_weight * amb
-            if mode == "eval" and self.cot:
+            if self.cot:
                 parts["cot_loss"] = losses.complement_entropy(
                     y, outputs["amb_logits"], zero_true_class=True, sample_weight=w
                 )
+        if mode == "complement":
+            return sum(self.weighted_terms(parts, mode).values()), parts
+        parts["att_loss"] = losses.cross_entropy(y, outputs["attention_logits"], w)
+        parts["per_loss"] = losses.cross_entropy(y, outputs["logits"], w)
+        if self.pc:
+            parts["pc_loss"] = sum(
+                losses.prototype_conformity(
+                    outputs[f"{name}_features"], y,
+                    self._centers_for_loss(outputs[f"{name}_centers"]),
+                    self.pc_contrastive_weight, sample_weight=w,
+                    distance=self.pc_distance,
+                )
+                for name in ("perception", "attention")
+            )
         if self.attention_target_weight > 0 and attention_target is not None:
             weights = has_attention_target
             if w is not None:
                 w = ops.reshape(ops.cast(w, "float32"), (-1,))
                 weights = w if weights is None else weights * w
-            target_loss = losses.attention_map_loss(
+            parts["attention_target_loss"] = losses.attention_map_loss(
                 outputs["attention"], attention_target, weights=weights
             )
-            parts["attention_target_loss"] = target_loss
-            total = total + self.attention_target_weight * target_loss
+        total = sum(self.weighted_terms(parts, mode).values())
         parts["loss"] = total
         return total, parts
 
+    def weighted_terms(self, parts, mode="main"):
+        """Each term of the loss that the step of `mode` minimizes, weighted.
+
+        Eq. 5 (`"main"`, `"eval"`): `L_att + L_per + pc_weight * L_PC +
+        amb_weight * L_am`, L_am only when no second step takes it (it is
+        left out with COT, as the paper says), plus
+        `attention_target_weight *` the corrected-map loss. `"complement"`:
+        the complement entropy with COT, else `amb_weight * L_am`.
+
+        Args:
+            parts: the components from `compute_losses`.
+            mode: `"main"`, `"eval"` or `"complement"`.
+
+        Returns:
+            A dict, component name to its weighted value.
+        """
+        if mode == "complement":
+            if self.cot:
+                return {"cot_loss": parts["cot_loss"]}
+            return {"amb_loss": self.amb_weight * parts["amb_loss"]}
+        terms = {"att_loss": parts["att_loss"], "per_loss": parts["per_loss"]}
+        if "pc_loss" in parts:
+            terms["pc_loss"] = self.pc_weight * parts["pc_loss"]
+        if "amb_loss" in parts and not self.has_second_step:
+            terms["amb_loss"] = self.amb_weight * parts["amb_loss"]
+        if "attention_target_loss" in parts:
+            terms["attention_target_loss"] = (
+                self.attention_target_weight * parts["attention_target_loss"]
+            )
+        return terms
+
+    def _centers_for_loss(self, centers):
+        """The centres as the PC loss sees them: the same values, with a
+        gradient that is the PC loss's without `pc_weight` (the PC authors
+        divide the centres' gradient by the loss weight), so the centres move
+        at the same speed whatever `pc_weight` is."""
+        centers = ops.cast(centers, "float32")
+        if self.pc_weight in (0.0, 1.0):
+            return centers
+        frozen = ops.stop_gradient(centers)
+        return frozen + (centers - frozen) / self.pc_weight
+
     # === Training ===
+
+    @property
+    def has_second_step(self):
+        """Whether each iteration takes a second step: COT's, or L_am's on
+        the attention map alone (`amb_gradient="attention"`)."""
+        return self.cot or (self.amb and self.amb_gradient == "attention")
 
     @property
     def metrics(self):
@@ -418,6 +509,8 @@ class AttentionBranchNetwork(keras.Model):
         for name, value in parts.items():
             if name in self.loss_trackers:
                 self.loss_trackers[name].update_state(value)
+        for name, value in feature_statistics(outputs).items():
+            self.feature_trackers[name].update_state(value)
         if "probabilities" in outputs:
             self.top1.update_state(y, outputs["probabilities"], sample_weight)
             self.top5.update_state(y, outputs["probabilities"], sample_weight)
@@ -426,14 +519,70 @@ class AttentionBranchNetwork(keras.Model):
 
     @property
     def complement_variables(self):
-        """The weights COT's step changes: every weight that feeds the AMB
-        output (feature extractor, attention map, perception branch), not the
-        attention branch's logits head nor the PC centres."""
+        """The weights the second step changes: every weight that feeds the
+        AMB output (feature extractor, attention map, perception branch), not
+        the attention branch's logits head nor the PC centres; with
+        `amb_gradient="attention"`, the attention map's weights alone."""
+        if self.amb_gradient == "attention":
+            return list(self.attention_branch.map_variables)
         return (
             self.feature_extractor.trainable_variables
             + self.attention_branch.map_variables
             + self.perception_branch.trainable_variables
         )
+
+    def initialize_centers(self, batches):
+        """Sets the PC centres to the per-class means of the two PC features.
+
+        The PC authors start from a converged softmax model; centres drawn at
+        random sit near the origin, far from features of norm ~3 that point
+        nearly one way, and the proximity term then pulls every feature to
+        zero. Called after the weight transfer from the pre-trained ABN.
+        Classes absent from `batches` keep their centres.
+
+        Args:
+            batches: iterable of `(images, labels)` or `({"images": ...},
+                labels)` batches, e.g. the training split without
+                augmentation.
+
+        Returns:
+            A dict: the number of images used, and the mean norm of each PC
+            feature (`per_feature_norm`, `att_feature_norm`).
+        """
+        import numpy as np
+
+        if not self.pc:
+            raise ValueError("`initialize_centers` needs a model with `pc=True`.")
+        sums = {"perception": 0.0, "attention": 0.0}
+        norms = {"perception": 0.0, "attention": 0.0}
+        counts = np.zeros(self.num_classes)
+        for batch in batches:
+            x, y = batch[0], batch[1]
+            images = x["images"] if isinstance(x, dict) else x
+            outputs = self(images, training=False, mode="main")
+            labels = np.asarray(ops.convert_to_numpy(y)).reshape(-1).astype(int)
+            one_hot = np.eye(self.num_classes)[labels]
+            counts += one_hot.sum(0)
+            for name in sums:
+                feats = np.asarray(
+                    ops.convert_to_numpy(outputs[f"{name}_features"]), dtype=np.float64
+                )
+                sums[name] = sums[name] + one_hot.T @ feats
+                norms[name] += np.linalg.norm(feats, axis=1).sum()
+        total = counts.sum()
+        if total == 0:
+            raise ValueError("`initialize_centers` got no images.")
+        seen = counts > 0
+        for name, layer in (("perception", self.perception_centers),
+                            ("attention", self.attention_centers)):
+            centers = np.array(ops.convert_to_numpy(layer.centers), dtype=np.float64)
+            centers[seen] = sums[name][seen] / counts[seen, None]
+            layer.centers.assign(centers.astype("float32"))
+        return {
+            "images": int(total),
+            "per_feature_norm": float(norms["perception"] / total),
+            "att_feature_norm": float(norms["attention"] / total),
+        }
 
     @property
     def center_variables(self):
@@ -578,8 +727,10 @@ class AttentionBranchNetwork(keras.Model):
                 "mask_slope": self.mask_slope,
                 "hard_mask": self.hard_mask,
                 "amb_weight": self.amb_weight,
+                "amb_gradient": self.amb_gradient,
                 "pc_weight": self.pc_weight,
                 "pc_contrastive_weight": self.pc_contrastive_weight,
+                "pc_distance": self.pc_distance,
                 "center_lr_multiplier": self.center_lr_multiplier,
                 "attention_target_weight": self.attention_target_weight,
                 "naive_bn_statistics": self.naive_bn_statistics,
@@ -619,6 +770,30 @@ class AttentionMiningNetwork(AttentionBranchNetwork):
 
     def __init__(self, num_classes, bypass=False, amb=True, pc=True, cot=True, **kwargs):
         super().__init__(num_classes, bypass=bypass, amb=amb, pc=pc, cot=cot, **kwargs)
+
+
+FEATURE_STATISTICS = (
+    "per_feature_norm", "per_feature_zero_fraction",
+    "att_feature_norm", "att_feature_zero_fraction",
+)
+
+
+def feature_statistics(outputs):
+    """Mean L2 norm and zero fraction of the two PC features in `outputs`
+    (the perception branch's pooled feature, `per_`, and the attention
+    branch's pooled class maps, `att_`); empty when they are absent."""
+    statistics = {}
+    for prefix, key in (("per", "perception_features"), ("att", "attention_features")):
+        if key not in outputs:
+            continue
+        features = ops.cast(outputs[key], "float32")
+        statistics[f"{prefix}_feature_norm"] = ops.mean(
+            ops.sqrt(ops.sum(ops.square(features), axis=-1))
+        )
+        statistics[f"{prefix}_feature_zero_fraction"] = ops.mean(
+            ops.cast(ops.abs(features) <= 1e-12, "float32")
+        )
+    return statistics
 
 
 def _metric_group(metrics):

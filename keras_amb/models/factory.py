@@ -7,7 +7,8 @@ from keras_amb.models.attention_branch_network import AttentionMiningNetwork
 MODEL_KEYS = (
     "backbone", "image_size", "amb", "pc", "cot", "mask_threshold", "mask_slope",
     "hard_mask", "amb_weight", "pc_weight", "pc_contrastive_weight",
-    "center_lr_multiplier", "naive_bn_statistics", "dropout",
+    "center_lr_multiplier", "naive_bn_statistics", "dropout", "amb_gradient",
+    "pc_distance",
 )
 
 

@@ -139,7 +139,7 @@ def _tf_train_step(model, data):
         model, x, y, extra, "main", main, variables,
         lambda grads: _apply_main(model, main, grads, variables),
     )
-    if model.cot:
+    if model.has_second_step:
         complement = optimizers.complement_optimizer(model.optimizer)
         subset = model.complement_variables
         _, parts_b = _tf_step(
@@ -188,7 +188,7 @@ def _torch_train_step(model, data):
         model, x, y, extra, "main", main, variables,
         lambda grads: _apply_main(model, main, grads, variables),
     )
-    if model.cot:
+    if model.has_second_step:
         complement = optimizers.complement_optimizer(model.optimizer)
         subset = model.complement_variables
         _, parts_b = _torch_step(
@@ -256,7 +256,7 @@ def _jax_train_step(model, state, data):
                 trainable[i], new_trainable[i], model.center_lr_multiplier
             )
     trainable = list(new_trainable)
-    if model.cot:
+    if model.has_second_step:
         complement = optimizers.complement_optimizer(model.optimizer)
         subset = [trainable[i] for i in complement_indices]
 
@@ -316,6 +316,66 @@ def train_step(model, *args):
 
 def test_step(model, *args):
     return _steps()[1](model, *args)
+
+
+# === Which force drives the map ===
+
+
+def variable_gradients(loss_fn, variables):
+    """Gradients of `loss_fn()` (a scalar) over `variables`, on the current
+    backend; None-free (zeros where a variable does not feed the loss)."""
+    if _BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        return _fill_missing(tape.gradient(loss, variables), variables)
+    if _BACKEND == "jax":
+        import jax
+
+        def stateless(values):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return loss_fn()
+
+        return jax.grad(stateless)([v.value for v in variables])
+    import torch
+
+    loss = loss_fn()
+    grads = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
+    return _fill_missing(list(grads), variables)
+
+
+def term_gradient_norms(model, data, variables):
+    """The norm of the gradient that each weighted loss term sends to
+    `variables` (e.g. the attention map's weights), on one batch.
+
+    The terms are those each step minimizes (`model.weighted_terms`): eq. 5's
+    for the main step, COT's (or L_am's) for the second step. Forward passes
+    run in training mode without touching batch-norm moving statistics.
+
+    Returns:
+        A dict, term name to a float.
+    """
+    from keras_amb.layers.batch_normalization import frozen_statistics
+
+    x, y, extra = _unpack(data)
+    modes = ["main"] + (["complement"] if model.has_second_step else [])
+    norms = {}
+    for mode in modes:
+        probe = model(x, training=False, mode=mode)
+        _, parts = model.compute_losses(probe, y, mode, **extra)
+        for name in model.weighted_terms(parts, mode):
+
+            def loss_fn(mode=mode, name=name):
+                with frozen_statistics():
+                    outputs = model(x, training=True, mode=mode)
+                _, parts = model.compute_losses(outputs, y, mode, **extra)
+                return model.weighted_terms(parts, mode)[name]
+
+            grads = variable_gradients(loss_fn, variables)
+            total = sum(float(keras.ops.sum(keras.ops.square(g))) for g in grads)
+            norms[name] = total**0.5
+    return norms
 
 
 # === Input gradients (Grad-CAM) ===
