@@ -16,7 +16,12 @@ from keras_amb.cli.main import set_backend
 @click.option("--dataset", "-d", help="Dataset (default: the run's own, from its config.yaml; "
               "required for a bare .keras file).")
 @click.option("--data-dir", type=click.Path(), help="Where TFDS keeps its datasets.")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--split", default="test", show_default=True,
+              type=click.Choice(["train", "val", "test", "val_occluded_part1",
+                                 "val_occluded_part2", "test_occluded_part1",
+                                 "test_occluded_part2"]),
+              help="Split to evaluate; *_occluded_partN: that split with part N painted "
+              "over (synthetic v2 and v3: part 1 is v3's easy cue, part 2 its hard one).")
 @click.option("--method", type=click.Choice(["attention", "cam", "gradcam", "all"]),
               default="attention", show_default=True,
               help="Which map Insertion/Deletion and localisation score; 'all' scores each.")

@@ -63,7 +63,8 @@ COLUMNS = (
 )
 # Metrics whose difference to ABN gets a confidence interval.
 PAIRED = ("top1", "score", "rise_score", "pointing_game_part", "coverage_both_parts",
-          "top1_occluded_part1", "top1_occluded_part2")
+          "top1_occluded_part1", "top1_occluded_part2", "density_part1", "density_part2",
+          "top1_attention_uniform", "top1_attention_shuffled")
 BOOTSTRAP_SAMPLES = 2000
 
 

@@ -67,7 +67,7 @@ def test_synthetic_rejects_bad_parameters():
     with pytest.raises(ValueError, match="'parts'"):
         synthetic.make_config({"version": "2", "parts": 3})
     with pytest.raises(ValueError, match="'3'"):
-        synthetic.make_config({"version": "3"})
+        synthetic.make_config({"version": "4"})
 
 
 def test_synthetic_v2_is_frozen_and_has_two_cues_per_class():

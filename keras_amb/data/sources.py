@@ -61,6 +61,12 @@ class DataSource:
         return len(self.class_names)
 
     def examples(self, split):
+        """The split's examples; `<split>_occluded_part<N>` (e.g.
+        `test_occluded_part1`) is that split with part N painted over, where
+        the dataset can draw that (synthetic versions 2 and 3)."""
+        base, _, part = split.partition("_occluded_part")
+        if part in ("1", "2") and self.make_occluded is not None and base in self.sizes:
+            return self.make_occluded(base, int(part))
         if split not in self.sizes:
             raise ValueError(
                 f"Dataset {self.name!r} has no split {split!r}. "
@@ -75,7 +81,7 @@ class DataSource:
 
     def occluded(self, split, part):
         """The split with part `part` (1 or 2) painted over, where the
-        dataset can draw that (synthetic version 2); else None."""
+        dataset can draw that (synthetic versions 2 and 3); else None."""
         if self.make_occluded is None:
             return None
         return self.make_occluded(split, part)

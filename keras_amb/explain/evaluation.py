@@ -147,7 +147,8 @@ def evaluate(
             bar.update(seen)
     if seen == 0:
         raise ValueError(f"split {split!r} of {source.name} has no examples")
-    for part in (1, 2):
+    # Top-1 with each part hidden (not for a split that is itself occluded).
+    for part in (1, 2) if split in source.sizes else ():
         occluded = source.occluded(split, part)
         if occluded is None:
             continue

@@ -1,0 +1,212 @@
+"""Evidence II: does ABN's attention miss evidence, and does mining find it?
+
+On synthetic version 3 (one easy and one hard cue per class, each enough
+alone; `configs/synthetic_v3.yaml`), per seed:
+
+1. **Premise.** Pre-train an ABN; on the validation split, measure top-1
+   with both cues, with the easy cue hidden and with the hard cue hidden,
+   and the attention's mass density on each cue (1 = uniform).
+2. **Variants** from that ABN, each for `--epochs`, every result on the
+   validation split (nothing here looks at the test split): ABN continued;
+   AMB at the paper's L_am weight; the PC sweep (AMB + PC at each
+   `--pc-weights`); AMB + COT; the mining-gradient switch (L_am at weight 1
+   and COT, each updating every weight or the attention map alone); the
+   full model at the best PC weight by validation top-1.
+3. **Report.** Per variant: top-1, top-1 with each cue hidden, cue
+   densities, map statistics, the intervention test, and the paired
+   difference to ABN with a 95% bootstrap CI over images
+   (`keras_amb.ablation`), plus each run's learning curve (history.csv).
+
+Runs are reused when the output folder already holds them, so an
+interrupted run continues. Example (about 45 min per seed on a 2-core CPU):
+
+    python benchmarks/evidence.py --seeds 1 --output /tmp/evidence
+"""
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+COLUMNS = (
+    ("top1", "top-1 %", 100), ("top1_occluded_part1", "top-1 % easy cue hidden", 100),
+    ("top1_occluded_part2", "top-1 % hard cue hidden", 100),
+    ("density_part1", "density easy cue", 1), ("density_part2", "density hard cue", 1),
+    ("map_area_above_half", "map area > 0.5", 1), ("map_entropy", "map entropy", 1),
+    ("map_concentration", "concentration", 1), ("score", "Score", 1),
+    ("top1_attention_uniform", "top-1 % uniform A", 100),
+    ("top1_attention_shuffled", "top-1 % shuffled A", 100),
+    ("top1_attention_inverted", "top-1 % 1 - A", 100),
+    ("top1_attention_object", "top-1 % A = object", 100),
+)
+PAIRED = ("top1", "top1_occluded_part1", "top1_occluded_part2", "density_part2",
+          "top1_attention_shuffled")
+
+
+def variants(pc_weights):
+    proposed = {"architecture": "proposed", "amb": True, "pc": False, "cot": False}
+    rows = [
+        ("ABN", {"architecture": "abn"}),
+        ("AMB", dict(proposed)),
+    ]
+    for weight in pc_weights:
+        rows.append((f"AMB + PC (pc_weight {weight:g})", dict(proposed, pc=True,
+                                                             pc_weight=weight)))
+    rows += [
+        ("AMB + COT", dict(proposed, cot=True)),
+        ("AMB + COT, attention only", dict(proposed, cot=True, amb_gradient="attention")),
+        ("AMB, L_am x1, attention only", dict(proposed, amb_weight=1.0,
+                                              amb_gradient="attention")),
+        ("AMB, L_am x1", dict(proposed, amb_weight=1.0)),
+    ]
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="synthetic_v3")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--pretrain-epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--pc-weights", type=float, nargs="+", default=[1.0, 0.1])
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--only", nargs="*",
+                        help="of the mining-gradient rows, run only these (names); the "
+                        "baseline, AMB, the PC sweep and the full model always run")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+
+    from keras_amb import ablation
+    from keras_amb import config as amb_config
+    from keras_amb import runs
+    from keras_amb import trainer
+    from keras_amb.data import sources
+    from keras_amb.explain import evaluation
+
+    start = time.time()
+    base = amb_config.resolve(args.config, {"epochs": args.epochs,
+                                            "pretrain_epochs": args.pretrain_epochs})
+    base.pop("config_file", None)
+    source = sources.source_for_config(base, progress=False)
+    os.makedirs(args.output, exist_ok=True)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+
+    def train_fn(config, run_dir, resume):
+        trainer.train(config, run_dir=run_dir, resume=resume, log=log, verbose=2)
+
+    def evaluate_fn(run_dir):
+        model = runs.Run.open(run_dir).load_model()
+        return evaluation.evaluate(model, source, args.split, progress=False)
+
+    rows = variants(args.pc_weights)
+    # In order of importance, so that an interrupted run has the main rows:
+    # the baseline, the paper's AMB, the PC sweep and the full model at the
+    # PC weight that did best on the validation split, then the switch.
+    pc_rows = [r for r in rows if r[0].startswith("AMB + PC (")]
+    first = [r for r in rows if r[0] in ("ABN", "AMB")] + pc_rows
+    results = ablation.ablate(base, range(args.seeds), args.output, False, evaluate_fn,
+                              train_fn, log=log, variants=first)
+    if pc_rows:
+        best = max((n for n, _ in pc_rows), key=lambda n: sum(r["top1"] for r in results[n]))
+        weight = float(best.split("pc_weight ")[1].rstrip(")"))
+        log(f"PC sweep: best pc_weight by validation top-1: {weight:g}")
+        full = [(f"AMB + PC + COT (pc_weight {weight:g})", {
+            "architecture": "proposed", "amb": True, "pc": True, "cot": True,
+            "pc_weight": weight})]
+        results.update(ablation.ablate(base, range(args.seeds), args.output, False,
+                                       evaluate_fn, train_fn, log=log, variants=full))
+        write(results, args, start, evaluate_fn)
+    rest = [r for r in rows if r not in first and (args.only is None or r[0] in args.only)]
+    for row in rest:
+        results.update(ablation.ablate(base, range(args.seeds), args.output, False,
+                                       evaluate_fn, train_fn, log=log, variants=[row]))
+        write(results, args, start, evaluate_fn)
+    write(results, args, start, evaluate_fn)
+
+
+def write(results, args, start, evaluate_fn):
+    """Writes evidence.md / evidence.json from the runs so far."""
+    from keras_amb import ablation
+
+    premise = []
+    for seed in range(args.seeds):
+        path = os.path.join(args.output, f"seed{seed}-abn-pretrained", "premise-evaluation.json")
+        if not os.path.isfile(path):
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(evaluate_fn(os.path.dirname(path)), f)
+        with open(path, encoding="utf-8") as f:
+            premise.append(json.load(f))
+    table = ablation.summarise({"ABN, pre-trained (premise)": premise, **results})
+    text = report(table, args, time.time() - start)
+    curves = learning_curves(args.output)
+    with open(os.path.join(args.output, "evidence.md"), "w", encoding="utf-8") as f:
+        f.write(text + "\n\n" + curves + "\n")
+    with open(os.path.join(args.output, "evidence.json"), "w", encoding="utf-8") as f:
+        json.dump({"table": table, "args": vars(args)}, f, indent=2)
+    print(text + "\n\n" + curves)
+
+
+def report(table, args, seconds):
+    n = args.seeds
+    lines = [
+        f"Evidence on {args.config}, split {args.split!r}, {n} seed(s), "
+        f"{args.pretrain_epochs} pre-training + {args.epochs} epochs per variant; "
+        f"mean ± std over seeds ({seconds / 60:.1f} min).",
+        "",
+        "| model | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+        "|---|" + "---|" * len(COLUMNS),
+    ]
+    for name, row in table.items():
+        cells = []
+        for key, _, scale in COLUMNS:
+            stats = row.get(key)
+            if stats is None:
+                cells.append("-")
+                continue
+            digits = 1 if scale == 100 else 3
+            cells.append(f"{stats['mean'] * scale:.{digits}f} ± {stats['std'] * scale:.{digits}f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Paired difference to ABN (continued), same images, pooled over seeds, "
+              "95% bootstrap CI over images; * where the CI excludes 0.", "",
+              "| model | " + " | ".join(PAIRED) + " |", "|---|" + "---|" * len(PAIRED)]
+    for name, row in table.items():
+        diffs = row.get("vs_abn")
+        if not diffs or name.startswith("ABN"):
+            continue
+        cells = []
+        for metric in PAIRED:
+            d = diffs.get(metric)
+            if d is None:
+                cells.append("-")
+                continue
+            low, high = d["ci95"]
+            star = "*" if low > 0 or high < 0 else ""
+            cells.append(f"{d['mean']:+.3f} [{low:+.3f}, {high:+.3f}]{star}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def learning_curves(root):
+    """Validation top-1 per epoch of every run (from its history.csv)."""
+    lines = ["Learning curves (validation top-1 per epoch):", ""]
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name, "history.csv")
+        if not os.path.isfile(path):
+            continue
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        values = " ".join(f"{float(r['val_top1']):.3f}" for r in rows if r.get("val_top1"))
+        grads = rows[-1] if rows else {}
+        forces = ", ".join(f"{k[9:]} {float(v):.2g}" for k, v in grads.items()
+                           if k.startswith("map_grad_") and v)
+        lines.append(f"- {name}: {values}" + (f" (last epoch's map gradients: {forces})"
+                                              if forces else ""))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
