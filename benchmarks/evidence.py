@@ -9,9 +9,11 @@ alone; `configs/synthetic_v3.yaml`), per seed:
 2. **Variants** from that ABN, each for `--epochs`, every result on the
    validation split (nothing here looks at the test split): ABN continued;
    AMB at the paper's L_am weight; the PC sweep (AMB + PC at each
-   `--pc-weights`); AMB + COT; the mining-gradient switch (L_am at weight 1
-   and COT, each updating every weight or the attention map alone); the
-   full model at the best PC weight by validation top-1.
+   `--pc-weights`); the full model at the best PC weight by validation
+   top-1; AMB + COT; the mining-gradient switch (L_am at weight 1 and COT,
+   each updating every weight or the attention map alone); the rest of the
+   L_am weight sweep (0.01, 0.1) and sigma (0.3, 0.7 with COT), in that
+   order of importance.
 3. **Report.** Per variant: top-1, top-1 with each cue hidden, cue
    densities, map statistics, the intervention test, and the paired
    difference to ABN with a 95% bootstrap CI over images
@@ -63,6 +65,10 @@ def variants(pc_weights):
                                               amb_gradient="attention")),
         ("AMB, L_am x1", dict(proposed, amb_weight=1.0)),
     ]
+    # The rest of the mining-strength sweep, and the mask threshold sigma.
+    rows += [(f"AMB, L_am x{w:g}", dict(proposed, amb_weight=w)) for w in (0.01, 0.1)]
+    rows += [(f"AMB + COT, sigma {t:g}", dict(proposed, cot=True, mask_threshold=t))
+             for t in (0.3, 0.7)]
     return rows
 
 
