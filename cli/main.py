@@ -90,6 +90,18 @@ def _user_errors():
     return tuple(error for error in found if error is not None)
 
 
+def image_paths(inputs):
+    """The image files INPUTS name, folders expanded; none is a usage error
+    (exit code 2) naming what was given."""
+    from keras_amb.inference import expand_inputs
+
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise click.UsageError(
+            f"no image files in {', '.join(inputs)} (looked for JPEG, PNG, BMP, GIF and WebP)")
+    return paths
+
+
 def run_reporting_errors(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)

@@ -6,6 +6,7 @@ import click
 
 from keras_amb.cli.main import BACKENDS
 from keras_amb.cli.main import UserError
+from keras_amb.cli.main import image_paths
 from keras_amb.cli.main import run_reporting_errors
 from keras_amb.cli.main import set_backend
 
@@ -48,6 +49,7 @@ def visualize(inputs, run, compare, method, class_name, alpha, output, save_maps
       keras-amb visualize bird.jpg --model ABN_RUN --compare AMB_RUN
       keras-amb visualize bird.jpg --method cam --class cardinal --alpha 0.6
     """
+    inputs = image_paths(inputs)
     set_backend(backend)
     failed = run_reporting_errors(_visualize, inputs, run, compare, method, class_name, alpha,
                                   output, save_maps)
