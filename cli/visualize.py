@@ -49,8 +49,8 @@ def visualize(inputs, run, compare, method, class_name, alpha, output, save_maps
       keras-amb visualize bird.jpg --model ABN_RUN --compare AMB_RUN
       keras-amb visualize bird.jpg --method cam --class cardinal --alpha 0.6
     """
-    inputs = image_paths(inputs)
     set_backend(backend)
+    inputs = image_paths(inputs)
     failed = run_reporting_errors(_visualize, inputs, run, compare, method, class_name, alpha,
                                   output, save_maps)
     if failed:
