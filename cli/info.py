@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import textwrap
 
 import click
 
@@ -42,10 +41,21 @@ def _size(n):
         n /= 1024
 
 
-def _wrapped(label, text):
-    width = max(60, min(shutil.get_terminal_size().columns, 100))
-    return textwrap.fill(text, width=width, initial_indent=f"  {label:16s}",
-                         subsequent_indent=INDENT, break_on_hyphens=False)
+def _wrapped(label, text, separator=" "):
+    """`  label           text`, wrapped under itself at `separator`s only
+    (", " keeps each class name, spaces and all, on one line)."""
+    width = max(60, min(shutil.get_terminal_size().columns, 100)) - len(INDENT)
+    lines, line = [], ""
+    for word in text.split(separator):
+        candidate = f"{line}{separator}{word}" if line else word
+        if line and len(candidate) > width:
+            lines.append(line + separator.rstrip())
+            line = word
+        else:
+            line = candidate
+    lines.append(line)
+    return f"  {label:16s}" + "\n".join(
+        (INDENT if i else "") + line for i, line in enumerate(lines))
 
 
 def _info(run, classes_only):
@@ -85,7 +95,7 @@ def _info(run, classes_only):
         if len(shown) < len(names):
             text += (f", ... and {len(names) - len(shown)} more (`keras-amb info {run} "
                      "--classes` lists them all)")
-        click.echo(_wrapped("classes", text))
+        click.echo(_wrapped("classes", text, separator=", "))
     size = config.get("image_size")
     click.echo(f"  input           {size}x{size} RGB in [0, 255], "
                f"shorter side resized to {size * resize_ratio:.0f} px "
