@@ -24,7 +24,7 @@ LEGACY_ARGUMENTS = {
 DEFAULTS = {"bypass": True, "amb": False, "pc": False, "cot": False,
             "attention_target_weight": 0.0, "naive_bn_statistics": False,
             "mask_threshold": 0.5, "mask_slope": 10.0, "hard_mask": False,
-            "class_names": None, "resize_ratio": 1.0}
+            "class_names": None, "resize_ratio": 1.0, "amb_gradient": "all"}
 # Where `AttentionMiningNetwork`'s defaults differ.
 MINING_DEFAULTS = {"bypass": False, "amb": True, "pc": True, "cot": True}
 
@@ -66,6 +66,8 @@ def describe(config):
     config = {**DEFAULTS, **config}
     parts = [name for key, name in (("amb", "AMB"), ("pc", "PC"), ("cot", "COT"))
              if config[key]] or ["ABN"]
+    if config["amb"] and config["amb_gradient"] == "attention":
+        parts[0] = "AMB (attention only)"
     if config["attention_target_weight"] > 0:
         parts.append("attention targets")
     text = " + ".join(parts) + (", bypass" if config["bypass"] else ", no bypass")
