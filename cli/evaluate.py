@@ -1,7 +1,9 @@
 """`keras-amb evaluate`."""
 
+import contextlib
 import json
 import os
+import sys
 
 import click
 
@@ -32,7 +34,8 @@ from keras_amb.cli.main import set_backend
 @click.option("--rise-steps", type=click.IntRange(min=1), default=16, show_default=True,
               help="Steps of RISE's pixel-ranking Insertion/Deletion.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON object (per method) instead of a table.")
+              help="Print one JSON object instead of a table (with --method all, keyed by "
+              "method).")
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Where the curves PNG and results JSON go. Default: <run>/evaluation/.")
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
@@ -49,8 +52,11 @@ def evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshold
     also: each part's share of the attention, the fraction of images with
     both parts covered, and top-1 with each part painted over.
     \b
-    Example:
+    Progress goes to standard error.
+    \b
+    Examples:
       keras-amb evaluate --model saved_models/synthetic-proposed-... --json
+      keras-amb evaluate --model saved_models/synthetic-proposed-... --method all > report.txt
     """
     set_backend(backend)
     run_reporting_errors(_evaluate, run, dataset, data_dir, split, method, limit, batch_size,
@@ -72,11 +78,14 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
     if not dataset:
         raise amb_config.ConfigError(f"{run}: a bare model file; pass --dataset")
     model = opened.load_model()
-    source = sources.source_for_config({
-        "dataset": dataset, "data_dir": data_dir or config.get("data_dir"),
-        "skip_bad_images": True,
-        "synthetic": config.get("synthetic") if dataset == config.get("dataset") else {},
-    }, progress=not as_json)
+    # The library's progress bars write to standard output: send them to
+    # standard error, so that only the report is on standard output.
+    with contextlib.redirect_stdout(sys.stderr):
+        source = sources.source_for_config({
+            "dataset": dataset, "data_dir": data_dir or config.get("data_dir"),
+            "skip_bad_images": True,
+            "synthetic": config.get("synthetic") if dataset == config.get("dataset") else {},
+        })
     for _, reason in source.skipped:
         click.echo(f"skipped: {reason}", err=True)
     if output is None:
@@ -84,20 +93,25 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
                   else os.path.splitext(run)[0] + "-evaluation")
     os.makedirs(output, exist_ok=True)
     methods = explain_maps.METHODS if method == "all" else (method,)
+    summaries = {}
     for each in methods:
-        result = evaluation.evaluate(
-            model, source, split=split, batch_size=batch_size, method=each, limit=limit,
-            thresholds=thresholds, rise_steps=rise_steps, progress=not as_json,
-        )
+        if len(methods) > 1:
+            click.echo(f"{each} maps:", err=True)
+        with contextlib.redirect_stdout(sys.stderr):
+            result = evaluation.evaluate(
+                model, source, split=split, batch_size=batch_size, method=each, limit=limit,
+                thresholds=thresholds, rise_steps=rise_steps,
+            )
         plot = evaluation.plot_curves(
             result, os.path.join(output, f"{split}-{each}-curves.png"),
             title=f"{opened.name} ({split}, {each})")
         atomic_write_text(os.path.join(output, f"{split}-{each}.json"),
                           json.dumps(result, indent=2))
-        if as_json:
-            click.echo(evaluation.summary_json(result))
-            continue
-        _print_table(opened.name, source.name, split, each, result, plot)
+        summaries[each] = evaluation.summary(result)
+        if not as_json:
+            _print_table(opened.name, source.name, split, each, result, plot)
+    if as_json:
+        click.echo(json.dumps(summaries if method == "all" else summaries[method]))
 
 
 def _print_table(name, dataset, split, method, result, plot):

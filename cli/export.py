@@ -17,8 +17,8 @@ from keras_amb.cli.main import set_backend
               "`pip install keras-amb[onnx]`).")
 @click.option("--output", "-o", type=click.Path(),
               help="savedmodel: the TF Serving model folder (versions go in numbered "
-              "subfolders), default saved_models/<run>-serving; onnx: the file, default "
-              "saved_models/<run>.onnx.")
+              "subfolders), default <run>-serving beside the run folder (or model file); "
+              "onnx: the file, default <run>.onnx beside it.")
 @click.option("--version", "version", type=click.IntRange(min=1),
               help="SavedModel version number (default: the next free one; never overwrites).")
 def export(run, fmt, output, version):
@@ -45,6 +45,14 @@ def export(run, fmt, output, version):
     run_reporting_errors(_export, run, fmt, output, version)
 
 
+def default_output(opened, fmt):
+    """Where an export goes without --output: beside the run folder (or the
+    bare model file), `<run>-serving` or `<run>.onnx`."""
+    stem = opened.name.replace("/", "-").replace(".keras", "")
+    beside = os.path.dirname(os.path.normpath(opened.run_dir or opened.model_path))
+    return os.path.join(beside, f"{stem}.onnx" if fmt == "onnx" else f"{stem}-serving")
+
+
 def _export(run, fmt, output, version):
     import keras
 
@@ -58,17 +66,16 @@ def _export(run, fmt, output, version):
         )
     opened = runs.Run.open(run)
     model = opened.load_model()
-    stem = opened.name.replace("/", "-").replace(".keras", "")
     if fmt == "onnx":
         if version is not None:
             raise click.UsageError("--version is for --format savedmodel")
-        output = output or os.path.join(runs.DEFAULT_ROOT, f"{stem}.onnx")
+        output = output or default_output(opened, fmt)
         path = amb_export.export_onnx(model, output)
         click.echo(f"Exported {opened.model_path} to {path}")
         click.echo("  input: images float32 (N, S, S, 3) in [0, 255]; outputs: probabilities, "
                    "attention")
         return
-    output = output or os.path.join(runs.DEFAULT_ROOT, f"{stem}-serving")
+    output = output or default_output(opened, fmt)
     target = amb_export.export_saved_model(model, output, version)
     click.echo(f"Exported {opened.model_path} to {target}")
     click.echo("  signatures: serving_default (image_bytes), predict_images (images)")

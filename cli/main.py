@@ -6,10 +6,23 @@ The CLI only parses, prints and reports errors; the behaviour lives in the
 
 import os
 import sys
+import warnings
 
 import click
 
 BACKENDS = ("tensorflow", "jax", "torch")
+# Set by every command's --verbose (and KERAS_AMB_DEBUG=1): show TensorFlow's
+# start-up lines and the libraries' warnings.
+_VERBOSE = False
+
+
+def _verbose():
+    return _VERBOSE or os.environ.get("KERAS_AMB_DEBUG") == "1"
+
+
+def _set_verbose(ctx, param, value):
+    global _VERBOSE
+    _VERBOSE = bool(value)
 
 
 def _import_tensorflow_quietly():
@@ -18,9 +31,9 @@ def _import_tensorflow_quietly():
     TensorFlow 2.20+ prints its start-up notices (oneDNN, CPU features) from
     C++ before its log level is read, whatever TF_CPP_MIN_LOG_LEVEL says, and
     looking for a GPU without a CUDA driver logs a `cuInit` error; all of it
-    happens here, once. KERAS_AMB_DEBUG=1 shows them.
+    happens here, once. `--verbose` (or KERAS_AMB_DEBUG=1) shows them.
     """
-    if "tensorflow" in sys.modules or os.environ.get("KERAS_AMB_DEBUG") == "1":
+    if "tensorflow" in sys.modules or _verbose():
         return
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
@@ -36,7 +49,11 @@ def _import_tensorflow_quietly():
 
 def set_backend(backend):
     """Chooses the Keras backend; must run before Keras is imported."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not _verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # Keras's ONNX export asks numpy for `np.object`, which warns.
+        warnings.filterwarnings("ignore", message=r"In the future `np\.\w+` will be defined",
+                                category=FutureWarning)
     if backend:
         if "keras" in sys.modules and os.environ.get("KERAS_BACKEND") != backend:
             raise click.UsageError(
@@ -50,24 +67,39 @@ class UserError(click.ClickException):
     """An error shown as one clear line, without a traceback."""
 
 
-def _user_errors():
-    """The errors the library raises on purpose for users to fix. Anything
-    else is a bug and keeps its traceback."""
-    from keras_amb.config import ConfigError
-    from keras_amb.data.errors import DatasetError
-    from keras_amb.data.errors import DatasetUnavailableError
-    from keras_amb.data.image_io import ImageReadError
-    from keras_amb.distribution import DistributionError
-    from keras_amb.export import ExportError
-    from keras_amb.models.attention_branch_network import NonFiniteLossError
-    from keras_amb.models.backbones import WeightsUnavailableError
-    from keras_amb.runs import RunError
+# The errors the library raises on purpose for users to fix, by module.
+_USER_ERRORS = {
+    "keras_amb.config": ("ConfigError",),
+    "keras_amb.data.errors": ("DatasetError", "DatasetUnavailableError"),
+    "keras_amb.data.image_io": ("ImageReadError",),
+    "keras_amb.distribution": ("DistributionError",),
+    "keras_amb.export": ("ExportError",),
+    "keras_amb.models.attention_branch_network": ("NonFiniteLossError",),
+    "keras_amb.models.backbones": ("WeightsUnavailableError",),
+    "keras_amb.runs": ("RunError",),
+}
 
-    return (
-        ConfigError, DatasetError, ImageReadError, DatasetUnavailableError,
-        DistributionError, ExportError, NonFiniteLossError, WeightsUnavailableError,
-        RunError,
-    )
+
+def _user_errors():
+    """The user errors' classes; anything else is a bug and keeps its
+    traceback. Only modules already imported are looked in (an error no
+    module defined was never raised), so that reporting one imports no
+    Keras: `info` runs without it."""
+    found = (getattr(sys.modules.get(module), name, None)
+             for module, names in _USER_ERRORS.items() for name in names)
+    return tuple(error for error in found if error is not None)
+
+
+def image_paths(inputs):
+    """The image files INPUTS name, folders expanded; none is a usage error
+    (exit code 2) naming what was given."""
+    from keras_amb.inference import expand_inputs
+
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise click.UsageError(
+            f"no image files in {', '.join(inputs)} (looked for JPEG, PNG, BMP, GIF and WebP)")
+    return paths
 
 
 def run_reporting_errors(fn, *args, **kwargs):
@@ -111,6 +143,10 @@ def _register():
     from keras_amb.cli.visualize import visualize
 
     for command in (train, visualize, predict, evaluate, info, export, ablate):
+        command.params.append(click.Option(
+            ["--verbose"], is_flag=True, is_eager=True, expose_value=False,
+            callback=_set_verbose,
+            help="Show TensorFlow's start-up lines and the libraries' warnings."))
         cli.add_command(command)
 
 

@@ -9,6 +9,7 @@ import click
 
 from keras_amb.cli.main import BACKENDS
 from keras_amb.cli.main import UserError
+from keras_amb.cli.main import image_paths
 from keras_amb.cli.main import run_reporting_errors
 from keras_amb.cli.main import set_backend
 
@@ -73,14 +74,11 @@ def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
 
     from keras_amb.data.image_io import read_image
     from keras_amb.explain.visualize import map_on_image
-    from keras_amb.inference import expand_inputs
     from keras_amb.inference import predict_files
     from keras_amb.runs import Run
 
     model = Run.open(run).load_model()
-    paths = expand_inputs(inputs)
-    if not paths:
-        raise click.UsageError("no image files found in the given inputs")
+    paths = image_paths(inputs)
     top_k = min(top_k, model.num_classes)
     if save_maps:
         os.makedirs(save_maps, exist_ok=True)

@@ -6,6 +6,7 @@ import click
 
 from keras_amb.cli.main import BACKENDS
 from keras_amb.cli.main import UserError
+from keras_amb.cli.main import image_paths
 from keras_amb.cli.main import run_reporting_errors
 from keras_amb.cli.main import set_backend
 
@@ -49,6 +50,7 @@ def visualize(inputs, run, compare, method, class_name, alpha, output, save_maps
       keras-amb visualize bird.jpg --method cam --class cardinal --alpha 0.6
     """
     set_backend(backend)
+    inputs = image_paths(inputs)
     failed = run_reporting_errors(_visualize, inputs, run, compare, method, class_name, alpha,
                                   output, save_maps)
     if failed:

@@ -277,13 +277,6 @@ class _Training:
 
 def describe(model):
     """`"ABN, bypass"`, `"AMB + PC + COT, no bypass"` and the like."""
-    parts = [name for flag, name in ((model.amb, "AMB"), (model.pc, "PC"), (model.cot, "COT"))
-             if flag] or ["ABN"]
-    if model.amb and model.amb_gradient == "attention":
-        parts[0] = "AMB (attention only)"
-    if model.attention_target_weight > 0:
-        parts.append("attention targets")
-    text = " + ".join(parts) + (", bypass" if model.bypass else ", no bypass")
-    if model.naive_bn_statistics:
-        text += ", naive BN statistics"
-    return text
+    from keras_amb.model_file import describe as describe_config
+
+    return describe_config(model.get_config())

@@ -212,6 +212,7 @@ def test_onnx_export_gives_the_models_answers(trained_run, tmp_path):
     path = str(tmp_path / "model.onnx")
     result = keras_amb_cli(["export", "--model", trained_run, "--format", "onnx", "--output", path])
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "FutureWarning" not in result.stderr  # numpy's, shown only with --verbose
     assert os.path.isfile(path) and not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
     check = run_python(ONNX_CHECK.replace("sys.argv[1], sys.argv[2]", f"{trained_run!r}, {path!r}"))
     assert check.returncode == 0, check.stderr[-3000:]

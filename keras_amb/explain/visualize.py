@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import re
+import textwrap
 
 import numpy as np
 
@@ -66,9 +67,44 @@ def explain_image(image, model, methods, class_name=None):
     return x[0], top5, {m: v[0] for m, v in maps.items()}, explained
 
 
+def _wrap(text, chars):
+    """`text` with each of its lines broken into lines of at most `chars`."""
+    return "\n".join(textwrap.fill(line, max(chars, 6)) for line in text.split("\n"))
+
+
+def _fit(fig, texts, rounds=6):
+    """Re-wraps each text until it is no wider than its limit, as laid out.
+
+    Args:
+        fig: the figure (its layout engine runs at every draw).
+        texts: list of `(Text, source string, limit)`, `limit(renderer)`
+            the width in pixels the text may take (its panel's).
+    """
+    chars = {id(text): max(len(line) for line in source.split("\n"))
+             for text, source, _ in texts}
+    for _ in range(rounds):
+        fig.draw_without_rendering()
+        renderer = fig.canvas.get_renderer()
+        changed = False
+        for text, source, limit in texts:
+            width, allowed = text.get_window_extent(renderer).width, limit(renderer)
+            if width > allowed and chars[id(text)] > 6:
+                chars[id(text)] = max(6, min(chars[id(text)] - 1,
+                                             int(chars[id(text)] * allowed / width)))
+                text.set_text(_wrap(source, chars[id(text)]))
+                changed = True
+        if not changed:
+            return
+
+
 def draw(path, image_name, rows, methods, alpha=0.5, dpi=120):
     """One PNG: a row per model (input, an overlay per method, top-5 bars)
-    and a colour bar that states each method's scale."""
+    and a colour bar that states each method's scale.
+
+    Each row is a sub-figure headed by its model's label on a line of its
+    own, and every title is wrapped to fit its panel as laid out, so that
+    no two labels overlap, whatever the run, image and class names.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,25 +112,32 @@ def draw(path, image_name, rows, methods, alpha=0.5, dpi=120):
 
     cols = 2 + len(methods)
     panel = 3.4
-    fig = plt.figure(figsize=(panel * cols + 2.0, panel * len(rows) + 1.2))
-    grid = fig.add_gridspec(len(rows) + 1, cols, height_ratios=[1] * len(rows) + [0.05],
-                            width_ratios=[1] * (cols - 1) + [1.2], wspace=0.12, hspace=0.5)
-    for r, (label, crop, top5, maps, explained) in enumerate(rows):
+    width = panel * cols + 2.0
+    fig = plt.figure(figsize=(width, (panel + 0.6) * len(rows) + 1.2), layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.06, wspace=0.04)
+    parts = fig.subfigures(len(rows) + 1, 1, height_ratios=[panel + 0.6] * len(rows) + [1.0])
+    texts = []  # (title, its text, the width it may take) for `_fit`
+
+    def width_of(artist, share=0.97):
+        return lambda renderer: share * artist.get_window_extent(renderer).width
+
+    for part, (label, crop, top5, maps, explained) in zip(parts, rows):
+        heading = part.suptitle(label, x=0.01, ha="left", fontsize=10, fontweight="bold")
+        texts.append((heading, label, lambda renderer, part=part: 0.97 * part.bbox.width))
+        axes = part.subplots(1, cols, width_ratios=[1] * (cols - 1) + [1.2])
         crop8 = np.clip(crop, 0, 255).astype(np.uint8)
-        ax = fig.add_subplot(grid[r, 0])
-        ax.imshow(crop8)
-        ax.set_title(f"{label}\n{image_name}", fontsize=9, loc="left")
-        ax.axis("off")
-        for c, method in enumerate(methods, start=1):
-            ax = fig.add_subplot(grid[r, c])
+        axes[0].imshow(crop8)
+        texts.append((axes[0].set_title(image_name, fontsize=9), image_name, width_of(axes[0])))
+        axes[0].axis("off")
+        for ax, method in zip(axes[1:], methods):
             ax.imshow(overlay(crop8, maps[method], alpha=alpha))
             if method == "attention":
                 title = f"attention (class-agnostic)\npredicted: {explained}"
             else:
                 title = f"{TITLES[method]}\nof {explained}"
-            ax.set_title(title, fontsize=9)
+            texts.append((ax.set_title(title, fontsize=9), title, width_of(ax)))
             ax.axis("off")
-        bars = fig.add_subplot(grid[r, cols - 1])
+        bars = axes[-1]
         names = [n for n, _ in top5][::-1]
         values = [p for _, p in top5][::-1]
         bars.barh(range(len(values)), values, color="#4c72b0")
@@ -102,19 +145,25 @@ def draw(path, image_name, rows, methods, alpha=0.5, dpi=120):
         bars.set_yticklabels([f"{n}  {p:.1%}" for n, p in zip(names, values)], fontsize=8)
         bars.yaxis.tick_right()
         bars.set_xlim(0, 1)
-        bars.set_title("top-5 (perception branch)", fontsize=9)
+        top = "top-5 (perception branch)"
+        texts.append((bars.set_title(top, fontsize=9), top, width_of(bars)))
         bars.tick_params(axis="x", labelsize=8)
     scale = "; ".join(
         f"{TITLES[m]}: {'raw values in [0, 1]' if m == 'attention' else 'normalised to [0, 1]'}"
         for m in methods)
-    colorbar_ax = fig.add_subplot(grid[len(rows), 1 : 1 + len(methods)])
+    grid = parts[-1].add_gridspec(2, cols, height_ratios=[1, 2],
+                                  width_ratios=[1] * (cols - 1) + [1.2])
+    colorbar_ax = parts[-1].add_subplot(grid[0, 1 : 1 + len(methods)])
     mappable = matplotlib.cm.ScalarMappable(
         norm=matplotlib.colors.Normalize(0, 1), cmap=COLORMAP
     )
-    bar = fig.colorbar(mappable, cax=colorbar_ax, orientation="horizontal")
-    bar.set_label(f"map colour scale ({scale}); blended over the image at alpha {alpha}",
-                  fontsize=9)
+    bar = parts[-1].colorbar(mappable, cax=colorbar_ax, orientation="horizontal")
+    legend = f"map colour scale ({scale}); blended over the image at alpha {alpha}"
+    bar.set_label(legend, fontsize=9)
     bar.ax.tick_params(labelsize=8)
+    texts.append((bar.ax.xaxis.label, legend, lambda renderer: max(
+        colorbar_ax.get_window_extent(renderer).width, 0.5 * parts[-1].bbox.width)))
+    _fit(fig, texts)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
 

@@ -1,0 +1,147 @@
+"""What a new user meets first: `info` at once, one JSON document, exit codes
+that say "nothing to do", exports beside their run."""
+
+import json
+import os
+import sys
+
+import keras
+import pytest
+
+from keras_amb import AttentionMiningNetwork
+from keras_amb import config as amb_config
+from keras_amb.files import atomic_write_text
+from keras_amb.runs import Run
+from tests.conftest import keras_amb_cli
+from tests.conftest import run_python
+
+pytestmark = pytest.mark.backend_independent
+
+CLASSES = ["red_solid_head", "green_solid_head", "blue_solid_head", "yellow_solid_head",
+           "magenta_solid_head", "cyan_solid_head", "red_stripes_head", "green_stripes_head"]
+CONFIG = """\
+dataset: synthetic
+synthetic: {num_classes: 8, image_size: 32, train_size: 16, val_size: 8, test_size: 8}
+backbone: resnet_tiny
+image_size: 32
+batch_size: 4
+pretrain_epochs: 1
+epochs: 1
+attention_images: 0
+"""
+TEST_METRICS = {"loss": 9.6921, "top1": 0.15625, "top5": 0.6875, "att_top1": 0.09375}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run folder as training leaves it (an untrained model: nothing here
+    depends on what it predicts)."""
+    root = tmp_path_factory.mktemp("first-steps")
+    run = root / "synthetic-proposed-20261201-201411"
+    run.mkdir()
+    (root / "tiny.yaml").write_text(CONFIG)
+    amb_config.dump(amb_config.resolve(str(root / "tiny.yaml")), str(run / "config.yaml"))
+    model = AttentionMiningNetwork(num_classes=8, backbone="resnet_tiny", image_size=32,
+                                   class_names=CLASSES)
+    model(keras.ops.zeros((1, 32, 32, 3)))
+    model.save(str(run / "model.keras"))
+    atomic_write_text(str(run / "labels.txt"), "\n".join(CLASSES) + "\n")
+    atomic_write_text(str(run / "test_metrics.json"), json.dumps(TEST_METRICS))
+    atomic_write_text(str(run / "state.json"), json.dumps({"stage": "proposed",
+                                                           "finished": True}))
+    return {"run": str(run), "parameters": model.count_params()}
+
+
+def test_info_imports_neither_keras_nor_tensorflow(run):
+    exe = os.path.join(os.path.dirname(sys.executable), "keras-amb")
+    # The installed command as its console script runs it, then what it imported.
+    code = f"""
+import runpy, sys
+sys.argv = [{exe!r}, "info", {run["run"]!r}]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exit:
+    print("exit code", exit.code)
+print("imported:", sorted(m for m in ("keras", "tensorflow", "jax", "torch") if m in sys.modules))
+"""
+    result = run_python(code)
+    assert "exit code 0" in result.stdout, result.stderr[-2000:]
+    assert "imported: []" in result.stdout, result.stdout
+    out = result.stdout
+    assert "AttentionMiningNetwork: AMB + PC + COT, no bypass" in out
+    assert f"parameters      {run['parameters']:,}" in out
+    assert f"Keras {keras.__version__}" in out
+    # The test metrics, and every class name (wrapped over lines).
+    assert "top1 0.1562, top5 0.6875, att_top1 0.0938, loss 9.6921 (test_metrics.json)" in (
+        " ".join(out.split()))
+    for name in CLASSES:
+        assert name in out, name
+    assert "..." not in out
+
+
+def test_info_lists_the_classes_and_reports_a_bad_file_in_a_line(run, tmp_path):
+    result = keras_amb_cli(["info", run["run"], "--classes"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == CLASSES
+    bad = tmp_path / "model.keras"
+    bad.write_text("not a zip")
+    result = keras_amb_cli(["info", str(bad)])
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"Error: {bad}: not a readable .keras model file "
+                                     "(BadZipFile: File is not a zip file)")
+
+
+def test_nothing_to_do_exits_2_naming_the_folder(run, tmp_path):
+    empty = tmp_path / "photos"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    for command in ("visualize", "predict"):
+        result = keras_amb_cli([command, str(empty), "--model", run["run"]])
+        assert result.returncode == 2, (command, result.stderr[-2000:])
+        # Click's usage lines and the error: no traceback, no TensorFlow start-up lines.
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert lines[-1] == (f"Error: no image files in {empty} (looked for JPEG, PNG, BMP, "
+                             "GIF and WebP)") and len(lines) == 3, (command, result.stderr)
+        assert not result.stdout, command
+    assert not os.path.exists(os.path.join(run["run"], "visualize"))
+
+
+def test_evaluate_all_methods_json_is_one_object_and_progress_is_on_stderr(run, tmp_path):
+    args = ["evaluate", "--model", run["run"], "--limit", "4", "--batch-size", "4",
+            "--thresholds", "3", "--rise-steps", "2", "--output", str(tmp_path)]
+    result = keras_amb_cli(args + ["--method", "all", "--json"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads(result.stdout)
+    assert sorted(scores) == ["attention", "cam", "gradcam"]
+    for method, summary in scores.items():
+        assert summary["method"] == method and summary["examples"] == 4, method
+        assert summary["score"] == pytest.approx(summary["insertion"] - summary["deletion"])
+        # Each method's scores are those its own results file holds.
+        with open(tmp_path / f"test-{method}.json") as f:
+            saved = json.load(f)
+        assert summary["params"] == saved["params"] and summary["rise_insertion"] == (
+            saved["rise_insertion"]), method
+    assert result.stderr.count("/image") == 3  # one progress line per method
+    result = keras_amb_cli(args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "/image" in result.stderr and "/image" not in result.stdout
+    assert result.stdout.lstrip().startswith("synthetic-proposed-20261201-201411 on synthetic")
+
+
+def test_export_goes_beside_the_run(run, tmp_path):
+    import keras_amb.cli.main  # noqa: F401  (first: it registers the commands)
+    from keras_amb.cli.export import default_output
+
+    parent = os.path.dirname(run["run"])
+    name = os.path.basename(run["run"])
+    assert default_output(Run.open(run["run"]), "savedmodel") == os.path.join(
+        parent, f"{name}-serving")
+    assert default_output(Run.open(run["run"] + "/"), "onnx") == os.path.join(
+        parent, f"{name}.onnx")
+    assert default_output(Run.open(os.path.join(run["run"], "model.keras")), "onnx") == (
+        os.path.join(parent, f"{name}.onnx"))
+    bare = tmp_path / "elsewhere" / "copy.keras"
+    bare.parent.mkdir()
+    bare.write_bytes(open(os.path.join(run["run"], "model.keras"), "rb").read())
+    assert default_output(Run.open(str(bare)), "savedmodel") == str(
+        tmp_path / "elsewhere" / "copy-serving")
