@@ -35,6 +35,8 @@ COOKIE = "keras_amb_review_token"
 def create_app(review, token=None):
     """A Flask app serving `review`; `token` (str or None) guards every route."""
     app = flask.Flask(__name__, static_folder=STATIC, static_url_path="/static")
+    # `/api/image//etc/x` is an unknown key (404), not a redirect elsewhere.
+    app.url_map.merge_slashes = False
     # Flask refuses larger bodies with 413 before reading them.
     app.config["MAX_CONTENT_LENGTH"] = session.MAX_UPLOAD_BYTES
 

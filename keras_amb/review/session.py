@@ -158,7 +158,9 @@ class Review:
         self._scorer.start()
 
     def stop(self):
+        """Stops the background scoring after its current batch."""
         self._stop.set()
+        self.wait_scored()
 
     def wait_scored(self, timeout=None):
         if self._scorer is not None:
@@ -212,9 +214,12 @@ class Review:
         if number < 0 or not 1 <= per_page <= 200:
             raise ReviewError(f"page must be >= 0 and per_page in [1, 200], got {number}, "
                               f"{per_page}")
-        order = self.order(only, class_name)
-        chosen = order[number * per_page : (number + 1) * per_page]
-        if not self.scored[chosen].all():
+        for _ in range(4):
+            order = self.order(only, class_name)
+            chosen = order[number * per_page : (number + 1) * per_page]
+            if self.scored[chosen].all():
+                break
+            # Scores move images: score the page, then place it again.
             self.score(chosen)
         return {
             "page": number, "per_page": per_page, "matching": len(order),
