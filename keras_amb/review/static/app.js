@@ -112,7 +112,9 @@ async function loadInfo() {
 async function loadPage() {
   const query = { page: state.page, per_page: state.perPage,
     filter: document.getElementById("filter").value, class: document.getElementById("class").value };
+  document.getElementById("grid").dataset.ready = "0";
   const body = await api("api/gallery", {}, query);
+  state.stale = body.summary.scored < body.summary.total;
   state.matching = body.matching;
   updateCounter(body.summary);
   const pages = Math.max(1, Math.ceil(body.matching / state.perPage));
@@ -150,8 +152,23 @@ async function loadPage() {
     grid.appendChild(card);
   }
   grid.dataset.ready = "1";
-  if (body.summary.scored < body.summary.total && !state.rescore) {
-    state.rescore = setTimeout(() => { state.rescore = null; if (!document.getElementById("gallery-view").hidden) loadPage(); }, 3000);
+  watchScoring(body.summary);
+}
+
+function watchScoring(summary) {
+  // While images are still being scored the order is provisional: the
+  // header counts them, and "Refresh" places the page again (cards never
+  // move under the pointer on their own).
+  const refresh = document.getElementById("refresh");
+  refresh.classList.toggle("primary", summary.scored < summary.total || state.stale === true);
+  if (summary.scored < summary.total) {
+    state.stale = true;
+    clearTimeout(state.rescore);
+    state.rescore = setTimeout(async () => {
+      const info = await api("api/info");
+      updateCounter(info.summary);
+      watchScoring(info.summary);
+    }, 2000);
   }
 }
 
@@ -420,6 +437,7 @@ function wire() {
   document.getElementById("class").onchange = () => { state.page = 0; loadPage(); };
   document.getElementById("prev").onclick = () => { state.page = Math.max(0, state.page - 1); loadPage(); };
   document.getElementById("next").onclick = () => { state.page += 1; loadPage(); };
+  document.getElementById("refresh").onclick = () => loadPage();
   document.getElementById("tab-gallery").onclick = () => (state.editor ? showView("editor") : backToGallery());
   document.getElementById("tab-finetune").onclick = () => { showView("finetune"); loadFinetune(); };
   document.getElementById("epochs").oninput = loadFinetune;
