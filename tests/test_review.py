@@ -121,7 +121,6 @@ def test_gallery_orders_filters_and_pages(client, review):
         assert response.status_code == 400 and response.get_json()["error"], query
 
 
-@pytest.mark.backend_independent
 def test_pages_are_scored_on_demand_in_batches(review):
     assert not review.scored.any()
     body = review.page(0, per_page=5)
@@ -133,7 +132,6 @@ def test_pages_are_scored_on_demand_in_batches(review):
     assert review.scored.all()
 
 
-@pytest.mark.backend_independent
 def test_image_routes(client, review):
     key = _first_key(client)
     item = client.get(f"/api/image/{key}").get_json()
