@@ -51,8 +51,7 @@ def setup(tmp_path_factory):
     model(np.zeros((1, 32, 32, 3), np.float32))
     path = str(root / "tiny.keras")
     model.save(path)
-    return {"root": root, "data": str(data), "model_path": path,
-            "model": Run.open(path).load_model()}
+    return {"root": root, "data": str(data), "model_path": path, "model": model}
 
 
 @pytest.fixture
@@ -121,6 +120,7 @@ def test_gallery_orders_filters_and_pages(client, review):
         assert response.status_code == 400 and response.get_json()["error"], query
 
 
+@pytest.mark.backend_independent
 def test_pages_are_scored_on_demand_in_batches(review):
     assert not review.scored.any()
     body = review.page(0, per_page=5)
