@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import secrets
+import socket
 
 import click
 
@@ -79,7 +80,7 @@ def _review(run, dataset, data_dir, split, images, output, host, port, token, ba
     session = Review(run, image_set_, output, batch_size=batch_size)
     session.start_scoring()
     app = create_app(session, token)
-    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
 
     def ready(bound):
         url = f"http://{shown}:{bound}/" + (f"?token={token}" if token else "")

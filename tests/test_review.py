@@ -4,6 +4,7 @@ the bad requests, path traversal, the token and concurrent saves."""
 import io
 import json
 import os
+import socket
 import threading
 
 import numpy as np
@@ -118,6 +119,37 @@ def test_gallery_orders_filters_and_pages(client, review):
                   "class=penguin"):
         response = client.get(f"/api/gallery?{query}")
         assert response.status_code == 400 and response.get_json()["error"], query
+
+
+@pytest.mark.backend_independent
+def test_order_uses_attention_energy_in_the_object_where_masks_exist(setup, tmp_path,
+                                                                    monkeypatch):
+    from keras_amb.data import sources
+    from keras_amb.data import synthetic
+
+    params = {"num_classes": 2, "image_size": 32, "train_size": 4, "val_size": 12,
+              "test_size": 4}
+    images = review_images.from_source(sources.synthetic_source(**params), "val", "synthetic",
+                                       params)
+    assert images.keys[:2] == ["val/000000", "val/000001"]
+    review = Review(setup["model_path"], images, str(tmp_path / "r"), model=setup["model"])
+    review.score(range(len(images)))
+    config = synthetic.make_config(params)
+    mask = synthetic.make_example(config, "val", 3)["object_mask"] > 0
+    grey = review.model_map(3).astype(np.float32)
+    assert review.energy[3] == pytest.approx((grey * mask).sum() / grey.sum(), rel=1e-5)
+    assert 0 < review.energy[3] < 1
+    items = [review.item(i) for i in review.order()]
+    tiers = [0 if it["misclassified"] else 1 if it["probability"] < review_session.LOW_CONFIDENCE
+             else 2 for it in items]
+    assert tiers == sorted(tiers)
+    # With every correct image counted as confident, they follow the energy.
+    monkeypatch.setattr(review_session, "LOW_CONFIDENCE", 0.0)
+    items = [review.item(i) for i in review.order()]
+    confident = [it["energy_in_object"] for it in items if not it["misclassified"]]
+    assert len(confident) >= 2 and confident == sorted(confident)
+    assert len(set(confident)) > 1
+    assert all(it["energy_in_object"] is not None for it in items)
 
 
 @pytest.mark.backend_independent
@@ -345,7 +377,7 @@ def test_command_line(setup, monkeypatch, tmp_path):
                                  "--host", "0.0.0.0", "--output", out])
     assert result.exit_code == 0, result.output
     assert calls == {"host": "0.0.0.0", "port": 8765}
-    assert "Reviewing tiny.keras at http://localhost:4321/?token=" in result.output
+    assert f"Reviewing tiny.keras at http://{socket.gethostname()}:4321/?token=" in result.output
     token = result.output.split("?token=")[1].split()[0]
     assert len(token) >= 24
     result = runner.invoke(cli, ["review", setup["model_path"], "--dataset", setup["data"],

@@ -26,9 +26,11 @@ class ImageSet:
             `train --attention-targets` can read them with); None for a
             folder of unlabelled images.
         split: str or None.
+        mask: optional callable `mask(index) -> uint8 (H, W)`, the object's
+            mask (synthetic objects, CUB segmentations, Stanford Dogs boxes).
     """
 
-    def __init__(self, name, keys, labels, load, dataset=None, split=None):
+    def __init__(self, name, keys, labels, load, dataset=None, split=None, mask=None):
         self.name = name
         self.keys = list(keys)
         self.labels = list(labels) if labels is not None else [None] * len(self.keys)
@@ -36,6 +38,7 @@ class ImageSet:
         self.dataset = dataset
         self.split = split
         self._index = {key: i for i, key in enumerate(self.keys)}
+        self.mask = mask
 
     def __len__(self):
         return len(self.keys)
@@ -90,18 +93,27 @@ def from_source(source, split, dataset, synthetic_params=None):
         size = config.split_size(split)
         labels = [int(draw(config, split, i)["label"]) for i in range(size)]
         return ImageSet(name, source.keys(split), labels,
-                        lambda i: draw(config, split, i)["image"], dataset=dataset, split=split)
+                        lambda i: draw(config, split, i)["image"], dataset=dataset, split=split,
+                        mask=lambda i: draw(config, split, i)["object_mask"])
     import io
 
     from PIL import Image
 
-    encoded, labels = [], []
-    for example in source.examples(split).as_numpy_iterator():
+    def png(array):
         buffer = io.BytesIO()
-        Image.fromarray(example["image"]).save(buffer, format="PNG")
-        encoded.append(buffer.getvalue())
+        Image.fromarray(array).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def unpng(data):
+        return np.asarray(Image.open(io.BytesIO(data)))
+
+    encoded, masks, labels = [], [], []
+    for example in source.examples(split).as_numpy_iterator():
+        encoded.append(png(example["image"]))
+        if "object_mask" in example:
+            masks.append(png(example["object_mask"].astype(np.uint8)))
         labels.append(int(example["label"]))
     keys = [map_store.example_key(split, i) for i in range(len(encoded))]
-    return ImageSet(name, keys, labels,
-                    lambda i: np.asarray(Image.open(io.BytesIO(encoded[i])).convert("RGB")),
-                    dataset=dataset, split=split)
+    return ImageSet(name, keys, labels, lambda i: unpng(encoded[i])[..., :3],
+                    dataset=dataset, split=split,
+                    mask=(lambda i: unpng(masks[i])) if len(masks) == len(encoded) else None)

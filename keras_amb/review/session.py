@@ -7,7 +7,10 @@ web framework (`keras_amb.review.server` only routes requests to it):
   scores every image, a page's images are scored first when asked for) and
   kept small (a map is `h x w` floats), so 10,000 images cost little;
 - the order to review them in: misclassified first (most confident
-  first), then the others from the least confident;
+  first), then the correctly classified ones of low confidence (under
+  `LOW_CONFIDENCE`, the least confident first), then the rest: where the
+  dataset has object masks or boxes, the least attention energy inside the
+  object first, else the least confident first;
 - corrected maps saved in `<output>/maps` (`data.map_store`), atomically,
   refusing to overwrite a map saved since the page loaded it;
 - the fine-tuning command on the corrections, optionally run, and the maps
@@ -31,6 +34,7 @@ from keras_amb.data.map_store import MapStore
 # A corrected map upload is a grey PNG; larger ones are refused unread.
 MAX_UPLOAD_BYTES = 16 * 2**20
 THUMBNAIL = 160
+LOW_CONFIDENCE = 0.5
 
 
 class ReviewError(ValueError):
@@ -95,6 +99,9 @@ class Review:
         self.top5 = [None] * n
         self.attention = None
         self.scored = np.zeros(n, bool)
+        # The fraction of the attention map's energy inside the object (NaN
+        # where the dataset has no masks).
+        self.energy = np.full(n, np.nan, np.float32)
         self.errors = {}
         self._model_lock = threading.Lock()
         self._save_lock = threading.Lock()
@@ -143,7 +150,16 @@ class Review:
                 self.confidence[i] = float(probabilities[row].max())
                 self.top5[i] = [(name, float(p)) for name, p in tops[row]]
                 self.attention[i] = attention[row]
+                if self.images.mask is not None:
+                    self.energy[i] = self._energy(i)
                 self.scored[i] = True
+
+    def _energy(self, index):
+        mask = np.asarray(self.images.mask(index)) > 0
+        grey = self._whole_image_map(index, self.attention[index]).astype(np.float32)
+        if mask.shape != grey.shape:
+            return np.nan
+        return float((grey * mask).sum() / max(float(grey.sum()), 1e-6))
 
     def start_scoring(self):
         """Scores every image in a background thread, a batch at a time."""
@@ -177,8 +193,10 @@ class Review:
 
     def order(self, only=None, class_name=None):
         """Indices to review: misclassified first (most confident first),
-        then the others from the least confident; images not scored yet
-        last, in dataset order.
+        then the correctly classified below `LOW_CONFIDENCE` (least
+        confident first), then the rest by the attention energy inside the
+        object (least first) where known, else by confidence; images not
+        scored yet last, in dataset order.
 
         Args:
             only: None, "misclassified", "edited" or "unedited".
@@ -188,11 +206,13 @@ class Review:
         n = len(self.images)
         wrong = np.array([self.misclassified(i) for i in range(n)], bool)
         conf = self.confidence
-        # Sort keys: unscored last; wrong before right; wrong by -confidence,
-        # right by +confidence; ties by dataset order.
-        rank = np.where(wrong, -conf, 1.0 + conf)
-        rank = np.where(self.scored, rank, 3.0)
-        order = np.lexsort((np.arange(n), rank))
+        # Tiers: 0 misclassified, 1 low confidence, 2 the rest, 3 unscored;
+        # within a tier by `within`; ties by dataset order.
+        tier = np.where(wrong, 0, np.where(conf < LOW_CONFIDENCE, 1, 2))
+        tier = np.where(self.scored, tier, 3)
+        rest = np.where(np.isnan(self.energy), conf, self.energy)
+        within = np.where(tier == 0, -conf, np.where(tier == 1, conf, rest))
+        order = np.lexsort((np.arange(n), within, tier))
         keep = np.ones(n, bool)
         if only == "misclassified":
             keep &= wrong
@@ -237,6 +257,8 @@ class Review:
             "probability": round(float(self.confidence[index]), 4) if self.scored[index] else None,
             "top5": self.top5[index],
             "misclassified": self.misclassified(index),
+            "energy_in_object": None if np.isnan(self.energy[index])
+            else round(float(self.energy[index]), 4),
             "edited": self.edited(index),
             "version": self.version(key),
             "error": self.errors.get(index),
