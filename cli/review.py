@@ -68,7 +68,7 @@ def _review(run, dataset, data_dir, split, images, output, host, port, token, ba
     from keras_amb.review.server import create_app
     from keras_amb.review.server import serve
     from keras_amb.review.session import Review
-    from keras_amb.review.setup import image_set
+    from keras_amb.review.images import image_set
     from keras_amb.runs import Run
 
     opened = Run.open(run)

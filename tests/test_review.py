@@ -17,7 +17,7 @@ from keras_amb.review import images as review_images  # noqa: E402
 from keras_amb.review import session as review_session  # noqa: E402
 from keras_amb.review.server import create_app  # noqa: E402
 from keras_amb.review.session import Review  # noqa: E402
-from keras_amb.review.setup import image_set  # noqa: E402
+from keras_amb.review.images import image_set  # noqa: E402
 from keras_amb.runs import Run  # noqa: E402
 
 WIDTH, HEIGHT = 24, 20

@@ -180,16 +180,22 @@ function setTool(tool) {
   document.getElementById("tool-eraser").classList.toggle("active", tool === "eraser");
 }
 
-function renderMap() {
+function renderMap(box) {
+  // Colours the map into the canvas; `box` ([x0, y0, x1, y1]) limits the
+  // work to what a stroke changed, so large images stay responsive.
   const e = state.editor;
   const ctx = document.getElementById("map-canvas").getContext("2d");
-  const data = ctx.createImageData(e.width, e.height);
-  for (let i = 0; i < e.map.length; i++) {
-    const c = inferno(e.map[i]);
-    data.data[4 * i] = c[0]; data.data[4 * i + 1] = c[1]; data.data[4 * i + 2] = c[2];
-    data.data[4 * i + 3] = 255;
+  if (!e.rgba) e.rgba = ctx.createImageData(e.width, e.height);
+  const [x0, y0, x1, y1] = box || [0, 0, e.width, e.height];
+  const data = e.rgba.data;
+  for (let y = y0; y < y1; y++) {
+    for (let x = x0; x < x1; x++) {
+      const i = y * e.width + x;
+      const c = inferno(e.map[i]);
+      data[4 * i] = c[0]; data[4 * i + 1] = c[1]; data[4 * i + 2] = c[2]; data[4 * i + 3] = 255;
+    }
   }
-  ctx.putImageData(data, 0, 0);
+  ctx.putImageData(e.rgba, 0, 0, x0, y0, x1 - x0, y1 - y0);
   document.getElementById("undo").disabled = e.undo.length === 0;
   document.getElementById("redo").disabled = e.redo.length === 0;
 }
@@ -197,7 +203,9 @@ function renderMap() {
 function pushUndo() {
   const e = state.editor;
   e.undo.push(e.map.slice());
-  if (e.undo.length > 100) e.undo.shift();
+  // At most 100 steps, and about 200 MB of them for large images.
+  const limit = Math.max(5, Math.min(100, Math.floor(2e8 / (4 * e.map.length))));
+  while (e.undo.length > limit) e.undo.shift();
   e.redo = [];
   e.dirty = true;
 }
@@ -247,7 +255,12 @@ function strokeTo(point) {
   const steps = Math.max(1, Math.ceil(Math.hypot(point[0] - x0, point[1] - y0) / 0.5));
   for (let s = 1; s <= steps; s++) paintAt(x0 + (point[0] - x0) * s / steps, y0 + (point[1] - y0) * s / steps);
   e.last = point;
-  renderMap();
+  const r = Math.ceil(Number(document.getElementById("size").value)) + 1;
+  const clamp = (v, hi) => Math.max(0, Math.min(hi, v));
+  renderMap([clamp(Math.floor(Math.min(x0, point[0])) - r, e.width),
+             clamp(Math.floor(Math.min(y0, point[1])) - r, e.height),
+             clamp(Math.ceil(Math.max(x0, point[0])) + r + 1, e.width),
+             clamp(Math.ceil(Math.max(y0, point[1])) + r + 1, e.height)]);
 }
 
 async function drawReference(id, img, kind, e) {
