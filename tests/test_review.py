@@ -89,6 +89,8 @@ def test_page_and_info(client, review):
     assert command.startswith("keras-amb train --dataset ")
     assert f"--init-from {review.run}" in command
     assert f"--attention-targets {review.maps_dir}" in command and "--architecture abn" in command
+    # A bare model file has no config.yaml: the command names its architecture.
+    assert "--backbone resnet_tiny --image-size 32 --weights none" in command
 
 
 @pytest.mark.backend_independent

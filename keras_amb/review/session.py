@@ -456,6 +456,9 @@ class Review:
         config_file = os.path.join(self.run, "config.yaml")
         if os.path.isfile(config_file):
             argv += ["--config", config_file]
+        else:  # a bare model file: its own architecture, no other weights
+            argv += ["--backbone", self.model.backbone, "--image-size",
+                     str(self.model.image_size), "--weights", "none"]
         argv += ["--architecture", "abn", "--init-from", self.run,
                  "--attention-targets", self.maps_dir, "--epochs", str(int(epochs)),
                  "--output", output or os.path.join(self.output_dir, "finetune-<timestamp>")]
