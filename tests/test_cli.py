@@ -45,7 +45,7 @@ def test_help_teaches():
                    "--print-config", "[data]", "[model]", "Examples:",
                    "[config: epochs, default 8]", "[config: backbone, default resnet_tiny]"):
         assert needle in text, needle
-    for command in ("predict", "info", "visualize", "evaluate", "export", "ablate"):
+    for command in ("predict", "info", "visualize", "evaluate", "export", "ablate", "review"):
         result = keras_amb_cli([command, "--help"])
         assert result.returncode == 0 and "Example" in result.stdout, command
 
