@@ -307,6 +307,27 @@ def test_token_guards_every_route(review):
 
 
 @pytest.mark.backend_independent
+def test_other_sites_and_hosts_are_refused(client, review):
+    data = _png(np.zeros((HEIGHT, WIDTH), np.uint8))
+    key = review.images.keys[0]
+    response = client.put(f"/api/image/{key}/map", data=data, headers={
+        "If-Match": "none", "Origin": "http://evil.example"})
+    assert response.status_code == 403 and "evil.example" in response.get_json()["error"]
+    response = client.post("/api/finetune", data='{"epochs": 1}', content_type="text/plain")
+    assert response.status_code == 415
+    assert client.post("/api/finetune", json=[1]).status_code == 400
+    # DNS rebinding: a page at evil.example whose name now points here.
+    response = client.get("/api/info", base_url="http://evil.example:8765")
+    assert response.status_code == 403
+    assert client.get("/api/info", base_url="http://127.0.0.1:8765").status_code == 200
+    same_site = client.put(f"/api/image/{key}/map", data=data, headers={
+        "If-Match": "none", "Origin": "http://localhost"})
+    assert same_site.status_code == 200
+    assert _all_files(review.output_dir) == sorted(
+        [review.store.path(key), os.path.join(review.maps_dir, "index.json")])
+
+
+@pytest.mark.backend_independent
 def test_concurrent_saves_one_wins_the_other_is_told(review):
     app = create_app(review)
     key = _keys(review, "jay")[-1]

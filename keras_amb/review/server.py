@@ -18,11 +18,16 @@ Routes (JSON unless said; images are addressed by key, never by path):
 
 With a token every request must carry it (`?token=`, the `X-Review-Token`
 header, or the cookie the page gets when opened with `?token=`); without it
-the answer is 401.
+the answer is 401. Without a token (a server on this machine only), a
+request naming another host (DNS rebinding) gets 403. Requests that change
+something are refused from another site's page (their `Origin` must be this
+server: 403) and `POST` takes JSON only (415), so a web page elsewhere
+cannot save maps or start a training through the user's browser.
 """
 
 import hmac
 import os
+import urllib.parse
 
 import flask
 
@@ -30,6 +35,7 @@ from keras_amb.review import session
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 COOKIE = "keras_amb_review_token"
+LOCAL_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
 def create_app(review, token=None):
@@ -42,7 +48,15 @@ def create_app(review, token=None):
 
     @app.before_request
     def check_token():
+        request = flask.request
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            origin = request.headers.get("Origin")
+            if origin and urllib.parse.urlsplit(origin).netloc != request.host:
+                return _error(403, f"requests from {origin} are refused")
         if token is None:
+            name = urllib.parse.urlsplit("//" + request.host).hostname
+            if name not in LOCAL_NAMES:
+                return _error(403, f"this review serves this machine only, not {request.host}")
             return None
         given = (flask.request.args.get("token") or flask.request.headers.get("X-Review-Token")
                  or flask.request.cookies.get(COOKIE) or "")
@@ -145,7 +159,11 @@ def create_app(review, token=None):
 
     @app.post("/api/finetune")
     def finetune_start():
-        body = flask.request.get_json(silent=True) or {}
+        if not flask.request.is_json:
+            return _error(415, 'send JSON: {"epochs": N}')
+        body = flask.request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise session.ReviewError('send JSON: {"epochs": N}')
         epochs = body.get("epochs", 3)
         if not isinstance(epochs, int) or isinstance(epochs, bool):
             raise session.ReviewError(f"epochs must be a whole number, got {epochs!r}")
