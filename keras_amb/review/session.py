@@ -140,10 +140,11 @@ class Review:
             ])
             with self._model_lock:
                 out = self.model.predict_on_batch(x)
-            probabilities = np.asarray(keras.ops.convert_to_numpy(out["probabilities"]))
-            attention = np.asarray(keras.ops.convert_to_numpy(out["attention"]), np.float32)
-            if self.attention is None:
-                self.attention = np.zeros((len(self.images),) + attention.shape[1:], np.float32)
+                probabilities = np.asarray(keras.ops.convert_to_numpy(out["probabilities"]))
+                attention = np.asarray(keras.ops.convert_to_numpy(out["attention"]), np.float32)
+                if self.attention is None:  # once, whichever thread scores first
+                    self.attention = np.zeros((len(self.images),) + attention.shape[1:],
+                                              np.float32)
             tops = self.model.decode_predictions(probabilities, min(5, len(self.class_names)))
             for row, i in enumerate(chunk):
                 self.predicted[i] = int(np.argmax(probabilities[row]))
