@@ -139,10 +139,11 @@ def _register():
     from keras_amb.cli.export import export
     from keras_amb.cli.info import info
     from keras_amb.cli.predict import predict
+    from keras_amb.cli.review import review
     from keras_amb.cli.train import train
     from keras_amb.cli.visualize import visualize
 
-    for command in (train, visualize, predict, evaluate, info, export, ablate):
+    for command in (train, visualize, predict, evaluate, info, export, ablate, review):
         command.params.append(click.Option(
             ["--verbose"], is_flag=True, is_eager=True, expose_value=False,
             callback=_set_verbose,

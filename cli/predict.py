@@ -25,8 +25,10 @@ from keras_amb.cli.main import set_backend
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Write the records to this file instead of standard output.")
 @click.option("--save-maps", type=click.Path(file_okay=False),
-              help="Also save each image's attention map: <stem>.npy (raw, over the model's "
-              "centre crop) and <stem>.png (grey, over the whole image).")
+              help="Also save each image's attention map, keyed by its path relative to the "
+              "folder given (a file: its name): <key>.png (grey, over the whole image; "
+              "what train --attention-targets reads) and <key>.npy (raw, over the model's "
+              "centre crop), with index.json; the records name both (map, map_raw).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
 def predict(inputs, run, top_k, fmt, output, save_maps, batch_size, backend):
@@ -51,15 +53,19 @@ def predict(inputs, run, top_k, fmt, output, save_maps, batch_size, backend):
         raise UserError(f"{errors} file(s) could not be read (see their records)")
 
 
-def _csv_header(top_k):
+def _csv_header(top_k, maps=False):
     header = ["path"]
     for i in range(1, top_k + 1):
         header += [f"class_{i}", f"score_{i}"]
-    return header + ["attention_peak_x", "attention_peak_y", "error"]
+    return header + ["attention_peak_x", "attention_peak_y"] + (
+        ["map", "map_raw"] if maps else []) + ["error"]
 
 
 def _csv_row(record, top_k):
     row = {"path": record["path"], "error": record.get("error", "")}
+    for key in ("map", "map_raw"):
+        if key in record:
+            row[key] = record[key]
     for i, entry in enumerate(record.get("top_k", []), start=1):
         row[f"class_{i}"], row[f"score_{i}"] = entry["class"], entry["score"]
     if "attention_peak" in record:
@@ -69,9 +75,7 @@ def _csv_row(record, top_k):
 
 
 def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
-    import numpy as np
-    from PIL import Image
-
+    from keras_amb.data import map_store
     from keras_amb.data.image_io import read_image
     from keras_amb.explain.visualize import map_on_image
     from keras_amb.inference import predict_files
@@ -80,8 +84,10 @@ def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
     model = Run.open(run).load_model()
     paths = image_paths(inputs)
     top_k = min(top_k, model.num_classes)
+    store = None
     if save_maps:
-        os.makedirs(save_maps, exist_ok=True)
+        keys = dict(map_store.input_keys(inputs))
+        store = map_store.MapStore(save_maps)
     stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
     show_progress = len(paths) > batch_size
 
@@ -89,31 +95,25 @@ def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
         if show_progress:
             click.echo(f"\rpredicted {done}/{total} images", err=True, nl=done == total)
 
-    errors, used = 0, set()
+    errors = 0
     try:
         writer = None
         if fmt == "csv":
-            writer = csv.DictWriter(stream, fieldnames=_csv_header(top_k))
+            writer = csv.DictWriter(stream, fieldnames=_csv_header(top_k, bool(save_maps)))
             writer.writeheader()
         for prediction in predict_files(model, paths, top_k, batch_size, progress):
             record = prediction.record()
             if prediction.error is not None:
                 errors += 1
                 click.echo(f"error: {prediction.error}", err=True)
-            elif save_maps:
-                stem = os.path.splitext(os.path.basename(prediction.path))[0]
-                candidate, n = stem, 1
-                while candidate in used:
-                    n += 1
-                    candidate = f"{stem}-{n}"
-                used.add(candidate)
-                np.save(os.path.join(save_maps, f"{candidate}.npy"),
-                        prediction.attention.astype(np.float32))
+            elif store is not None:
                 image = read_image(prediction.path)
                 grey = map_on_image(prediction.attention, image.shape[0], image.shape[1],
                                     model.resize_ratio)
-                Image.fromarray(grey).save(os.path.join(save_maps, f"{candidate}.png"))
-                record["map"] = os.path.join(save_maps, f"{candidate}.npy")
+                record["map"] = store.write(
+                    keys[prediction.path], grey, source="attention", model=os.path.abspath(run),
+                    raw=prediction.attention, save_index=False)
+                record["map_raw"] = os.path.splitext(record["map"])[0] + ".npy"
             if writer is not None:
                 writer.writerow(_csv_row(record, top_k))
             else:
@@ -122,6 +122,8 @@ def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
     finally:
         if output:
             stream.close()
+        if store is not None:
+            store.save_index()
     if output:
         click.echo(f"Wrote {len(paths)} record(s) to {output}", err=True)
     return errors

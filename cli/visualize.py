@@ -30,8 +30,9 @@ from keras_amb.cli.main import set_backend
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Where the PNGs go. Default: <run>/visualize/.")
 @click.option("--save-maps", is_flag=True,
-              help="Also write each model's raw maps (maps/<image>.<model>.<method>.npy) and "
-              "an editable grey PNG of the first map per image (maps/<image>.png), usable as "
+              help="Also write each model's raw maps (maps/<key>.<model>.<method>.npy) and "
+              "an editable grey PNG of the first map per image (maps/<key>.png; the key is the "
+              "image's path relative to the folder given), usable as "
               "--attention-targets after editing.")
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
 def visualize(inputs, run, compare, method, class_name, alpha, output, save_maps, backend):

@@ -45,7 +45,7 @@ def test_help_teaches():
                    "--print-config", "[data]", "[model]", "Examples:",
                    "[config: epochs, default 8]", "[config: backbone, default resnet_tiny]"):
         assert needle in text, needle
-    for command in ("predict", "info", "visualize", "evaluate", "export", "ablate"):
+    for command in ("predict", "info", "visualize", "evaluate", "export", "ablate", "review"):
         result = keras_amb_cli([command, "--help"])
         assert result.returncode == 0 and "Example" in result.stdout, command
 
@@ -188,12 +188,18 @@ def test_predict_writes_one_record_per_image(trained, tmp_path):
         scores = [e["score"] for e in record["top_k"]]
         assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001
         assert 0 < record["attention_peak"]["x"] < 1 and 0 < record["attention_peak"]["y"] < 1
-        assert np.load(record["map"]).shape == (8, 8)
+        assert np.load(record["map_raw"]).shape == (8, 8)
+        assert record["map"] == str(tmp_path / "maps" / (os.path.splitext(
+            os.path.relpath(path, inputs))[0] + ".png"))
+        assert np.asarray(Image.open(record["map"])).shape == np.asarray(Image.open(path)).shape[:2]
+    index = json.load(open(tmp_path / "maps" / "index.json"))["maps"]
+    assert set(index) == {os.path.relpath(p, inputs) for p in good.values()}
     for path in bad.values():
         assert path in by_path[path]["error"] and path in result.stderr
     # The same predictions as CSV, to a file.
     out = tmp_path / "preds.csv"
-    result = keras_amb_cli(args + ["--format", "csv", "--output", str(out)])
+    result = keras_amb_cli(args + ["--format", "csv", "--output", str(out),
+                                   "--save-maps", str(tmp_path / "maps")])
     assert result.returncode == 1
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == len(records)
@@ -203,6 +209,7 @@ def test_predict_writes_one_record_per_image(trained, tmp_path):
             assert row["error"] == record["error"] and not row["class_1"]
         else:
             assert row["class_1"] == record["top_k"][0]["class"]
+            assert (row["map"], row["map_raw"]) == (record["map"], record["map_raw"])
             assert float(row["score_1"]) == pytest.approx(record["top_k"][0]["score"], abs=1e-6)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_amb.data import folder
+from keras_amb.data import map_store
 from keras_amb.data import pipeline
 from keras_amb.data import synthetic
 from keras_amb.data.errors import DatasetError
@@ -45,6 +46,7 @@ class DataSource:
         sizes: dict, split -> number of examples (None if unknown).
         skipped: list of `(path, reason)` of files left out.
         resize_ratio: float, test-time resize ratio that suits the data.
+        files: dict, split -> `[(path, label)]` (image folders only).
     """
 
     name: str
@@ -55,10 +57,26 @@ class DataSource:
     skipped: list = dataclasses.field(default_factory=list)
     resize_ratio: float = 256 / 224
     make_occluded: object = dataclasses.field(repr=False, default=None)
+    files: dict = dataclasses.field(repr=False, default=None)
 
     @property
     def num_classes(self):
         return len(self.class_names)
+
+    def keys(self, split):
+        """Each example's key (`data.map_store`), in the split's order:
+        an image folder's relative paths, else `<split>/<example id>`."""
+        if self.files is not None:
+            return [map_store.folder_key(p, self.name) for p, _ in self.files[split]]
+        if self.sizes.get(split) is None:
+            raise DatasetError(
+                f"Dataset {self.name!r}: the size of split {split!r} is unknown, so its "
+                "examples cannot be keyed"
+            )
+        return [map_store.example_key(split, i) for i in range(self.sizes[split])]
+
+    def all_keys(self):
+        return [key for split in self.sizes for key in self.keys(split)]
 
     def examples(self, split):
         """The split's examples; `<split>_occluded_part<N>` (e.g.
@@ -90,12 +108,41 @@ class DataSource:
 # === Synthetic ===
 
 
-def synthetic_source(**params):
+def _target_lookup(directory, source):
+    """A function `split -> [map path or ""]` over the split's keys; the
+    folder is matched against every key of the dataset once, on first use."""
+    found = {}
+
+    def paths(split):
+        if not found:
+            found["maps"] = map_store.find_targets(directory, source.all_keys())
+        return [found["maps"].get(key, "") for key in source.keys(split)]
+
+    return paths
+
+
+def _load_targets(paths, height, width):
+    """Map files as float32 `(N, height, width)` and their `(N,)` presence."""
+    from PIL import Image
+
+    targets = np.zeros((len(paths), height, width), np.float32)
+    for i, path in enumerate(paths):
+        if path:
+            grey = (map_store.read_map(path) * 255).astype(np.uint8)
+            if grey.shape != (height, width):
+                grey = np.asarray(Image.fromarray(grey).resize((width, height), Image.BILINEAR))
+            targets[i] = grey.astype(np.float32) / 255.0
+    return targets, np.array([bool(p) for p in paths], np.float32)
+
+
+def synthetic_source(attention_targets_dir=None, **params):
     """The built-in synthetic fine-grained dataset (see `data.synthetic`).
 
     `params` are a config's `synthetic:` mapping (`version` picks the
     generator). Version 2 and 3 sources can also give each split with one
-    part painted over (`DataSource.occluded`).
+    part painted over (`DataSource.occluded`). With `attention_targets_dir`,
+    each example whose map `<dir>/<split>/<id>.png` exists carries it as
+    `attention_target` (see `data.map_store`).
     """
     config = synthetic.make_config(params)
     cache = {}
@@ -106,13 +153,15 @@ def synthetic_source(**params):
         return cache[split, occlude]
 
     def make(split, occlude=None):
-        data = arrays(split, occlude)
-        return tf.data.Dataset.from_tensor_slices(
-            {k: v for k, v in data.items() if k != "box"}
-        )
+        data = {k: v for k, v in arrays(split, occlude).items() if k != "box"}
+        if attention_targets_dir and occlude is None:
+            size = config.image_size
+            data["attention_target"], data["has_attention_target"] = _load_targets(
+                targets(split), size, size)
+        return tf.data.Dataset.from_tensor_slices(data)
 
     two_parts = config.version in ("2", "3")
-    return DataSource(
+    source = DataSource(
         name="synthetic" if not two_parts else f"synthetic_v{config.version}",
         class_names=synthetic.names_for(config),
         annotations=("object_mask", "part_mask")
@@ -122,6 +171,9 @@ def synthetic_source(**params):
         resize_ratio=1.0,
         make_occluded=(lambda split, part: make(split, part)) if two_parts else None,
     )
+    if attention_targets_dir:
+        targets = _target_lookup(attention_targets_dir, source)
+    return source
 
 
 # === Image folders ===
@@ -148,9 +200,11 @@ def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
                   attention_targets_dir=None):
     """Class-named subfolders; broken files found up front.
 
-    With `attention_targets_dir`, each image `<stem>.<ext>` whose corrected
-    map `<dir>/<stem>.png` exists carries it as `attention_target`, with
-    `has_attention_target` 1; images without one get 0 (no map loss).
+    With `attention_targets_dir`, each image whose corrected map exists
+    there, keyed by its path relative to `root` (`<dir>/<class>/<stem>.png`,
+    or an unambiguous flat `<dir>/<stem>.png`; see `data.map_store`),
+    carries it as `attention_target`, with `has_attention_target` 1; images
+    without one get 0 (no map loss).
 
     Raises:
         folder.BadImagesError: listing unreadable files, unless
@@ -180,12 +234,9 @@ def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
         labels = np.array([label for _, label in items], dtype=np.int32)
         columns = {"path": tf.constant(paths, dtype=tf.string), "label": labels}
         if attention_targets_dir:
-            targets = [
-                os.path.join(attention_targets_dir, os.path.splitext(os.path.basename(p))[0] + ".png")
-                for p in paths
-            ]
+            targets = target_paths(split)
             columns["target_path"] = tf.constant(targets, dtype=tf.string)
-            columns["has_target"] = np.array([os.path.isfile(t) for t in targets], np.float32)
+            columns["has_target"] = np.array([bool(t) for t in targets], np.float32)
         ds = tf.data.Dataset.from_tensor_slices(columns)
 
         def load(example):
@@ -202,14 +253,19 @@ def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
 
         return ds.map(load, num_parallel_calls=pipeline.parallel_calls())
 
-    return DataSource(
+    source = DataSource(
         name=os.fspath(root),
         class_names=class_names,
         annotations=(),
         sizes={s: len(items) for s, items in splits.items()},
         make=make,
         skipped=skipped,
+        files=splits,
     )
+    if attention_targets_dir:
+        target_paths = _target_lookup(attention_targets_dir, source)
+        target_paths("train")  # a clash is reported before training
+    return source
 
 
 # === TensorFlow Datasets ===
@@ -256,8 +312,11 @@ def _normalise_tfds_example(name):
     return fn
 
 
-def tfds_source(name, data_dir=None, download=True):
+def tfds_source(name, data_dir=None, download=True, attention_targets_dir=None):
     """Stanford Dogs or CUB-200-2010 through TensorFlow Datasets.
+
+    With `attention_targets_dir`, examples carry their corrected maps,
+    keyed by split and position (`<dir>/<split>/<id>.png`, `data.map_store`).
 
     Raises:
         DatasetUnavailableError: within seconds, when the data is not prepared
@@ -291,7 +350,10 @@ def tfds_source(name, data_dir=None, download=True):
 
     def make(split):
         ds = builder.as_dataset(split=spec["splits"][split], shuffle_files=False)
-        return ds.map(_normalise_tfds_example(name), num_parallel_calls=pipeline.parallel_calls())
+        ds = ds.map(_normalise_tfds_example(name), num_parallel_calls=pipeline.parallel_calls())
+        if attention_targets_dir:
+            ds = _with_target_files(ds, targets(split))
+        return ds
 
     sizes = {}
     for split, tfds_split in spec["splits"].items():
@@ -299,32 +361,49 @@ def tfds_source(name, data_dir=None, download=True):
             sizes[split] = info.splits[tfds_split].num_examples
         except Exception:  # mock data and partial metadata
             sizes[split] = None
-    return DataSource(
+    source = DataSource(
         name=name,
         class_names=class_names,
         annotations=("object_mask",),
         sizes=sizes,
         make=make,
     )
+    if attention_targets_dir:
+        targets = _target_lookup(attention_targets_dir, source)
+    return source
+
+
+def _with_target_files(examples, paths):
+    """Adds `attention_target` (read from `paths[i]` for example i, resized
+    to its image) and `has_attention_target` to a dataset of examples."""
+    table = tf.constant(list(paths) or [""], dtype=tf.string)
+
+    def add(index, example):
+        path = table[index]
+        target = tf.numpy_function(_decode_target, [path], tf.float32)
+        target = tf.image.resize(tf.ensure_shape(target, (None, None))[..., None],
+                                 tf.shape(example["image"])[:2])[..., 0]
+        example = dict(example)
+        example["attention_target"] = target
+        example["has_attention_target"] = tf.cast(tf.strings.length(path) > 0, tf.float32)
+        return example
+
+    return examples.enumerate().map(add, num_parallel_calls=pipeline.parallel_calls())
 
 
 def load_source(dataset, data_dir=None, skip_bad_images=False, synthetic_params=None,
                 progress=True, attention_targets_dir=None):
     """A `DataSource` for `--dataset`: a TFDS name, `synthetic`, or a folder.
 
-    `attention_targets_dir` (folders only): corrected attention maps, one
-    `<stem>.png` per image, for the human-knowledge baseline.
+    `attention_targets_dir`: corrected attention maps keyed by image
+    (`data.map_store`), for the human-knowledge baseline.
     """
-    if attention_targets_dir and not os.path.isdir(str(dataset)):
-        raise DatasetError(
-            f"--attention-targets {attention_targets_dir}: a folder of edited maps "
-            f"needs an image-folder dataset (got {dataset!r}); use 'masks' for "
-            "the dataset's own masks"
-        )
     if dataset == "synthetic":
-        return synthetic_source(**(synthetic_params or {}))
+        return synthetic_source(attention_targets_dir=attention_targets_dir,
+                                **(synthetic_params or {}))
     if dataset in TFDS_DATASETS:
-        return tfds_source(dataset, data_dir=data_dir)
+        return tfds_source(dataset, data_dir=data_dir,
+                           attention_targets_dir=attention_targets_dir)
     if os.path.isdir(dataset):
         return folder_source(dataset, skip_bad_images=skip_bad_images, progress=progress,
                              attention_targets_dir=attention_targets_dir)

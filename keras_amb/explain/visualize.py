@@ -196,11 +196,14 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
               alpha=0.5, report=print, error=print):
     """Writes one PNG per readable image; returns `(written, failed)` lists.
 
-    With `save_maps`, `maps/<stem>.png` is the first model's first map as an
-    editable grey image over the whole original (for `--attention-targets`),
-    and `maps/<stem>.<row>.<method>.npy` each model's raw maps.
+    With `save_maps`, `maps/<key>.png` is the first model's first map as an
+    editable grey image over the whole original (for `--attention-targets`;
+    the key is the image's path relative to the folder given, see
+    `data.map_store`), `maps/<key>.npy` its raw values and
+    `maps/<key>.<row>.<method>.npy` each model's raw maps, with
+    `maps/index.json`.
     """
-    from PIL import Image
+    from keras_amb.data import map_store
 
     for loaded in models:
         if class_name is not None and class_name not in loaded.model.get_class_names():
@@ -208,9 +211,11 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
                 f"{class_name!r} is not a class of {loaded.label}; its classes: "
                 f"{', '.join(loaded.model.get_class_names()[:10])}..."
             )
-    os.makedirs(output_dir, exist_ok=True)
+    store = keys = None
     if save_maps:
-        os.makedirs(os.path.join(output_dir, "maps"), exist_ok=True)
+        keys = dict(map_store.input_keys(inputs))
+        store = map_store.MapStore(os.path.join(output_dir, "maps"))
+    os.makedirs(output_dir, exist_ok=True)
     written, failed, used = [], [], set()
     for path in expand_inputs(inputs):
         try:
@@ -226,17 +231,19 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
             rows.append((loaded.label, crop, top5, maps, explained))
         out_path = os.path.join(output_dir, f"{stem}.png")
         draw(out_path, os.path.basename(path), rows, methods, alpha=alpha)
-        if save_maps:
+        if store is not None:
             first = rows[0][3][methods[0]]
             grey = map_on_image(first, image.shape[0], image.shape[1],
                                 models[0].model.resize_ratio)
-            Image.fromarray(grey).save(os.path.join(output_dir, "maps", f"{stem}.png"))
-            np.save(os.path.join(output_dir, "maps", f"{stem}.npy"), first.astype(np.float32))
+            png = store.write(keys[path], grey, source=methods[0], model=models[0].label,
+                              raw=first, save_index=False)
             for loaded, row in zip(models, rows):
                 for method, values in row[3].items():
-                    name = f"{stem}.{slug(loaded.label)}.{method}.npy"
-                    np.save(os.path.join(output_dir, "maps", name), values.astype(np.float32))
+                    name = f"{os.path.splitext(png)[0]}.{slug(loaded.label)}.{method}.npy"
+                    np.save(name, values.astype(np.float32))
         top_name, top_p = rows[0][2][0]
         report(f"{path}: {top_name} ({top_p:.1%}) -> {out_path}")
         written.append(out_path)
+    if store is not None:
+        store.save_index()
     return written, failed

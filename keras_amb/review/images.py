@@ -1,0 +1,156 @@
+"""The images a review looks at: keys, true classes, pixels on demand.
+
+Images are addressed by their key (`keras_amb.data.map_store`), never by a
+path from a request: an `ImageSet` knows every key it holds, and nothing
+else can be read through it. Pixels are read when asked for, so a folder of
+10,000 images costs only its listing.
+"""
+
+import os
+
+import numpy as np
+
+from keras_amb.data import map_store
+from keras_amb.data.image_io import read_image
+
+
+class ImageSet:
+    """Keyed images, each with its true class where known.
+
+    Args:
+        name: str, what the images are (a dataset and split, a folder).
+        keys: list of str, the images' keys in dataset order.
+        labels: list of int or None (unlabelled), the true classes.
+        load: callable `load(index) -> uint8 (H, W, 3)`.
+        dataset: str or None, the `--dataset` the keys belong to (what
+            `train --attention-targets` can read them with); None for a
+            folder of unlabelled images.
+        split: str or None.
+        mask: optional callable `mask(index) -> uint8 (H, W)`, the object's
+            mask (synthetic objects, CUB segmentations, Stanford Dogs boxes).
+    """
+
+    def __init__(self, name, keys, labels, load, dataset=None, split=None, mask=None):
+        self.name = name
+        self.keys = list(keys)
+        self.labels = list(labels) if labels is not None else [None] * len(self.keys)
+        self._load = load
+        self.dataset = dataset
+        self.split = split
+        self._index = {key: i for i, key in enumerate(self.keys)}
+        self.mask = mask
+
+    def __len__(self):
+        return len(self.keys)
+
+    def index_of(self, key):
+        """The position of `key`; `KeyError` for a key the set does not hold."""
+        return self._index[key]
+
+    def image(self, index):
+        return self._load(index)
+
+    @property
+    def labelled(self):
+        return any(label is not None for label in self.labels)
+
+
+def from_folder(directory):
+    """Every image under `directory`, keyed by its relative path, unlabelled."""
+    from keras_amb.inference import expand_inputs
+
+    directory = os.fspath(directory)
+    paths = expand_inputs([directory])
+    keys = [map_store.folder_key(p, directory) for p in paths]
+    map_store.check_unique(dict(zip(keys, paths)))
+    return ImageSet(directory, keys, None, lambda i: read_image(paths[i]))
+
+
+def from_source(source, split, dataset, synthetic_params=None):
+    """The examples of one split of a `DataSource` (`synthetic_params`: the
+    config's `synthetic:` mapping, for the synthetic dataset).
+
+    Image folders and the synthetic dataset are read one image at a time;
+    other datasets (TFDS) are read once, kept PNG-encoded in memory.
+    """
+    if split not in source.sizes:
+        from keras_amb.data.errors import DatasetError
+
+        raise DatasetError(
+            f"--split {split}: dataset {source.name!r} has the splits {', '.join(source.sizes)}"
+        )
+    name = f"{source.name} ({split})"
+    if source.files is not None:
+        items = source.files[split]
+        return ImageSet(name, source.keys(split), [label for _, label in items],
+                        lambda i: read_image(items[i][0]), dataset=dataset, split=split)
+    if dataset == "synthetic":
+        from keras_amb.data import synthetic
+
+        config = synthetic.make_config(synthetic_params)
+        draw = synthetic.make_example_v2 if isinstance(
+            config, synthetic.SyntheticConfigV2) else synthetic.make_example
+        size = config.split_size(split)
+        labels = [int(draw(config, split, i)["label"]) for i in range(size)]
+        return ImageSet(name, source.keys(split), labels,
+                        lambda i: draw(config, split, i)["image"], dataset=dataset, split=split,
+                        mask=lambda i: draw(config, split, i)["object_mask"])
+    import io
+
+    from PIL import Image
+
+    def png(array):
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def unpng(data):
+        return np.asarray(Image.open(io.BytesIO(data)))
+
+    encoded, masks, labels = [], [], []
+    for example in source.examples(split).as_numpy_iterator():
+        encoded.append(png(example["image"]))
+        if "object_mask" in example:
+            masks.append(png(example["object_mask"].astype(np.uint8)))
+        labels.append(int(example["label"]))
+    keys = [map_store.example_key(split, i) for i in range(len(encoded))]
+    return ImageSet(name, keys, labels, lambda i: unpng(encoded[i])[..., :3],
+                    dataset=dataset, split=split,
+                    mask=(lambda i: unpng(masks[i])) if len(masks) == len(encoded) else None)
+
+
+def image_set(run, dataset=None, data_dir=None, split="train", folder=None):
+    """The `ImageSet` of `keras-amb review`.
+
+    Args:
+        run: an opened `keras_amb.runs.Run`.
+        dataset: str or None, a `--dataset` (default: the run's own).
+        data_dir: str or None, TFDS's folder (default: the run's).
+        split: str, the split to review.
+        folder: str or None, a folder of unlabelled images instead.
+    """
+    from keras_amb.data import sources
+    from keras_amb.data.errors import DatasetError
+
+    if folder is not None:
+        return from_folder(folder)
+    config = run.config()
+    if dataset is None:
+        dataset = config.get("dataset")
+        if dataset is None:
+            raise DatasetError(
+                f"{run.name}: a bare model file names no dataset; pass --dataset or --images"
+            )
+    synthetic_params = config.get("synthetic") if dataset == "synthetic" else None
+    if os.path.isdir(str(dataset)) and dataset not in sources.TFDS_DATASETS:
+        # Not every file decoded up front: a broken one shows as an error
+        # when its turn comes.
+        source = sources.folder_source(dataset, check_images=False, progress=False)
+    else:
+        source = sources.load_source(
+            dataset, data_dir=data_dir or config.get("data_dir"),
+            synthetic_params=synthetic_params, progress=False,
+        )
+    shown = dataset if dataset in ("synthetic",) + tuple(sources.TFDS_DATASETS) \
+        else os.path.abspath(dataset)
+    return from_source(source, split, shown, synthetic_params)
