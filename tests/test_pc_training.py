@@ -7,6 +7,7 @@ class means, their speed independent of `pc_weight` and no decay on them,
 AMB + PC must stay close to AMB alone and keep its features.
 """
 
+import keras
 import numpy as np
 import pytest
 
@@ -43,9 +44,10 @@ def _val_top1_and_norm(run_dir):
     hits, norms = [], []
     for images, labels in batches:
         out = model(images, training=False, mode="main")
-        probs = np.asarray(out["probabilities"])
+        probs = keras.ops.convert_to_numpy(out["probabilities"])
         hits.append(np.argmax(probs, -1) == np.asarray(labels))
-        norms.append(np.linalg.norm(np.asarray(out["perception_features"]), axis=1))
+        features = keras.ops.convert_to_numpy(out["perception_features"])
+        norms.append(np.linalg.norm(features, axis=1))
     return float(np.concatenate(hits).mean()), float(np.concatenate(norms).mean())
 
 
