@@ -34,10 +34,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# Parts 1 and 2 are version 3's easy and hard cues (version 2's head and tail).
 COLUMNS = (
-    ("top1", "top-1 %", 100), ("top1_occluded_part1", "top-1 % easy cue hidden", 100),
-    ("top1_occluded_part2", "top-1 % hard cue hidden", 100),
-    ("density_part1", "density easy cue", 1), ("density_part2", "density hard cue", 1),
+    ("top1", "top-1 %", 100), ("top1_occluded_part1", "top-1 % part 1 hidden", 100),
+    ("top1_occluded_part2", "top-1 % part 2 hidden", 100),
+    ("density_part1", "density part 1", 1), ("density_part2", "density part 2", 1),
     ("map_area_above_half", "map area > 0.5", 1), ("map_entropy", "map entropy", 1),
     ("map_concentration", "concentration", 1), ("score", "Score", 1),
     ("top1_attention_uniform", "top-1 % uniform A", 100),
@@ -84,6 +85,8 @@ def main(argv=None):
                         help="of the mining-gradient rows, run only these (names); the "
                         "baseline, AMB, the PC sweep and the full model always run")
     parser.add_argument("--output", required=True)
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the variants already evaluated in --output")
     args = parser.parse_args(argv)
 
     from keras_amb import ablation
@@ -114,6 +117,10 @@ def main(argv=None):
     # PC weight that did best on the validation split, then the switch.
     pc_rows = [r for r in rows if r[0].startswith("AMB + PC (")]
     first = [r for r in rows if r[0] in ("ABN", "AMB")] + pc_rows
+    if args.report_only:
+        write(_evaluated(args.output, rows, args.pc_weights, args.seeds), args, start,
+              evaluate_fn)
+        return
     results = ablation.ablate(base, range(args.seeds), args.output, False, evaluate_fn,
                               train_fn, log=log, variants=first)
     if pc_rows:
@@ -134,6 +141,24 @@ def main(argv=None):
     write(results, args, start, evaluate_fn)
 
 
+def _evaluated(root, rows, pc_weights, seeds):
+    """`{variant: [evaluation per seed]}` of the variants every seed has."""
+    from keras_amb import ablation
+
+    names = [name for name, _ in rows] + [
+        f"AMB + PC + COT (pc_weight {w:g})" for w in pc_weights]
+    results = {}
+    for name in names:
+        paths = [os.path.join(root, f"seed{s}-{ablation.slug(name)}",
+                              "ablation-evaluation.json") for s in range(seeds)]
+        if all(os.path.isfile(p) for p in paths):
+            results[name] = []
+            for path in paths:
+                with open(path, encoding="utf-8") as f:
+                    results[name].append(json.load(f))
+    return results
+
+
 def write(results, args, start, evaluate_fn):
     """Writes evidence.md / evidence.json from the runs so far."""
     from keras_amb import ablation
@@ -146,7 +171,13 @@ def write(results, args, start, evaluate_fn):
                 json.dump(evaluate_fn(os.path.dirname(path)), f)
         with open(path, encoding="utf-8") as f:
             premise.append(json.load(f))
-    table = ablation.summarise({"ABN, pre-trained (premise)": premise, **results})
+    everything = {"ABN, pre-trained (premise)": premise, **results}
+    table = ablation.summarise(everything)
+    for name, runs in everything.items():  # the columns ablation.COLUMNS lacks
+        for key, _, _ in COLUMNS:
+            stats = ablation._mean_std([r.get(key) for r in runs])
+            if stats is not None:
+                table[name][key] = stats
     text = report(table, args, time.time() - start)
     curves = learning_curves(args.output)
     with open(os.path.join(args.output, "evidence.md"), "w", encoding="utf-8") as f:
