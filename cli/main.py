@@ -61,12 +61,14 @@ def _user_errors():
     from keras_amb.export import ExportError
     from keras_amb.models.attention_branch_network import NonFiniteLossError
     from keras_amb.models.backbones import WeightsUnavailableError
+    from keras_amb.files import FileWriteError
     from keras_amb.runs import RunError
+    from keras_amb.safety import OutputError
 
     return (
         ConfigError, DatasetError, ImageReadError, DatasetUnavailableError,
         DistributionError, ExportError, NonFiniteLossError, WeightsUnavailableError,
-        RunError,
+        RunError, FileWriteError, OutputError, PermissionError,
     )
 
 
@@ -80,6 +82,8 @@ def run_reporting_errors(fn, *args, **kwargs):
     except _user_errors() as error:
         if os.environ.get("KERAS_AMB_DEBUG") == "1":
             raise
+        if isinstance(error, PermissionError):
+            raise UserError(f"{error.filename or error}: permission denied") from None
         raise UserError(str(error)) from None
 
 
