@@ -61,11 +61,17 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
     from keras_amb.files import atomic_write_text
     from keras_amb.runs import Run
 
+    from keras_amb import safety
+
     opened = Run.open(run)
     config = opened.config()
     dataset = dataset or config.get("dataset")
     if not dataset:
         raise amb_config.ConfigError(f"{run}: a bare model file; pass --dataset")
+    if output is None:
+        output = (opened.path("evaluation") if opened.run_dir
+                  else os.path.splitext(run)[0] + "-evaluation")
+    safety.check_output_folder(output, "--output")  # before the work, not after it
     model = opened.load_model()
     source = sources.source_for_config({
         "dataset": dataset, "data_dir": data_dir or config.get("data_dir"),
@@ -74,10 +80,6 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
     }, progress=not as_json)
     for _, reason in source.skipped:
         click.echo(f"skipped: {reason}", err=True)
-    if output is None:
-        output = (opened.path("evaluation") if opened.run_dir
-                  else os.path.splitext(run)[0] + "-evaluation")
-    os.makedirs(output, exist_ok=True)
     methods = explain_maps.METHODS if method == "all" else (method,)
     for each in methods:
         result = evaluation.evaluate(

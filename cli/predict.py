@@ -77,14 +77,23 @@ def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
     from keras_amb.inference import predict_files
     from keras_amb.runs import Run
 
-    model = Run.open(run).load_model()
-    paths = expand_inputs(inputs)
+    from keras_amb import safety
+    from keras_amb.files import AtomicFile
+
+    opened = Run.open(run)
+    paths = expand_inputs(inputs, exclude=[save_maps])
     if not paths:
         raise click.UsageError("no image files found in the given inputs")
-    top_k = min(top_k, model.num_classes)
+    # Before any work: outputs that can be written and destroy no input.
+    if output:
+        safety.check_not_an_input(output, "--output", paths, opened.model_path)
+        safety.check_output_file(output, "--output")
     if save_maps:
-        os.makedirs(save_maps, exist_ok=True)
-    stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+        safety.check_not_an_input(save_maps, "--save-maps", paths, folders=[save_maps])
+        safety.check_output_folder(save_maps, "--save-maps")
+    model = opened.load_model()
+    top_k = min(top_k, model.num_classes)
+    stream = AtomicFile(output, newline="", encoding="utf-8") if output else sys.stdout
     show_progress = len(paths) > batch_size
 
     def progress(done, total):
@@ -121,6 +130,10 @@ def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
             else:
                 stream.write(json.dumps(record) + "\n")
             stream.flush()
+    except BaseException:
+        if output:
+            stream.discard()  # the old file, if any, stays as it was
+        raise
     finally:
         if output:
             stream.close()

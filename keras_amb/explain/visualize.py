@@ -11,6 +11,7 @@ from keras_amb.data.image_io import read_image
 from keras_amb.explain import maps as explain_maps
 from keras_amb.explain.overlay import COLORMAP
 from keras_amb.explain.overlay import overlay
+from keras_amb.files import atomic_write
 from keras_amb.inference import expand_inputs
 from keras_amb.inference import preprocess
 
@@ -163,7 +164,9 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
     if save_maps:
         os.makedirs(os.path.join(output_dir, "maps"), exist_ok=True)
     written, failed, used = [], [], set()
-    for path in expand_inputs(inputs):
+    # The output folder may lie inside an input folder: its earlier figures
+    # and maps are not inputs.
+    for path in expand_inputs(inputs, exclude=[output_dir]):
         try:
             image = read_image(path)
         except ImageReadError as err:
@@ -176,7 +179,8 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
             crop, top5, maps, explained = explain_image(image, loaded.model, methods, class_name)
             rows.append((loaded.label, crop, top5, maps, explained))
         out_path = os.path.join(output_dir, f"{stem}.png")
-        draw(out_path, os.path.basename(path), rows, methods, alpha=alpha)
+        atomic_write(out_path, lambda tmp, rows=rows: draw(
+            tmp, os.path.basename(path), rows, methods, alpha=alpha), suffix=".png")
         if save_maps:
             first = rows[0][3][methods[0]]
             grey = map_on_image(first, image.shape[0], image.shape[1],
