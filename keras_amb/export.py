@@ -220,13 +220,21 @@ def export_saved_model(model, root, version=None, max_pixels=None, max_aspect_ra
     if os.path.exists(root) and not os.path.isdir(root):
         raise ExportError(f"--output {root}: is a file; a SavedModel export is a folder")
     module = serving_module(model, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
-    atomic_write_directory(target, lambda tmp: tf.saved_model.save(
-        module, tmp,
-        signatures={
-            "serving_default": module.serve_bytes.get_concrete_function(),
-            "predict_images": module.serve_images.get_concrete_function(),
-        },
-    ))
+    try:
+        atomic_write_directory(target, lambda tmp: tf.saved_model.save(
+            module, tmp,
+            signatures={
+                "serving_default": module.serve_bytes.get_concrete_function(),
+                "predict_images": module.serve_images.get_concrete_function(),
+            },
+        ))
+    except OSError:
+        if os.path.isdir(target):  # another export took this version meanwhile
+            raise ExportError(
+                f"{target} was written by another export meanwhile; versions are never "
+                f"overwritten (next free: {next_version(root)})"
+            ) from None
+        raise
     return target
 
 

@@ -47,7 +47,10 @@ def hidden_class_dirs(root):
     root = os.fspath(root)
     if not os.path.isdir(root):
         return []
-    top = os.path.join(root, "train") if os.path.isdir(os.path.join(root, "train")) else root
+    top = root
+    if os.path.isdir(os.path.join(root, "train")) and any(
+            os.path.isdir(os.path.join(root, s)) for s in ("val", "test")):
+        top = os.path.join(root, "train")
     return sorted(
         entry.name for entry in os.scandir(top)
         if entry.is_dir() and entry.name.startswith(".")
