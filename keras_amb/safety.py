@@ -57,9 +57,7 @@ def check_output_file(path, option="--output"):
             f"{option} {path}: cannot create its folder {os.path.dirname(path)} "
             f"({error.strerror})"
         ) from None
-    _probe(folder, option, path)
-    if os.path.exists(path) and not os.access(path, os.W_OK) and not os.access(folder, os.W_OK):
-        raise OutputError(f"{option} {path}: the file is not writable")
+    _probe(folder, option, path)  # the file itself is replaced by a rename
 
 
 def check_output_folder(path, option="--output", create=True):

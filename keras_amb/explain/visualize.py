@@ -11,6 +11,8 @@ from keras_amb.data.image_io import read_image
 from keras_amb.explain import maps as explain_maps
 from keras_amb.explain.overlay import COLORMAP
 from keras_amb.explain.overlay import overlay
+from keras_amb.files import atomic_save_array
+from keras_amb.files import atomic_save_image
 from keras_amb.files import atomic_write
 from keras_amb.inference import expand_inputs
 from keras_amb.inference import preprocess
@@ -152,7 +154,6 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
     editable grey image over the whole original (for `--attention-targets`),
     and `maps/<stem>.<row>.<method>.npy` each model's raw maps.
     """
-    from PIL import Image
 
     for loaded in models:
         if class_name is not None and class_name not in loaded.model.get_class_names():
@@ -185,12 +186,14 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
             first = rows[0][3][methods[0]]
             grey = map_on_image(first, image.shape[0], image.shape[1],
                                 models[0].model.resize_ratio)
-            Image.fromarray(grey).save(os.path.join(output_dir, "maps", f"{stem}.png"))
-            np.save(os.path.join(output_dir, "maps", f"{stem}.npy"), first.astype(np.float32))
+            atomic_save_image(os.path.join(output_dir, "maps", f"{stem}.png"), grey)
+            atomic_save_array(os.path.join(output_dir, "maps", f"{stem}.npy"),
+                              first.astype(np.float32))
             for loaded, row in zip(models, rows):
                 for method, values in row[3].items():
                     name = f"{stem}.{slug(loaded.label)}.{method}.npy"
-                    np.save(os.path.join(output_dir, "maps", name), values.astype(np.float32))
+                    atomic_save_array(os.path.join(output_dir, "maps", name),
+                                      values.astype(np.float32))
         top_name, top_p = rows[0][2][0]
         report(f"{path}: {top_name} ({top_p:.1%}) -> {out_path}")
         written.append(out_path)
