@@ -41,7 +41,6 @@ def header_size(data):
 
     head = tf.io.decode_raw(tf.strings.substr(data, 0, 32, unit="BYTE"), tf.uint8)
     head = tf.cast(tf.pad(head, [[0, 32 - tf.shape(head)[0]]]), tf.int64)
-    length = tf.cast(tf.strings.length(data), tf.int64)
 
     def le(i, n):
         return sum(head[i + k] * (256 ** k) for k in range(n))
@@ -68,11 +67,12 @@ def header_size(data):
         return le(18, 4), height, one
 
     def gif():
-        # Every frame starts with an image separator (0x2C) and takes at
-        # least 13 bytes: both bound the number of frames.
+        # Every frame but the first block's starts with an image separator
+        # (0x2C) right after the 0x00 that ends the block before it, so
+        # 1 + the count of "00 2C" pairs bounds the frames from above.
         raw = tf.io.decode_raw(data, tf.uint8)
-        separators = tf.reduce_sum(tf.cast(tf.equal(raw, 0x2C), tf.int64))
-        frames = tf.maximum(one, tf.minimum(separators, length // 13))
+        pairs = tf.logical_and(tf.equal(raw[:-1], 0), tf.equal(raw[1:], 0x2C))
+        frames = 1 + tf.reduce_sum(tf.cast(pairs, tf.int64))
         return le(6, 2), le(8, 2), frames
 
     def webp():

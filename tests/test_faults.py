@@ -15,6 +15,8 @@ import json
 import os
 import shutil
 import struct
+import subprocess
+import sys
 import threading
 import zlib
 
@@ -566,27 +568,33 @@ def test_resume_of_a_finished_run_stops_and_changes_nothing(killed_everywhere, t
     assert hashes(run) == before
 
 
+RACING_WRITER = r"""
+import sys
+from keras_amb import files
+path, n = sys.argv[1], int(sys.argv[2])
+text = "".join('{"writer": %d, "row": %d}\n' % (n, i) for i in range(20000))
+for _ in range(10):
+    stream = files.AtomicFile(path, encoding="utf-8")
+    for line in text.splitlines(keepends=True):
+        stream.write(line)
+    stream.close()
+    files.atomic_write_text(path, text)
+"""
+
+
 @pytest.mark.backend_independent
-def test_racing_writers_leave_one_whole_file(tmp_path):
+def test_racing_processes_leave_one_whole_file(tmp_path):
     path = str(tmp_path / "out.jsonl")
-    contents = {n: "".join(f'{{"writer": {n}, "row": {i}}}\n' for i in range(20000))
-                for n in range(4)}
-
-    def writer(n):
-        for _ in range(5):
-            stream = files.AtomicFile(path, encoding="utf-8")
-            for line in contents[n].splitlines(keepends=True):
-                stream.write(line)
-            stream.close()
-            files.atomic_write_text(path, contents[n])
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in contents]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert open(path).read() in contents.values()
-    assert os.listdir(tmp_path) == ["out.jsonl"]
+    env = dict(os.environ, KERAS_AMB_DEFER_IMPORTS="1")  # no Keras: starts in a blink
+    writers = [subprocess.Popen([sys.executable, "-c", RACING_WRITER, path, str(n)], env=env,
+                                cwd=os.path.dirname(os.path.dirname(__file__)))
+               for n in range(3)]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
+    with open(path) as f:
+        rows = [json.loads(line) for line in f]
+    assert len(rows) == 20000 and len({r["writer"] for r in rows}) == 1
+    assert [r["row"] for r in rows] == list(range(20000))
+    assert os.listdir(tmp_path) == ["out.jsonl"]  # no temporary file left
 
 
 @pytest.mark.backend_independent
