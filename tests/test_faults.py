@@ -509,7 +509,7 @@ def _complete(path):
     return text.endswith("\n")
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")  # spreads the suites' time
 def test_a_killed_start_is_reused_and_hidden_classes_are_reported(killed_everywhere):
     log = "\n".join(killed_everywhere["log"])
     assert "never finished an epoch; starting it again" in log
@@ -524,7 +524,7 @@ def test_a_killed_start_is_reused_and_hidden_classes_are_reported(killed_everywh
         assert os.stat(run.path(name)).st_mode & 0o777 == 0o666 & ~files.current_umask(), name
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")  # spreads the suites' time
 def test_a_kill_during_any_write_leaves_whole_files(killed_everywhere):
     snapshots = killed_everywhere["snapshots"]
     written = {name for name, _ in snapshots}
@@ -552,7 +552,7 @@ def test_a_kill_during_any_write_leaves_whole_files(killed_everywhere):
     assert os.path.isfile(result.model_path) and "top1" in result.test_metrics
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")  # spreads the suites' time
 def test_resume_of_a_finished_run_stops_and_changes_nothing(killed_everywhere, tmp_path):
     run = str(tmp_path / "finished")
     shutil.copytree(killed_everywhere["run"], run)
