@@ -55,13 +55,12 @@ def evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshold
 def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, thresholds,
               rise_steps, as_json, output):
     from keras_amb import config as amb_config
+    from keras_amb import safety
     from keras_amb.data import sources
     from keras_amb.explain import evaluation
     from keras_amb.explain import maps as explain_maps
     from keras_amb.files import atomic_write_text
     from keras_amb.runs import Run
-
-    from keras_amb import safety
 
     opened = Run.open(run)
     config = opened.config()

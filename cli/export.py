@@ -58,14 +58,13 @@ def _export(run, fmt, output, version, max_pixels=None, max_aspect_ratio=None):
 
     from keras_amb import export as amb_export
     from keras_amb import runs
+    from keras_amb import safety
 
     if keras.backend.backend() != "tensorflow":
         raise amb_export.ExportError(
             "Keras was already imported with another backend; run "
             "`KERAS_BACKEND=tensorflow keras-amb export ...`"
         )
-    from keras_amb import safety
-
     opened = runs.Run.open(run)
     stem = opened.name.replace("/", "-").replace(".keras", "")
     # Before any work: an output that can be written and is not the model.

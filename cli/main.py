@@ -59,9 +59,9 @@ def _user_errors():
     from keras_amb.data.image_io import ImageReadError
     from keras_amb.distribution import DistributionError
     from keras_amb.export import ExportError
+    from keras_amb.files import FileWriteError
     from keras_amb.models.attention_branch_network import NonFiniteLossError
     from keras_amb.models.backbones import WeightsUnavailableError
-    from keras_amb.files import FileWriteError
     from keras_amb.runs import RunError
     from keras_amb.safety import OutputError
 

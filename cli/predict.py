@@ -71,14 +71,13 @@ def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
     import numpy as np
     from PIL import Image
 
+    from keras_amb import safety
     from keras_amb.data.image_io import read_image
     from keras_amb.explain.visualize import map_on_image
+    from keras_amb.files import AtomicFile
     from keras_amb.inference import expand_inputs
     from keras_amb.inference import predict_files
     from keras_amb.runs import Run
-
-    from keras_amb import safety
-    from keras_amb.files import AtomicFile
 
     opened = Run.open(run)
     paths = expand_inputs(inputs, exclude=[save_maps])

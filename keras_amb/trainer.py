@@ -21,8 +21,8 @@ from keras_amb import optimizers
 from keras_amb import runs
 from keras_amb import runtime
 from keras_amb import schedules
-from keras_amb.data import pipeline
 from keras_amb.data import folder
+from keras_amb.data import pipeline
 from keras_amb.data import sources
 from keras_amb.distribution import distribution_scope
 from keras_amb.files import atomic_save_model
