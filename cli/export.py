@@ -72,7 +72,7 @@ def _export(run, fmt, output, version, max_pixels=None, max_aspect_ratio=None):
         if version is not None:
             raise click.UsageError("--version is for --format savedmodel")
         output = output or os.path.join(runs.DEFAULT_ROOT, f"{stem}.onnx")
-        safety.check_not_an_input(output, "--output", model_path=opened.model_path)
+        safety.check_not_an_input(output, "--output", model_path=opened.protected_files())
         safety.check_output_file(output, "--output")
     else:
         output = output or os.path.join(runs.DEFAULT_ROOT, f"{stem}-serving")

@@ -85,7 +85,7 @@ def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
         raise click.UsageError("no image files found in the given inputs")
     # Before any work: outputs that can be written and destroy no input.
     if output:
-        safety.check_not_an_input(output, "--output", paths, opened.model_path)
+        safety.check_not_an_input(output, "--output", paths, opened.protected_files())
         safety.check_output_file(output, "--output")
     if save_maps:
         safety.check_not_an_input(save_maps, "--save-maps", paths, folders=[save_maps])

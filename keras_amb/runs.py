@@ -335,6 +335,15 @@ class Run:
     RUN_FILES = ("config.yaml", "labels.txt", STATE_FILE, "history.csv", "logs",
                  "checkpoints", "test_metrics.json")
 
+    def protected_files(self):
+        """The files a command reading this run must never overwrite: the
+        model file and, in a run folder, the run's own files."""
+        found = [self.model_path]
+        if self.run_dir is not None:
+            found += [self.path(f) for f in self.RUN_FILES + MODEL_FILES
+                      if os.path.isfile(self.path(f))]
+        return found
+
     def remove_run_files(self):
         """Removes the files of a run that never trained (`never_trained`),
         so it can start again; other files in the folder stay."""

@@ -108,7 +108,8 @@ def check_not_an_input(path, option, inputs=(), model_path=None, folders=None):
     path = os.fspath(path)
     protected = [(os.fspath(p), "input image") for p in inputs]
     models = [model_path] if isinstance(model_path, (str, os.PathLike)) else model_path or []
-    protected += [(os.fspath(m), "model file") for m in models]
+    protected += [(os.fspath(m), "model file" if os.fspath(m).endswith(".keras")
+                   else "run file") for m in models]
     for candidate, kind in protected:
         if not os.path.isfile(candidate):
             continue

@@ -144,6 +144,20 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(case, model_file,
 
 
 @pytest.mark.backend_independent
+def test_an_output_over_a_run_folders_own_files_is_refused(model_file, photos, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(model_file, run / "model.keras")
+    (run / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    (run / "config.yaml").write_text("resize_ratio: 1.0\n")
+    before = hashes(run)
+    for name in ("config.yaml", "labels.txt", "model.keras"):
+        one_line_error(invoke("predict", photos[0], "--model", run, "--output", run / name),
+                       "--output", run / name, "refusing to overwrite it")
+    assert hashes(run) == before
+
+
+@pytest.mark.backend_independent
 def test_visualize_never_reads_its_own_earlier_figures(model_file, photos):
     folder = os.path.dirname(photos[0])
     out = os.path.join(folder, "vis")
