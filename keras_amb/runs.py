@@ -291,7 +291,8 @@ class Run:
         done = (state.get("stage_index"), state.get("completed_epochs"))
         checkpoints = self.path("checkpoints")
         return (done == (0, 0) and not state.get("finished")
-                and not (os.path.isdir(checkpoints) and os.listdir(checkpoints))
+                and not (os.path.isdir(checkpoints) and any(
+                    not f.startswith(".") for f in os.listdir(checkpoints)))
                 and not any(os.path.isfile(self.path(f)) for f in MODEL_FILES))
 
     def write_state(self, state):
