@@ -66,6 +66,7 @@ def evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshold
 def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, thresholds,
               rise_steps, as_json, output):
     from keras_amb import config as amb_config
+    from keras_amb import safety
     from keras_amb.data import sources
     from keras_amb.explain import evaluation
     from keras_amb.explain import maps as explain_maps
@@ -77,6 +78,10 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
     dataset = dataset or config.get("dataset")
     if not dataset:
         raise amb_config.ConfigError(f"{run}: a bare model file; pass --dataset")
+    if output is None:
+        output = (opened.path("evaluation") if opened.run_dir
+                  else os.path.splitext(run)[0] + "-evaluation")
+    safety.check_output_folder(output, "--output")  # before the work, not after it
     model = opened.load_model()
     # The library's progress bars write to standard output: send them to
     # standard error, so that only the report is on standard output.
@@ -88,10 +93,6 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
         })
     for _, reason in source.skipped:
         click.echo(f"skipped: {reason}", err=True)
-    if output is None:
-        output = (opened.path("evaluation") if opened.run_dir
-                  else os.path.splitext(run)[0] + "-evaluation")
-    os.makedirs(output, exist_ok=True)
     methods = explain_maps.METHODS if method == "all" else (method,)
     summaries = {}
     for each in methods:

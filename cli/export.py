@@ -21,7 +21,14 @@ from keras_amb.cli.main import set_backend
               "onnx: the file, default <run>.onnx beside it.")
 @click.option("--version", "version", type=click.IntRange(min=1),
               help="SavedModel version number (default: the next free one; never overwrites).")
-def export(run, fmt, output, version):
+@click.option("--max-pixels", type=click.IntRange(min=1),
+              help="savedmodel: refuse a request image of more pixels (all frames of a GIF "
+              "together), read from its header before decoding. Default: "
+              "KERAS_AMB_MAX_PIXELS, else 50000000.")
+@click.option("--max-aspect-ratio", type=click.FloatRange(min=1),
+              help="savedmodel: refuse a request image whose longer side is more than this "
+              "many times its shorter one. Default: KERAS_AMB_MAX_ASPECT_RATIO, else 20.")
+def export(run, fmt, output, version, max_pixels, max_aspect_ratio):
     """Export a trained model for serving: TensorFlow SavedModel or ONNX.
 
     Export runs on TensorFlow whatever backend trained the model (.keras
@@ -29,7 +36,8 @@ def export(run, fmt, output, version):
 
     \b
     SavedModel signatures:
-      serving_default  image_bytes: encoded JPEG/PNG/BMP/GIF strings (REST: {"b64": ...})
+      serving_default  image_bytes: encoded JPEG/PNG/BMP/GIF/WebP strings (REST: {"b64": ...});
+                     an image over --max-pixels or --max-aspect-ratio fails its request
       predict_images   images: uint8 (N, S, S, 3) already at the model's input size
     Outputs: probabilities, top_k_ids, top_k_scores, top_k_names, attention.
     ONNX: input `images` float32 (N, S, S, 3) RGB in [0, 255]; outputs
@@ -42,7 +50,7 @@ def export(run, fmt, output, version):
       keras-amb export --model saved_models/<run> --format onnx
     """
     set_backend("tensorflow")
-    run_reporting_errors(_export, run, fmt, output, version)
+    run_reporting_errors(_export, run, fmt, output, version, max_pixels, max_aspect_ratio)
 
 
 def default_output(opened, fmt):
@@ -53,11 +61,12 @@ def default_output(opened, fmt):
     return os.path.join(beside, f"{stem}.onnx" if fmt == "onnx" else f"{stem}-serving")
 
 
-def _export(run, fmt, output, version):
+def _export(run, fmt, output, version, max_pixels=None, max_aspect_ratio=None):
     import keras
 
     from keras_amb import export as amb_export
     from keras_amb import runs
+    from keras_amb import safety
 
     if keras.backend.backend() != "tensorflow":
         raise amb_export.ExportError(
@@ -65,18 +74,27 @@ def _export(run, fmt, output, version):
             "`KERAS_BACKEND=tensorflow keras-amb export ...`"
         )
     opened = runs.Run.open(run)
-    model = opened.load_model()
+    # Before any work: an output that can be written and is not the model.
+    output = output or default_output(opened, fmt)
     if fmt == "onnx":
         if version is not None:
             raise click.UsageError("--version is for --format savedmodel")
-        output = output or default_output(opened, fmt)
+        safety.check_not_an_input(output, "--output", model_path=opened.protected_files())
+        safety.check_output_file(output, "--output")
+    else:
+        if os.path.exists(output) and not os.path.isdir(output):
+            raise safety.OutputError(
+                f"--output {output}: is a file; a SavedModel export is a folder (TF "
+                "Serving's model folder, versions in numbered subfolders)")
+        safety.check_output_folder(output, "--output", create=False)
+    model = opened.load_model()
+    if fmt == "onnx":
         path = amb_export.export_onnx(model, output)
         click.echo(f"Exported {opened.model_path} to {path}")
         click.echo("  input: images float32 (N, S, S, 3) in [0, 255]; outputs: probabilities, "
                    "attention")
         return
-    output = output or default_output(opened, fmt)
-    target = amb_export.export_saved_model(model, output, version)
+    target = amb_export.export_saved_model(model, output, version, max_pixels, max_aspect_ratio)
     click.echo(f"Exported {opened.model_path} to {target}")
     click.echo("  signatures: serving_default (image_bytes), predict_images (images)")
     click.echo(f"  serve: docker run -p 8501:8501 -v \"{os.path.abspath(output)}:/models/amb\" "

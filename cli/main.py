@@ -74,9 +74,11 @@ _USER_ERRORS = {
     "keras_amb.data.image_io": ("ImageReadError",),
     "keras_amb.distribution": ("DistributionError",),
     "keras_amb.export": ("ExportError",),
+    "keras_amb.files": ("FileWriteError",),
     "keras_amb.models.attention_branch_network": ("NonFiniteLossError",),
     "keras_amb.models.backbones": ("WeightsUnavailableError",),
     "keras_amb.runs": ("RunError",),
+    "keras_amb.safety": ("OutputError",),
 }
 
 
@@ -87,15 +89,16 @@ def _user_errors():
     Keras: `info` runs without it."""
     found = (getattr(sys.modules.get(module), name, None)
              for module, names in _USER_ERRORS.items() for name in names)
-    return tuple(error for error in found if error is not None)
+    return tuple(error for error in found if error is not None) + (PermissionError,)
 
 
-def image_paths(inputs):
-    """The image files INPUTS name, folders expanded; none is a usage error
+def image_paths(inputs, exclude=()):
+    """The image files INPUTS name, folders expanded (outside the folders
+    `exclude` names: earlier outputs are not inputs); none is a usage error
     (exit code 2) naming what was given."""
     from keras_amb.inference import expand_inputs
 
-    paths = expand_inputs(inputs)
+    paths = expand_inputs(inputs, exclude=[e for e in exclude if e])
     if not paths:
         raise click.UsageError(
             f"no image files in {', '.join(inputs)} (looked for JPEG, PNG, BMP, GIF and WebP)")
@@ -112,6 +115,8 @@ def run_reporting_errors(fn, *args, **kwargs):
     except _user_errors() as error:
         if os.environ.get("KERAS_AMB_DEBUG") == "1":
             raise
+        if isinstance(error, PermissionError):
+            raise UserError(f"{error.filename or error}: permission denied") from None
         raise UserError(str(error)) from None
 
 

@@ -75,20 +75,29 @@ def _csv_row(record, top_k):
 
 
 def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
+    from keras_amb import safety
     from keras_amb.data import map_store
     from keras_amb.data.image_io import read_image
     from keras_amb.explain.visualize import map_on_image
+    from keras_amb.files import AtomicFile
     from keras_amb.inference import predict_files
     from keras_amb.runs import Run
 
-    model = Run.open(run).load_model()
-    paths = image_paths(inputs)
-    top_k = min(top_k, model.num_classes)
+    opened = Run.open(run)
+    paths = image_paths(inputs, exclude=[save_maps])
+    # Before any work: outputs that can be written and destroy no input.
+    if output:
+        safety.check_not_an_input(output, "--output", paths, opened.protected_files())
+        safety.check_output_file(output, "--output")
     store = None
     if save_maps:
+        safety.check_not_an_input(save_maps, "--save-maps", paths, folders=[save_maps])
+        safety.check_output_folder(save_maps, "--save-maps")
         keys = dict(map_store.input_keys(inputs))
         store = map_store.MapStore(save_maps)
-    stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    model = opened.load_model()
+    top_k = min(top_k, model.num_classes)
+    stream = AtomicFile(output, newline="", encoding="utf-8") if output else sys.stdout
     show_progress = len(paths) > batch_size
 
     def progress(done, total):
@@ -119,6 +128,10 @@ def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
             else:
                 stream.write(json.dumps(record) + "\n")
             stream.flush()
+    except BaseException:
+        if output:
+            stream.discard()  # the old file, if any, stays as it was
+        raise
     finally:
         if output:
             stream.close()

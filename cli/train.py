@@ -163,11 +163,20 @@ def _train(config_file, resume, print_config, output, options):
                 "--resume continues a run with its saved config; do not combine it "
                 f"with other options (got: {', '.join(sorted(given)) or '--config/--output'})"
             )
+        from keras_amb import runs
+
         path = os.path.join(resume, "config.yaml")
         if not os.path.isfile(path):
             raise amb_config.ConfigError(f"{resume}: no config.yaml; not a keras-amb run folder")
+        if runs.Run.open(resume).check_state().get("finished"):
+            click.echo(f"{resume} is already finished; nothing to resume (nothing changed).")
+            return
         # The run's own backend, before anything imports Keras.
-        set_backend(amb_config.load_yaml(path).get("backend") or options.get("backend"))
+        saved_backend = amb_config.load_yaml(path).get("backend")
+        if saved_backend not in (None, *BACKENDS):
+            raise amb_config.ConfigError(
+                f"{path}: backend must be tensorflow, jax or torch, got {saved_backend!r}")
+        set_backend(saved_backend or options.get("backend"))
         config = amb_config.resolve(path)
     else:
         if lr is not None:

@@ -51,7 +51,7 @@ def visualize(inputs, run, compare, method, class_name, alpha, output, save_maps
       keras-amb visualize bird.jpg --method cam --class cardinal --alpha 0.6
     """
     set_backend(backend)
-    inputs = image_paths(inputs)
+    image_paths(inputs)  # nothing to draw is a usage error; folders stay folders (map keys)
     failed = run_reporting_errors(_visualize, inputs, run, compare, method, class_name, alpha,
                                   output, save_maps)
     if failed:
@@ -72,10 +72,11 @@ def _visualize(inputs, run, compare, method, class_name, alpha, output, save_map
             )
         click.echo(f"Using the newest run: {run}")
     methods = list(explain_maps.METHODS) if method == "all" else [method]
-    models = explain_visualize.load_models((run, *compare))
+    opened = runs.Run.open(run)
     if output is None:
-        opened = runs.Run.open(run)
         output = opened.path("visualize") if opened.run_dir else os.path.splitext(run)[0] + "-visualize"
+    _check_output(inputs, output, save_maps)
+    models = explain_visualize.load_models((run, *compare))
     try:
         written, failed = explain_visualize.visualize(
             inputs, models, methods, output, save_maps, class_name=class_name, alpha=alpha,
@@ -85,3 +86,15 @@ def _visualize(inputs, run, compare, method, class_name, alpha, output, save_map
         raise click.BadParameter(str(error), param_hint="--class") from None
     click.echo(f"Wrote {len(written)} figure(s) to {output}")
     return failed
+
+
+def _check_output(inputs, output, save_maps):
+    """Before any work: --output can be written and holds no input image
+    that a figure or map could overwrite."""
+    from keras_amb import safety
+    from keras_amb.inference import expand_inputs
+
+    paths = expand_inputs(inputs, exclude=[output])
+    folders = [output, os.path.join(output, "maps")] if save_maps else [output]
+    safety.check_not_an_input(output, "--output", paths, folders=folders)
+    safety.check_output_folder(output, "--output")

@@ -69,6 +69,10 @@ RENAMED = {
     "mining_weight": "amb_weight",
 }
 ARCHITECTURES = ("abn", "proposed")
+# Mappings that may be given by their name alone (`optimizer: adam`).
+SHORT_FORMS = ("optimizer", "lr_schedule")
+OPTIMIZER_KEYS = ("name", "learning_rate", "momentum", "nesterov", "weight_decay")
+SCHEDULE_KEYS = ("name", "milestones", "gamma")
 SCHEDULES = ("step", "cosine", "constant")
 # The config a dataset gets when no --config is given. ImageNet-initialised
 # configs say so in their names; the paper's from-scratch setups are
@@ -143,6 +147,8 @@ def _merge(base, update, source):
                 f"{source}: unknown option {key!r}. Known options: "
                 f"{', '.join(sorted(DEFAULTS))}"
             )
+        if key in SHORT_FORMS and isinstance(value, str):
+            value = {"name": value}  # `optimizer: sgd` is `optimizer: {name: sgd}`
         if isinstance(base.get(key), dict) and isinstance(value, dict):
             merged = dict(base[key])
             merged.update(value)
@@ -189,17 +195,66 @@ def resolve(config_file=None, overrides=None):
     (command-line options that were given).
     """
     config = merged(config_file, overrides)
-    validate(config, config.get("config_file") or "command line")
+    given = set()
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            given.update(f"{key}.{sub}" for sub in value)
+        else:
+            given.add(key)
+    validate(config, config.get("config_file") or "command line", given=given)
     return config
 
 
-def _check(condition, source, key, value, expected):
-    if not condition:
-        raise ConfigError(f"{source}: {key} must be {expected}, got {value!r}")
+def option_name(key):
+    """The `keras-amb train` option that sets a config key."""
+    if key == "optimizer.learning_rate":
+        return "--learning-rate"
+    return "--" + key.replace("_", "-")
 
 
-def validate(config, source="config"):
-    """Checks every key; raises `ConfigError` naming `source` and the key.
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_synthetic(params, check):
+    """Types and ranges of a `synthetic:` mapping (the generator's own
+    checks follow in `keras_amb.data.synthetic.make_config`)."""
+    import dataclasses
+
+    from keras_amb.data import synthetic
+
+    version = str(params.get("version", "1"))
+    check(version in synthetic.VERSIONS, "synthetic.version", params.get("version"),
+          f"one of {synthetic.VERSIONS}")
+    cls = synthetic.SyntheticConfig if version == "1" else synthetic.SyntheticConfigV2
+    fields = {f.name: f.default for f in dataclasses.fields(cls)}
+    for key, value in params.items():
+        if key == "version" or key not in fields:
+            continue  # unknown keys: make_config lists the known ones
+        default = fields[key]
+        if key == "train_size":
+            check(_is_int(value) and value > 0, f"synthetic.{key}", value, "a positive integer")
+        elif _is_int(default):
+            check(_is_int(value) and value >= 0, f"synthetic.{key}", value, "an integer >= 0")
+        elif isinstance(default, float):
+            check(_is_number(value) and value >= 0, f"synthetic.{key}", value, "a number >= 0")
+
+
+def validate(config, source="config", given=()):
+    """Checks every key's type and range; raises `ConfigError` naming where
+    the bad value came from and the key.
+
+    Args:
+        config: dict, a merged config.
+        source: str, the config file (or "command line").
+        given: set of keys (`optimizer.learning_rate` for nested ones) that
+            the command line set: an error in one of them names its option.
 
     Model arguments are checked by the model's own checks
     (`keras_amb.models.attention_branch_network.check_arguments`).
@@ -207,19 +262,41 @@ def validate(config, source="config"):
     from keras_amb.models.attention_branch_network import check_arguments
     from keras_amb.models.factory import MODEL_KEYS
 
-    def positive_int(key):
+    def where(key):
+        top = key.split(".")[0]
+        if key in given or top in given:
+            return "command line", option_name(key)
+        return source, key
+
+    def check(condition, key, value, expected):
+        if not condition:
+            origin, name = where(key)
+            raise ConfigError(f"{origin}: {name} must be {expected}, got {value!r}")
+
+    def optional_text(key):
         value = config[key]
-        _check(
-            isinstance(value, int) and not isinstance(value, bool) and value > 0,
-            source, key, value, "a positive integer",
-        )
+        check(value is None or (isinstance(value, str) and value), key, value,
+              "a non-empty string or null")
 
     for key in ("image_size", "batch_size", "epochs"):
-        positive_int(key)
+        value = config[key]
+        check(_is_int(value) and value > 0, key, value, "a positive integer")
     value = config["pretrain_epochs"]
-    _check(isinstance(value, int) and value >= 0, source, "pretrain_epochs", value, "an integer >= 0")
-    _check(config["architecture"] in ARCHITECTURES, source, "architecture",
-           config["architecture"], f"one of {ARCHITECTURES}")
+    check(_is_int(value) and value >= 0, "pretrain_epochs", value, "an integer >= 0")
+    check(isinstance(config["dataset"], str) and config["dataset"], "dataset",
+          config["dataset"], "a dataset name or folder")
+    for key in ("data_dir", "weights", "init_from", "attention_targets"):
+        optional_text(key)
+    for key in ("skip_bad_images", "flip", "cache", "deterministic", "distribute"):
+        check(isinstance(config[key], bool), key, config[key], "true or false")
+    check(config["jit_compile"] in ("auto", True, False) and not _is_int(config["jit_compile"]),
+          "jit_compile", config["jit_compile"], "auto, true or false")
+    seed = config["seed"]
+    check(_is_int(seed) and 0 <= seed < 2**31, "seed", seed, "an integer in [0, 2**31)")
+    value = config["attention_images"]
+    check(_is_int(value) and value >= 0, "attention_images", value, "an integer >= 0")
+    check(config["architecture"] in ARCHITECTURES, "architecture",
+          config["architecture"], f"one of {ARCHITECTURES}")
     model_arguments = {k: config[k] for k in MODEL_KEYS}
     model_arguments["attention_target_weight"] = config["attention_target_weight"]
     if config["resize_ratio"] is not None:
@@ -229,42 +306,62 @@ def validate(config, source="config"):
     try:
         check_arguments(**model_arguments)
     except ValueError as error:
-        raise ConfigError(f"{source}: {str(error).replace('`', '')}") from None
-    optimizer = config["optimizer"]
+        key = str(error).split("`")[1] if str(error).count("`") >= 2 else None
+        origin, name = where(key) if key in config else (source, key)
+        message = str(error).replace(f"`{key}`", name, 1).replace("`", "")
+        raise ConfigError(f"{origin}: {message}") from None
     from keras_amb.optimizers import NAMES
 
-    _check(isinstance(optimizer, dict) and optimizer.get("name") in NAMES, source,
-           "optimizer.name", optimizer, f"one of {NAMES}")
+    optimizer = config["optimizer"]
+    check(isinstance(optimizer, dict), "optimizer", optimizer,
+          f"a mapping ({{name: sgd, learning_rate: 0.05, ...}}) or one of {NAMES}")
+    unknown = sorted(set(optimizer) - set(OPTIMIZER_KEYS))
+    check(not unknown, "optimizer", unknown, f"a mapping of {', '.join(OPTIMIZER_KEYS)} (unknown "
+          "keys listed)")
+    check(optimizer.get("name") in NAMES, "optimizer.name", optimizer.get("name"),
+          f"one of {NAMES}")
     lr = optimizer.get("learning_rate")
-    _check(isinstance(lr, (int, float)) and lr > 0, source, "optimizer.learning_rate", lr, "a number > 0")
+    check(_is_number(lr) and lr > 0, "optimizer.learning_rate", lr, "a number > 0")
+    momentum = optimizer.get("momentum", 0.0)
+    check(_is_number(momentum) and 0 <= momentum < 1, "optimizer.momentum", momentum,
+          "a number in [0, 1)")
+    check(isinstance(optimizer.get("nesterov", False), bool), "optimizer.nesterov",
+          optimizer.get("nesterov"), "true or false")
     decay = optimizer.get("weight_decay")
-    _check(decay is None or (isinstance(decay, (int, float)) and decay >= 0), source,
-           "optimizer.weight_decay", decay, "a number >= 0")
+    check(decay is None or (_is_number(decay) and decay >= 0), "optimizer.weight_decay", decay,
+          "a number >= 0")
     schedule = config["lr_schedule"]
-    _check(isinstance(schedule, dict) and schedule.get("name") in SCHEDULES, source,
-           "lr_schedule.name", schedule, f"one of {SCHEDULES}")
+    check(isinstance(schedule, dict), "lr_schedule", schedule,
+          f"a mapping ({{name: step, milestones: [0.5, 0.75], gamma: 0.1}}) or one of {SCHEDULES}")
+    unknown = sorted(set(schedule) - set(SCHEDULE_KEYS))
+    check(not unknown, "lr_schedule", unknown, f"a mapping of {', '.join(SCHEDULE_KEYS)} (unknown "
+          "keys listed)")
+    check(schedule.get("name") in SCHEDULES, "lr_schedule.name", schedule.get("name"),
+          f"one of {SCHEDULES}")
     milestones = schedule.get("milestones", [])
-    _check(isinstance(milestones, list) and all(
-        isinstance(m, (int, float)) and 0 < m < 1 for m in milestones), source,
-        "lr_schedule.milestones", milestones, "a list of fractions of the stage in (0, 1)")
+    check(isinstance(milestones, list) and all(_is_number(m) and 0 < m < 1 for m in milestones),
+          "lr_schedule.milestones", milestones, "a list of fractions of the stage in (0, 1)")
+    gamma = schedule.get("gamma", 0.1)
+    check(_is_number(gamma) and gamma > 0, "lr_schedule.gamma", gamma, "a number > 0")
     scale = config["crop_scale"]
-    _check(
+    check(
         isinstance(scale, (list, tuple)) and len(scale) == 2
-        and all(isinstance(s, (int, float)) for s in scale) and 0 < scale[0] <= scale[1] <= 1,
-        source, "crop_scale", scale, "[min, max] with 0 < min <= max <= 1",
+        and all(_is_number(s) for s in scale) and 0 < scale[0] <= scale[1] <= 1,
+        "crop_scale", scale, "[min, max] with 0 < min <= max <= 1",
     )
-    _check(isinstance(config["flip"], bool), source, "flip", config["flip"], "true or false")
-    if config["mixed_precision"] not in (None, "mixed_float16", "mixed_bfloat16"):
-        raise ConfigError(
-            f"{source}: mixed_precision must be mixed_float16 or mixed_bfloat16, "
-            f"got {config['mixed_precision']!r}"
-        )
-    if config["backend"] not in (None, "tensorflow", "jax", "torch"):
-        raise ConfigError(
-            f"{source}: backend must be tensorflow, jax or torch, got {config['backend']!r}"
-        )
-    if not isinstance(config["synthetic"], dict):
-        raise ConfigError(f"{source}: synthetic must be a mapping, got {config['synthetic']!r}")
+    check(config["mixed_precision"] in (None, "mixed_float16", "mixed_bfloat16"),
+          "mixed_precision", config["mixed_precision"], "mixed_float16 or mixed_bfloat16")
+    check(config["backend"] in (None, "tensorflow", "jax", "torch"), "backend",
+          config["backend"], "tensorflow, jax or torch")
+    check(isinstance(config["synthetic"], dict), "synthetic", config["synthetic"], "a mapping")
+    if config["dataset"] == "synthetic":
+        _check_synthetic(config["synthetic"], check)
+        from keras_amb.data import synthetic
+
+        try:
+            synthetic.make_config(config["synthetic"])
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"{where('synthetic')[0]}: synthetic: {error}") from None
     return config
 
 

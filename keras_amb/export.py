@@ -28,12 +28,97 @@ def next_version(root):
     return max(versions, default=0) + 1
 
 
-def serving_module(model, top_k=5):
+def header_size(data):
+    """`(width, height, frames)` of an encoded image, read from its header
+    without decoding it (a graph function: `data` is a scalar string tensor).
+
+    JPEG (`tf.image.extract_jpeg_shape`), PNG (IHDR), BMP, GIF (logical
+    screen; `frames` is an upper bound on the frames TensorFlow's decoder
+    returns, all of which it decodes) and still WebP. Any other content, an
+    animated WebP or a truncated header gives `(-1, -1, 1)`.
+    """
+    import tensorflow as tf
+
+    head = tf.io.decode_raw(tf.strings.substr(data, 0, 32, unit="BYTE"), tf.uint8)
+    head = tf.cast(tf.pad(head, [[0, 32 - tf.shape(head)[0]]]), tf.int64)
+
+    def le(i, n):
+        return sum(head[i + k] * (256 ** k) for k in range(n))
+
+    def be(i, n):
+        return sum(head[i + k] * (256 ** (n - 1 - k)) for k in range(n))
+
+    def starts(magic):
+        return tf.equal(tf.strings.substr(data, 0, len(magic), unit="BYTE"), magic)
+
+    one = tf.constant(1, tf.int64)
+    unknown = (tf.constant(-1, tf.int64), tf.constant(-1, tf.int64), one)
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        return shape[1], shape[0], one
+
+    def png():
+        return be(16, 4), be(20, 4), one
+
+    def bmp():
+        height = le(22, 4)
+        height = tf.where(height >= 2**31, 2**32 - height, height)  # top-down BMPs
+        return le(18, 4), height, one
+
+    def gif():
+        # Every frame but the first block's starts with an image separator
+        # (0x2C) right after the 0x00 that ends the block before it, so
+        # 1 + the count of "00 2C" pairs bounds the frames from above.
+        raw = tf.io.decode_raw(data, tf.uint8)
+        pairs = tf.logical_and(tf.equal(raw[:-1], 0), tf.equal(raw[1:], 0x2C))
+        frames = 1 + tf.reduce_sum(tf.cast(pairs, tf.int64))
+        return le(6, 2), le(8, 2), frames
+
+    def webp():
+        chunk = tf.strings.substr(data, 12, 4, unit="BYTE")
+        lossy = (tf.bitwise.bitwise_and(le(26, 2), 0x3FFF),
+                 tf.bitwise.bitwise_and(le(28, 2), 0x3FFF), one)
+        b1, b2, b3 = head[22], head[23], head[24]
+        lossless = (
+            1 + tf.bitwise.bitwise_or(tf.bitwise.left_shift(tf.bitwise.bitwise_and(b1, 0x3F), 8),
+                                      head[21]),
+            1 + (tf.bitwise.left_shift(tf.bitwise.bitwise_and(b3, 0xF), 10)
+                 + tf.bitwise.left_shift(b2, 2)
+                 + tf.bitwise.right_shift(tf.bitwise.bitwise_and(b1, 0xC0), 6)),
+            one,
+        )
+        animated = tf.not_equal(tf.bitwise.bitwise_and(head[20], 0x02), 0)
+        extended = tf.cond(animated, lambda: unknown,
+                           lambda: (1 + le(24, 3), 1 + le(27, 3), one))
+        return tf.case([(tf.equal(chunk, "VP8 "), lambda: lossy),
+                        (tf.equal(chunk, "VP8L"), lambda: lossless),
+                        (tf.equal(chunk, "VP8X"), lambda: extended)],
+                       default=lambda: unknown, exclusive=True)
+
+    is_webp = tf.logical_and(starts(b"RIFF"), tf.equal(
+        tf.strings.substr(data, 8, 4, unit="BYTE"), b"WEBP"))
+    return tf.case(
+        [(starts(b"\xff\xd8\xff"), jpeg), (starts(b"\x89PNG\r\n\x1a\n"), png),
+         (starts(b"BM"), bmp), (starts(b"GIF8"), gif), (is_webp, webp)],
+        default=lambda: unknown,
+    )
+
+
+def serving_module(model, top_k=5, max_pixels=None, max_aspect_ratio=None):
     """A `tf.Module` with the two serving functions around a Keras model
-    (its class names and resize ratio come from the model's config)."""
+    (its class names and resize ratio come from the model's config).
+
+    `serving_default` reads each image's size from its header before
+    decoding it and refuses (an `InvalidArgumentError` for that request)
+    one over `max_pixels` (all frames of a GIF together) or more elongated
+    than `max_aspect_ratio`; see `keras_amb.data.image_io.image_limits` for
+    the defaults.
+    """
     import keras
     import tensorflow as tf
 
+    from keras_amb.data.image_io import image_limits
     from keras_amb.data.pipeline import center_crop
 
     if keras.backend.backend() != "tensorflow":
@@ -59,10 +144,34 @@ def serving_module(model, top_k=5):
             "attention": tf.cast(out["attention"], tf.float32),
         }
 
+    max_pixels, max_aspect_ratio = image_limits(max_pixels, max_aspect_ratio)
+
+    def check_size(data):
+        width, height, frames = header_size(data)
+        return [
+            tf.debugging.assert_positive(
+                tf.stack([width, height]),
+                message="image_bytes: not a JPEG, PNG, BMP, GIF or still WebP image "
+                "(or a truncated one); refused before decoding. [width height] from "
+                "its header"),
+            tf.debugging.assert_less_equal(
+                width * height * frames, tf.constant(max_pixels, tf.int64),
+                message=f"image_bytes: over the limit of {max_pixels} pixels (all frames "
+                "together); refused before decoding. width * height * frames from its "
+                "header"),
+            tf.debugging.assert_less_equal(
+                tf.cast(tf.maximum(width, height), tf.float64),
+                max_aspect_ratio * tf.cast(tf.minimum(width, height), tf.float64),
+                message=f"image_bytes: too elongated (longer side over {max_aspect_ratio:g} "
+                "times the shorter); refused before decoding. Longer side"),
+        ]
+
     def decode(data):
         tf.debugging.assert_greater(
             tf.strings.length(data), 0, message="image_bytes: empty string, not an image"
         )
+        with tf.control_dependencies(check_size(data)):
+            data = tf.identity(data)
         image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
         image.set_shape([None, None, 3])
         return center_crop(tf.cast(image, tf.float32), size, resize_ratio)
@@ -87,13 +196,14 @@ def serving_module(model, top_k=5):
     return module
 
 
-def export_saved_model(model, root, version=None):
+def export_saved_model(model, root, version=None, max_pixels=None, max_aspect_ratio=None):
     """Writes `root/<version>/` (TF Serving's layout) atomically.
 
     Returns the version folder. Never overwrites a version: the default is the
     next free number; the SavedModel is written to a hidden temporary folder
     and renamed into place, so a server watching `root` never loads half a
-    version.
+    version. `max_pixels` and `max_aspect_ratio` bound what one request's
+    image may cost (see `serving_module`).
     """
     import tensorflow as tf
 
@@ -107,14 +217,24 @@ def export_saved_model(model, root, version=None):
             f"{target} already exists; versions are never overwritten "
             f"(next free: {next_version(root)})"
         )
-    module = serving_module(model)
-    atomic_write_directory(target, lambda tmp: tf.saved_model.save(
-        module, tmp,
-        signatures={
-            "serving_default": module.serve_bytes.get_concrete_function(),
-            "predict_images": module.serve_images.get_concrete_function(),
-        },
-    ))
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise ExportError(f"--output {root}: is a file; a SavedModel export is a folder")
+    module = serving_module(model, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+    try:
+        atomic_write_directory(target, lambda tmp: tf.saved_model.save(
+            module, tmp,
+            signatures={
+                "serving_default": module.serve_bytes.get_concrete_function(),
+                "predict_images": module.serve_images.get_concrete_function(),
+            },
+        ))
+    except OSError:
+        if os.path.isdir(target):  # another export took this version meanwhile
+            raise ExportError(
+                f"{target} was written by another export meanwhile; versions are never "
+                f"overwritten (next free: {next_version(root)})"
+            ) from None
+        raise
     return target
 
 

@@ -15,14 +15,21 @@ from keras_amb.data.image_io import ImageReadError
 from keras_amb.data.image_io import read_image
 
 
-def expand_inputs(inputs):
-    """Files as given, folders expanded to their image files (sorted)."""
+def expand_inputs(inputs, exclude=()):
+    """Files as given, folders expanded to their image files (sorted).
+
+    Folders in `exclude` (a command's own output folders, which may lie
+    inside an input folder) are not walked into, so figures and maps of
+    earlier runs are never taken as inputs.
+    """
+    skip = {os.path.realpath(os.fspath(e)) for e in exclude if e}
     paths = []
     for item in inputs:
         item = os.fspath(item)
         if os.path.isdir(item) and not item.lower().endswith(IMAGE_EXTENSIONS):
             for dirpath, dirnames, filenames in os.walk(item):
-                dirnames.sort()
+                dirnames[:] = sorted(
+                    d for d in dirnames if os.path.realpath(os.path.join(dirpath, d)) not in skip)
                 paths.extend(
                     os.path.join(dirpath, f) for f in sorted(filenames)
                     if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")

@@ -64,20 +64,77 @@ def check_writable(directory, min_free_bytes=200 * 2**20):
         )
 
 
+def check_model_file(path):
+    """Fails unless `path` is a readable `.keras` archive of a keras-amb model.
+
+    Reads only the archive's `config.json`, before Keras loads anything, so
+    an empty file, a file that is not a `.keras` archive, a file this user
+    may not read and a plain Keras model (a `Sequential`, a
+    `keras.applications` network) each get their own message.
+
+    Raises:
+        RunError: naming the file and what is wrong with it.
+    """
+    import zipfile
+
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except PermissionError:
+        raise RunError(
+            f"{path}: permission denied (the file exists, but this user may not read it)"
+        ) from None
+    except IsADirectoryError:
+        raise RunError(f"{path}: is a folder, not a .keras model file") from None
+    except OSError as error:
+        raise RunError(f"{path}: cannot be read ({error.strerror})") from None
+    if not head:
+        raise RunError(f"{path}: empty file, not a .keras model")
+    if not zipfile.is_zipfile(path):
+        raise RunError(f"{path}: not a .keras model file (not a zip archive)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > 64 * 2**20:
+                raise RunError(f"{path}: its config.json is implausibly large")
+            config = json.loads(archive.read(info))
+    except KeyError:
+        raise RunError(f"{path}: not a .keras model file (no config.json inside)") from None
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        if isinstance(error, RunError):
+            raise
+        raise RunError(f"{path}: damaged .keras file ({error})") from None
+    registered = config.get("registered_name") if isinstance(config, dict) else None
+    if not str(registered).startswith("keras_amb>"):
+        kind = config.get("class_name") if isinstance(config, dict) else None
+        raise RunError(
+            f"{path}: not a keras-amb model (it holds a {kind or 'model of unknown kind'}); "
+            "keras-amb commands need a model trained by keras-amb"
+        )
+
+
 def load_model(path):
     """Loads a keras-amb model file in Keras's safe mode (no code runs)."""
     import keras
 
     import keras_amb.models  # noqa: F401  (registers the classes)
     import keras_amb.optimizers  # noqa: F401
+    from keras_amb.models import AttentionBranchNetwork
 
+    check_model_file(path)
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:
         reason = str(error).splitlines()[0] if str(error) else ""
         raise RunError(
             f"{path}: not a loadable keras-amb model ({error.__class__.__name__}: {reason})"
         ) from None
+    if not isinstance(model, AttentionBranchNetwork):
+        raise RunError(
+            f"{path}: not a keras-amb model (it holds a {type(model).__name__})"
+        )
+    return model
 
 
 class Run:
@@ -184,10 +241,59 @@ class Run:
             return [line.rstrip("\n") for line in f if line.strip()]
 
     def state(self):
+        """The run's `state.json` (None if absent); `RunError` if damaged."""
         if self.run_dir is None or not os.path.isfile(self.path(STATE_FILE)):
             return None
-        with open(self.path(STATE_FILE), encoding="utf-8") as f:
-            return json.load(f)
+        path = self.path(STATE_FILE)
+        try:
+            with open(path, encoding="utf-8") as f:
+                state = json.load(f)
+        except PermissionError:
+            raise RunError(f"{path}: permission denied") from None
+        except (ValueError, UnicodeDecodeError) as error:
+            raise RunError(f"{path}: damaged, not JSON ({error}); the run cannot be "
+                           "resumed from it") from None
+        if not isinstance(state, dict):
+            raise RunError(f"{path}: damaged, must hold a JSON object, got "
+                           f"{type(state).__name__}; the run cannot be resumed from it")
+        return state
+
+    def check_state(self):
+        """The state, checked for what resuming needs (`RunError` if not)."""
+        state = self.state()
+        path = self.path(STATE_FILE)
+        if state is None:
+            raise RunError(f"{self.run_dir}: no state.json, so not a keras-amb run that "
+                           "can be resumed")
+        stages = state.get("stages")
+        index, epochs = state.get("stage_index"), state.get("completed_epochs")
+        if not (isinstance(stages, list) and stages and all(s in ("abn", "proposed")
+                                                            for s in stages)):
+            raise RunError(f"{path}: damaged, 'stages' must be a list of 'abn'/'proposed', "
+                           f"got {stages!r}")
+        if not (isinstance(index, int) and 0 <= index <= len(stages)):
+            raise RunError(f"{path}: damaged, 'stage_index' must be 0..{len(stages)}, "
+                           f"got {index!r}")
+        if not (isinstance(epochs, int) and epochs >= 0):
+            raise RunError(f"{path}: damaged, 'completed_epochs' must be an integer >= 0, "
+                           f"got {epochs!r}")
+        return state
+
+    def never_trained(self):
+        """True if the run folder holds a run that has not finished one epoch
+        (a failed or killed start): the next identical command may reuse it."""
+        try:
+            state = self.state()
+        except RunError:
+            return False
+        if state is None:
+            return False
+        done = (state.get("stage_index"), state.get("completed_epochs"))
+        checkpoints = self.path("checkpoints")
+        return (done == (0, 0) and not state.get("finished")
+                and not (os.path.isdir(checkpoints) and any(
+                    not f.startswith(".") for f in os.listdir(checkpoints)))
+                and not any(os.path.isfile(self.path(f)) for f in MODEL_FILES))
 
     def write_state(self, state):
         atomic_write_text(self.path(STATE_FILE), json.dumps(state, indent=2))
@@ -226,6 +332,48 @@ class Run:
                 listing.append((entry, os.path.getsize(full)))
         return listing
 
+    # What `initialise` and training write in a run folder.
+    RUN_FILES = ("config.yaml", "labels.txt", STATE_FILE, "history.csv", "logs",
+                 "checkpoints", "test_metrics.json")
+
+    def protected_files(self):
+        """The files a command reading this run must never overwrite: the
+        model file and, in a run folder, the run's own files."""
+        found = [self.model_path]
+        if self.run_dir is not None:
+            found += [self.path(f) for f in self.RUN_FILES + MODEL_FILES
+                      if os.path.isfile(self.path(f))]
+        return found
+
+    def remove_run_files(self):
+        """Removes the files of a run that never trained (`never_trained`),
+        so it can start again; other files in the folder stay."""
+        for entry in self.RUN_FILES:
+            full = self.path(entry)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, ignore_errors=True)
+            elif os.path.lexists(full):
+                os.remove(full)
+
+    def discard(self, before):
+        """Undoes a start that failed before its first epoch.
+
+        Args:
+            before: set of the folder's entries before the run started, or
+                None if the run made the folder (which then goes entirely).
+        """
+        if before is None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            return
+        for entry in os.listdir(self.run_dir):
+            if entry in before:
+                continue
+            full = self.path(entry)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, ignore_errors=True)
+            else:
+                os.remove(full)
+
     # === The model ===
 
     def load_model(self):
@@ -242,6 +390,12 @@ class Run:
                 model.class_names = labels
             ratio = self.config().get("resize_ratio")
             if ratio:
+                from keras_amb.models.attention_branch_network import check_arguments
+
+                try:
+                    check_arguments(resize_ratio=ratio)
+                except ValueError as error:
+                    raise RunError(f"{self.path('config.yaml')}: {error}") from None
                 model.resize_ratio = float(ratio)
         return model
 

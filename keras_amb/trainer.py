@@ -21,6 +21,7 @@ from keras_amb import optimizers
 from keras_amb import runs
 from keras_amb import runtime
 from keras_amb import schedules
+from keras_amb.data import folder
 from keras_amb.data import pipeline
 from keras_amb.data import sources
 from keras_amb.distribution import distribution_scope
@@ -62,41 +63,80 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None):
         log: callable taking a line of text (default: print).
     """
     log = log or _print
+    if resume:
+        run = runs.Run.open(run_dir)
+        state = run.check_state()
+        if state.get("finished"):
+            # Stops here: nothing is evaluated again, nothing is written.
+            log(f"{run_dir} is already finished; nothing to resume (nothing changed).")
+            return finished_result(run)
     # Created before any TensorFlow op: MultiWorkerMirroredStrategy must
     # configure its collectives at program start.
     scope = distribution_scope(log) if config.get("distribute") else contextlib.nullcontext()
-    if resume:
-        run = runs.Run.open(run_dir)
-    else:
+    created = None
+    if not resume:
         run_dir = run_dir or runs.default_run_dir(config["dataset"], config["architecture"])
         run = runs.Run(run_dir)
+        created = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
         runs.check_writable(run_dir)
-    with run.lock():
-        if resume and run.state() is None:
-            raise runs.RunError(
-                f"{run_dir}: no state.json, so not a keras-amb run that can be resumed"
-            )
-        if not resume and run.state() is not None:
-            raise runs.RunError(
-                f"{run_dir} already holds a run; use --resume {run_dir} or another --output"
-            )
-        if resume and run.state().get("finished"):
-            log(f"{run_dir} is already finished; nothing to resume.")
-        runtime.configure(config["seed"], config["deterministic"], config["mixed_precision"])
-        source = sources.source_for_config(config)
-        if source.skipped:
-            log(f"Left out {len(source.skipped)} unreadable image(s) (--skip-bad-images):")
-            for _, reason in source.skipped:
-                log(f"  {reason}")
-        if not resume:
-            # Recorded, so every command preprocesses as training did.
-            config["resize_ratio"] = config["resize_ratio"] or source.resize_ratio
-            run.initialise(config, source.class_names, stages_for(config))
-            run.update_state(skipped_images=[p for p, _ in source.skipped])
-        training = _Training(config, run, source, log, verbose)
-        with scope:
-            model = training.run_stages()
-        return training.finish(model)
+    owned = False
+    try:
+        with run.lock():
+            if resume:
+                run.check_state()
+            elif run.state() is not None:
+                if not run.never_trained():
+                    raise runs.RunError(
+                        f"{run_dir} already holds a run; use --resume {run_dir} or "
+                        "another --output"
+                    )
+                log(f"{run_dir} holds a run that never finished an epoch; starting it again")
+                run.remove_run_files()
+            owned = not resume
+            runtime.configure(config["seed"], config["deterministic"], config["mixed_precision"])
+            source = sources.source_for_config(config)
+            if source.skipped:
+                log(f"Left out {len(source.skipped)} unreadable image(s) (--skip-bad-images):")
+                for _, reason in source.skipped:
+                    log(f"  {reason}")
+            hidden = folder.hidden_class_dirs(config["dataset"])
+            if hidden:
+                log(f"Skipped {len(hidden)} hidden folder(s) (names starting with '.' are "
+                    f"not classes): {', '.join(hidden)}; {source.num_classes} classes: "
+                    f"{', '.join(source.class_names)}")
+            if not resume:
+                # Recorded, so every command preprocesses as training did.
+                config["resize_ratio"] = config["resize_ratio"] or source.resize_ratio
+                run.initialise(config, source.class_names, stages_for(config))
+                run.update_state(skipped_images=[p for p, _ in source.skipped])
+            training = _Training(config, run, source, log, verbose)
+            with scope:
+                model = training.run_stages()
+            return training.finish(model)
+    except BaseException:
+        # A run that never finished an epoch leaves nothing behind: the next
+        # identical command starts afresh instead of being refused.
+        try:
+            untrained = run.state() is None or run.never_trained()
+        except runs.RunError:
+            untrained = False
+        if owned and untrained:
+            run.discard(created)
+        raise
+
+
+def finished_result(run):
+    """The `TrainResult` of a finished run, read from its files."""
+    path = run.path("test_metrics.json")
+    metrics = {}
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                metrics = json.load(f)
+        except ValueError:
+            metrics = {}
+    return TrainResult(run_dir=run.run_dir, model_path=run.model_path,
+                       test_metrics=metrics if isinstance(metrics, dict) else {})
 
 
 def _print(message):

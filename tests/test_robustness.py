@@ -51,10 +51,12 @@ def test_model_file_from_elsewhere_is_refused_without_running_code(tmp_path):
     outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
     keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
     (tmp_path / "junk.keras").write_bytes(b"PK\x03\x04 not really a zip")
-    for name in ("lambda.keras", "junk.keras"):
+    # Refused from the archive's config.json, before Keras loads anything.
+    for name, reason in (("lambda.keras", "not a keras-amb model (it holds a Functional)"),
+                         ("junk.keras", "not a .keras model file (not a zip archive)")):
         result = keras_amb_cli(["evaluate", "--model", str(tmp_path / name), "--dataset", "synthetic"])
         assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
-        assert "not a loadable keras-amb model" in result.stderr and name in result.stderr
+        assert reason in result.stderr and name in result.stderr
     assert not marker.exists()
 
 

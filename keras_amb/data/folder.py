@@ -41,6 +41,22 @@ def _class_dirs(path):
     )
 
 
+def hidden_class_dirs(root):
+    """The hidden folders (names starting with '.') where class folders are:
+    they are not classes, and `keras-amb train` says it skipped them."""
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        return []
+    top = root
+    if os.path.isdir(os.path.join(root, "train")) and any(
+            os.path.isdir(os.path.join(root, s)) for s in ("val", "test")):
+        top = os.path.join(root, "train")
+    return sorted(
+        entry.name for entry in os.scandir(top)
+        if entry.is_dir() and entry.name.startswith(".")
+    )
+
+
 def _files_by_class(path, class_names):
     files = []
     for label, name in enumerate(class_names):

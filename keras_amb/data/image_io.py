@@ -7,8 +7,55 @@ import numpy as np
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
+# What one image may cost, checked from its header before it is decoded:
+# width * height (a 20000 x 20000 PNG compresses to 48 KB) and the ratio of
+# its longer side to its shorter one (a 1 x 60000 PNG is 320 bytes, but its
+# shorter side is resized to the model's input size: 64 x 3,840,000 floats).
+# KERAS_AMB_MAX_PIXELS and KERAS_AMB_MAX_ASPECT_RATIO change the defaults;
+# `read_image` and `keras_amb.export.export_saved_model` take them as arguments.
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_ASPECT_RATIO = 20.0
+
+
 class ImageReadError(ValueError):
     """An image file that cannot be read; the message names the file."""
+
+
+def image_limits(max_pixels=None, max_aspect_ratio=None):
+    """`(max_pixels, max_aspect_ratio)`: the arguments, else the environment's
+    KERAS_AMB_MAX_PIXELS / KERAS_AMB_MAX_ASPECT_RATIO, else the defaults
+    (50 million pixels, 20:1).
+
+    Example:
+    >>> image_limits(1000, 4)
+    (1000, 4.0)
+    """
+    if max_pixels is None:
+        max_pixels = int(os.environ.get("KERAS_AMB_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+    if max_aspect_ratio is None:
+        max_aspect_ratio = float(
+            os.environ.get("KERAS_AMB_MAX_ASPECT_RATIO", DEFAULT_MAX_ASPECT_RATIO))
+    if max_pixels < 1 or max_aspect_ratio < 1:
+        raise ValueError(
+            "`max_pixels` and `max_aspect_ratio` must be >= 1. Received: "
+            f"max_pixels={max_pixels!r}, max_aspect_ratio={max_aspect_ratio!r}"
+        )
+    return int(max_pixels), float(max_aspect_ratio)
+
+
+def check_image_size(width, height, max_pixels=None, max_aspect_ratio=None, name="image"):
+    """Raises `ImageReadError` if a `width x height` image costs too much."""
+    max_pixels, max_aspect_ratio = image_limits(max_pixels, max_aspect_ratio)
+    if width * height > max_pixels:
+        raise ImageReadError(
+            f"{name}: {width}x{height} pixels is over the limit of {max_pixels} "
+            "(KERAS_AMB_MAX_PIXELS)"
+        )
+    if width > 0 and height > 0 and max(width, height) > max_aspect_ratio * min(width, height):
+        raise ImageReadError(
+            f"{name}: {width}x{height} pixels is too elongated (longer side over "
+            f"{max_aspect_ratio:g} times the shorter; KERAS_AMB_MAX_ASPECT_RATIO)"
+        )
 
 
 def to_rgb_array(image):
@@ -23,13 +70,18 @@ def to_rgb_array(image):
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def read_image(path, max_pixels=None):
+def read_image(path, max_pixels=None, max_aspect_ratio=None):
     """Reads an image file (first frame of an animation) as RGB uint8.
+
+    The size in the file's header is checked before anything is decoded
+    (see `image_limits`), so a decompression bomb or an extremely elongated
+    image costs nothing.
 
     Args:
         path: the file's path.
-        max_pixels: optional cap on width * height (guards against
-            decompression bombs); None uses Pillow's own limit.
+        max_pixels: int, cap on width * height (None: `image_limits`).
+        max_aspect_ratio: float, cap on longer side / shorter side (None:
+            `image_limits`).
 
     Raises:
         ImageReadError: naming the file and what is wrong with it.
@@ -47,11 +99,7 @@ def read_image(path, max_pixels=None):
         raise ImageReadError(f"{path}: empty file")
     try:
         with Image.open(path) as image:
-            if max_pixels and image.width * image.height > max_pixels:
-                raise ImageReadError(
-                    f"{path}: {image.width}x{image.height} pixels is over the "
-                    f"limit of {max_pixels}"
-                )
+            check_image_size(image.width, image.height, max_pixels, max_aspect_ratio, path)
             image.seek(0)
             image.load()
             array = to_rgb_array(image)

@@ -12,6 +12,8 @@ from keras_amb.data.image_io import read_image
 from keras_amb.explain import maps as explain_maps
 from keras_amb.explain.overlay import COLORMAP
 from keras_amb.explain.overlay import overlay
+from keras_amb.files import atomic_save_array
+from keras_amb.files import atomic_write
 from keras_amb.inference import expand_inputs
 from keras_amb.inference import preprocess
 
@@ -217,7 +219,9 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
         store = map_store.MapStore(os.path.join(output_dir, "maps"))
     os.makedirs(output_dir, exist_ok=True)
     written, failed, used = [], [], set()
-    for path in expand_inputs(inputs):
+    # The output folder may lie inside an input folder: its earlier figures
+    # and maps are not inputs.
+    for path in expand_inputs(inputs, exclude=[output_dir]):
         try:
             image = read_image(path)
         except ImageReadError as err:
@@ -230,7 +234,8 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
             crop, top5, maps, explained = explain_image(image, loaded.model, methods, class_name)
             rows.append((loaded.label, crop, top5, maps, explained))
         out_path = os.path.join(output_dir, f"{stem}.png")
-        draw(out_path, os.path.basename(path), rows, methods, alpha=alpha)
+        atomic_write(out_path, lambda tmp, rows=rows: draw(
+            tmp, os.path.basename(path), rows, methods, alpha=alpha), suffix=".png")
         if store is not None:
             first = rows[0][3][methods[0]]
             grey = map_on_image(first, image.shape[0], image.shape[1],
@@ -240,7 +245,7 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
             for loaded, row in zip(models, rows):
                 for method, values in row[3].items():
                     name = f"{os.path.splitext(png)[0]}.{slug(loaded.label)}.{method}.npy"
-                    np.save(name, values.astype(np.float32))
+                    atomic_save_array(name, values.astype(np.float32))
         top_name, top_p = rows[0][2][0]
         report(f"{path}: {top_name} ({top_p:.1%}) -> {out_path}")
         written.append(out_path)

@@ -44,11 +44,18 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# Upper limits that bound what one image costs at inference: the shorter side
+# is resized to `image_size * resize_ratio` before the centre crop, so both
+# are capped (in configs and in model files, which are checked on loading).
+MAX_IMAGE_SIZE = 1024
+MAX_RESIZE_RATIO = 2.0
+
 # One check per argument, shared by the constructor and the config file reader
 # (`keras_amb.config`), so a bad value is refused the same way from both.
 _CHECKS = {
     "num_classes": (lambda v: _is_number(v) and int(v) == v and v >= 2, "an int >= 2"),
-    "image_size": (lambda v: _is_number(v) and int(v) == v and v >= 16, "an int >= 16"),
+    "image_size": (lambda v: _is_number(v) and int(v) == v and 16 <= v <= MAX_IMAGE_SIZE,
+                   f"an int in [16, {MAX_IMAGE_SIZE}]"),
     "mask_threshold": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "mask_slope": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "amb_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
@@ -57,7 +64,8 @@ _CHECKS = {
     "center_lr_multiplier": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "attention_target_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "resize_ratio": (lambda v: _is_number(v) and v >= 1, "a number >= 1"),
+    "resize_ratio": (lambda v: _is_number(v) and 1 <= v <= MAX_RESIZE_RATIO,
+                     f"a number in [1, {MAX_RESIZE_RATIO:g}]"),
     "backbone": (lambda v: v in backbones.BACKBONES, f"one of {tuple(backbones.BACKBONES)}"),
     "pc_distance": (lambda v: v in losses.PC_DISTANCES, f"one of {losses.PC_DISTANCES}"),
     "amb_gradient": (lambda v: v in AMB_GRADIENTS, f"one of {AMB_GRADIENTS}"),
