@@ -36,7 +36,7 @@ def _opt(*names, key=None, help="", **kwargs):
 @click.command()
 @click.option("--config", "config_file",
               help="YAML experiment config: a path, or the name of a bundled one "
-              "(synthetic, synthetic_v2, small_images, stanford_dogs_imagenet, "
+              "(synthetic, synthetic_v2, synthetic_v3, small_images, stanford_dogs_imagenet, "
               "stanford_dogs_paper, caltech_birds2010_imagenet, caltech_birds2010_paper, "
               "folder). Default: the dataset's bundled config. Options given here "
               "override it.")
