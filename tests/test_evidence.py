@@ -18,19 +18,9 @@ from keras_amb.explain import metrics
 from keras_amb.models import train_steps
 from keras_amb.models.attention_branch_network import feature_statistics
 
-SIZE = 32
-
-
-def _batch(n=8, num_classes=4, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 255, (n, SIZE, SIZE, 3)).astype("float32")
-    y = (np.arange(n) % num_classes).astype("int32")
-    return x, y
-
-
-def _model(cls=AttentionMiningNetwork, **kwargs):
-    kwargs.setdefault("num_classes", 4)
-    return cls(backbone="resnet_tiny", image_size=SIZE, **kwargs)
+from tests.test_model import SIZE
+from tests.test_model import _batch
+from tests.test_model import _model
 
 
 def _numpy(x):

@@ -141,6 +141,31 @@ def _background(rng, size, yy, xx):
     return image
 
 
+def _pose(rng, size, half_a, half_b, reach, yy, xx):
+    """A body's random orientation and position (the object reaching `reach`
+    from its centre stays inside the image): the body frame's coordinates
+    `(u, v)` of every pixel (u along the major axis, towards the head) and
+    the ellipse body's mask. Versions 2 and 3 draw the same way."""
+    theta = rng.uniform(0, 2 * np.pi)
+    direction = np.array([np.cos(theta), np.sin(theta)])
+    cy, cx = rng.uniform(reach + 1, size - reach - 1, 2)
+    dy, dx = yy - cy, xx - cx
+    u = dx * direction[0] + dy * direction[1]
+    v = -dx * direction[1] + dy * direction[0]
+    return u, v, (u / half_a) ** 2 + (v / half_b) ** 2 <= 1.0
+
+
+def _free_square(rng, size, side, avoid, yy, xx, attempts=20):
+    """A random `side`-pixel square mask that misses `avoid`, or None after
+    `attempts` tries (distractors of versions 2 and 3)."""
+    for _attempt in range(attempts):
+        y0, x0 = rng.integers(0, size - side, 2)
+        square = (yy >= y0) & (yy < y0 + side) & (xx >= x0) & (xx < x0 + side)
+        if not (square & avoid).any():
+            return square
+    return None
+
+
 def _box(object_mask, size):
     """The object's box `[ymin, xmin, ymax, xmax]`, as fractions of the side."""
     rows = np.nonzero(object_mask.any(axis=1))[0]
@@ -395,14 +420,7 @@ def make_example_v2(config, split, index, occlude=None):
     scale = rng.uniform(0.85, 1.15)
     half_a, half_b = 0.2 * size * scale, 0.12 * size * scale
     part_r = config.part_size * size * scale
-    theta = rng.uniform(0, 2 * np.pi)
-    direction = np.array([np.cos(theta), np.sin(theta)])
-    reach = half_a + part_r
-    cy, cx = rng.uniform(reach + 1, size - reach - 1, 2)
-    dy, dx = yy - cy, xx - cx
-    u = dx * direction[0] + dy * direction[1]
-    v = -dx * direction[1] + dy * direction[0]
-    body = (u / half_a) ** 2 + (v / half_b) ** 2 <= 1.0
+    u, v, body = _pose(rng, size, half_a, half_b, half_a + part_r, yy, xx)
     head_u = half_a + 0.5 * part_r
     head = (u - head_u) ** 2 + v**2 <= part_r**2
     tail_u = -(half_a - 0.7 * part_r)
@@ -426,12 +444,9 @@ def make_example_v2(config, split, index, occlude=None):
         pattern = _pattern_pair(other)[int(rng.integers(2))]
         jitter = rng.normal(0, config.colour_jitter, 3).astype(np.float32)
         phase = rng.integers(0, 4, 2)
-        for _attempt in range(20):
-            y0, x0 = rng.integers(0, size - side, 2)
-            square = (yy >= y0) & (yy < y0 + side) & (xx >= x0) & (xx < x0 + side)
-            if not (square & object_mask).any():
-                _paint_v2(image, square, pattern, jitter, yy, xx, phase)
-                break
+        square = _free_square(rng, size, side, object_mask, yy, xx)
+        if square is not None:
+            _paint_v2(image, square, pattern, jitter, yy, xx, phase)
 
     for part, region, pattern, jitter, phase in (
         (1, head, head_pattern, jitters[0], phases[0]),

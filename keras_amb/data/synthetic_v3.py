@@ -146,14 +146,7 @@ def make_example_v3(config, split, index, occlude=None):
     scale = rng.uniform(0.9, 1.1)
     half_a, half_b = 0.22 * size * scale, 0.13 * size * scale
     tail_r = config.tail_size * size * scale
-    theta = rng.uniform(0, 2 * np.pi)
-    direction = np.array([np.cos(theta), np.sin(theta)])
-    reach = half_a + tail_r
-    cy, cx = rng.uniform(reach + 1, size - reach - 1, 2)
-    dy, dx = yy - cy, xx - cx
-    u = dx * direction[0] + dy * direction[1]
-    v = -dx * direction[1] + dy * direction[0]
-    body = (u / half_a) ** 2 + (v / half_b) ** 2 <= 1.0
+    u, v, body = synthetic._pose(rng, size, half_a, half_b, half_a + tail_r, yy, xx)
     # The wing: an ellipse on the front of the body; the tail: a square
     # patch at its back end, apart from the wing.
     wing_a, wing_b = config.wing_size * half_a * 0.6, 0.75 * half_b
@@ -172,13 +165,9 @@ def make_example_v3(config, split, index, occlude=None):
         other = int(rng.integers(config.num_classes - 1))
         other += other >= label
         phase = rng.integers(0, 4)
-        for _attempt in range(20):
-            y0, x0 = rng.integers(0, size - side, 2)
-            square = (yy >= y0) & (yy < y0 + side) & (xx >= x0) & (xx < x0 + side)
-            if not (square & object_mask).any():
-                _paint_wing(image, square, _cues(other)[0], _cues(other)[1],
-                            xx + phase, yy)
-                break
+        square = synthetic._free_square(rng, size, side, object_mask, yy, xx)
+        if square is not None:
+            _paint_wing(image, square, _cues(other)[0], _cues(other)[1], xx + phase, yy)
 
     if occlude == 1:
         image[wing] = body_colour
