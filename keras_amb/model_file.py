@@ -108,6 +108,9 @@ def read_model_file(path, count_parameters=True):
     Raises:
         RunError: the file is not a `.keras` archive with a model config.
     """
+    from keras_amb.runs import check_model_file
+
+    check_model_file(path)  # an empty, non-zip, unreadable or plain Keras file: one line
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
