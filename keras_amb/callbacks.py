@@ -196,12 +196,21 @@ class AttentionImages(keras.callbacks.Callback):
         self._writer.flush()
 
 
+def _tf_distributed():
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy()
+
+
 class MapGradientNorms(keras.callbacks.Callback):
     """Logs which force drives the attention map, each epoch.
 
     At the end of each epoch, the norm of the gradient that each weighted
     loss term (eq. 5's, and the second step's) sends to the attention map's
-    weights, on one fixed training batch, as `map_grad_<term>` (history.csv).
+    weights, on one fixed training batch, as `map_grad_<term>` (history.csv);
+    not under a TensorFlow distribution strategy (`--distribute`).
 
     Args:
         batch: one training batch, as the model's `fit` receives it.
@@ -212,7 +221,9 @@ class MapGradientNorms(keras.callbacks.Callback):
         self.batch = batch
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
+        if logs is None or _tf_distributed():
+            # Under a tf.distribute strategy the variables are mirrored and
+            # can only be differentiated per replica: not logged there.
             return
         norms = train_steps.term_gradient_norms(
             self.model, self.batch, self.model.attention_branch.map_variables
