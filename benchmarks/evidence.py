@@ -182,9 +182,45 @@ def write(results, args, start, evaluate_fn):
     curves = learning_curves(args.output)
     with open(os.path.join(args.output, "evidence.md"), "w", encoding="utf-8") as f:
         f.write(text + "\n\n" + curves + "\n")
+    plot(table, os.path.join(args.output, "evidence.png"), args.config)
     with open(os.path.join(args.output, "evidence.json"), "w", encoding="utf-8") as f:
         json.dump({"table": table, "args": vars(args)}, f, indent=2)
     print(text + "\n\n" + curves)
+
+
+FIGURE = (("top1_occluded_part1", "top-1, part 1 (v3: easy cue) hidden"),
+          ("density_part1", "attention density on part 1"),
+          ("density_part2", "attention density on part 2 (v3: hard cue)"),
+          ("top1_attention_uniform", "top-1 with a uniform map"))
+
+
+def plot(table, path, config):
+    """Bars (mean over seeds) with error bars (std) of the claim's metrics."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(table)
+    fig, axes = plt.subplots(1, len(FIGURE), figsize=(4.2 * len(FIGURE), 5.2))
+    colours = plt.cm.tab10(np.arange(len(names)) % 10)
+    for ax, (key, title) in zip(axes, FIGURE):
+        means = [table[n].get(key, {}).get("mean", np.nan) for n in names]
+        stds = [table[n].get(key, {}).get("std", 0.0) for n in names]
+        ax.bar(range(len(names)), means, yerr=stds, color=colours, capsize=3)
+        if key.startswith("density"):
+            ax.axhline(1.0, color="grey", lw=1, ls="--")
+            title += "\n(dashed: a uniform map)"
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"Evidence on {config}, validation split (bars: mean over seeds, "
+                 "error bars: std)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def report(table, args, seconds):

@@ -35,7 +35,7 @@ DEFAULTS = {
     "hard_mask": False,
     "amb_weight": 1e-4,
     "amb_gradient": "all",
-    "pc_weight": 1.0,
+    "pc_weight": 0.1,
     "pc_contrastive_weight": 1e-4,
     "pc_distance": "euclidean",
     "center_lr_multiplier": 1.0,
