@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from keras_amb.data import pipeline
+from keras_amb.files import atomic_write
 from keras_amb.explain import maps as explain_maps
 from keras_amb.explain import metrics
 
@@ -265,7 +266,8 @@ def plot_curves(result, path, title=""):
         fig.suptitle(title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    # Through a temporary file: an earlier figure is never left half-written.
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
     plt.close(fig)
     return path
 
