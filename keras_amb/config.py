@@ -312,14 +312,18 @@ def validate(config, source="config", given=()):
         raise ConfigError(f"{origin}: {message}") from None
     from keras_amb.optimizers import NAMES
 
-    optimizer = config["optimizer"]
-    check(isinstance(optimizer, dict), "optimizer", optimizer,
-          f"a mapping ({{name: sgd, learning_rate: 0.05, ...}}) or one of {NAMES}")
-    unknown = sorted(set(optimizer) - set(OPTIMIZER_KEYS))
-    check(not unknown, "optimizer", unknown, f"a mapping of {', '.join(OPTIMIZER_KEYS)} (unknown "
-          "keys listed)")
-    check(optimizer.get("name") in NAMES, "optimizer.name", optimizer.get("name"),
-          f"one of {NAMES}")
+
+    def section(key, keys, names, example):
+        """A mapping with a known `name` and only `keys`; returns it."""
+        value = config[key]
+        check(isinstance(value, dict), key, value, f"a mapping ({example}) or one of {names}")
+        unknown = sorted(set(value) - set(keys))
+        check(not unknown, key, unknown, f"a mapping of {', '.join(keys)} (unknown keys listed)")
+        check(value.get("name") in names, f"{key}.name", value.get("name"), f"one of {names}")
+        return value
+
+    optimizer = section("optimizer", OPTIMIZER_KEYS, NAMES,
+                        "{name: sgd, learning_rate: 0.05, ...}")
     lr = optimizer.get("learning_rate")
     check(_is_number(lr) and lr > 0, "optimizer.learning_rate", lr, "a number > 0")
     momentum = optimizer.get("momentum", 0.0)
@@ -330,14 +334,8 @@ def validate(config, source="config", given=()):
     decay = optimizer.get("weight_decay")
     check(decay is None or (_is_number(decay) and decay >= 0), "optimizer.weight_decay", decay,
           "a number >= 0")
-    schedule = config["lr_schedule"]
-    check(isinstance(schedule, dict), "lr_schedule", schedule,
-          f"a mapping ({{name: step, milestones: [0.5, 0.75], gamma: 0.1}}) or one of {SCHEDULES}")
-    unknown = sorted(set(schedule) - set(SCHEDULE_KEYS))
-    check(not unknown, "lr_schedule", unknown, f"a mapping of {', '.join(SCHEDULE_KEYS)} (unknown "
-          "keys listed)")
-    check(schedule.get("name") in SCHEDULES, "lr_schedule.name", schedule.get("name"),
-          f"one of {SCHEDULES}")
+    schedule = section("lr_schedule", SCHEDULE_KEYS, SCHEDULES,
+                       "{name: step, milestones: [0.5, 0.75], gamma: 0.1}")
     milestones = schedule.get("milestones", [])
     check(isinstance(milestones, list) and all(_is_number(m) and 0 < m < 1 for m in milestones),
           "lr_schedule.milestones", milestones, "a list of fractions of the stage in (0, 1)")
