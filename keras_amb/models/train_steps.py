@@ -29,7 +29,8 @@ def default_jit_compile():
     """XLA where it is the fast path: always on JAX, on TensorFlow with a GPU.
 
     XLA on a CPU was measured 1.6-4.6x slower than plain TensorFlow for
-    ResNet-50; PyTorch runs eagerly.
+    ResNet-50 and 1.5-1.9x slower for resnet_tiny
+    (benchmarks/results/cpu_2core_peer_tiny.md); PyTorch runs eagerly.
     """
     if _BACKEND == "jax":
         return True
