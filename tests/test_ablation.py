@@ -84,8 +84,8 @@ def test_ablate_end_to_end_and_resume(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_V2)
     out = tmp_path / "ablation"
-    # --limit 8: evaluation (curves, RISE, occlusions, interventions) was
-    # most of this test's time.
+    # --limit 8 keeps each evaluation (curves, RISE, occlusions,
+    # interventions) short.
     args = ["ablate", "--config", str(config), "--seeds", "1", "--epochs", "1",
             "--pretrain-epochs", "1", "--limit", "8", "--output", str(out)]
     result = keras_amb_cli(args)
