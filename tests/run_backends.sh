@@ -49,7 +49,7 @@ run_one() {  # backend [pytest args...]; writes $logs/<backend>.log and .rc
 # a sample of the suite took 344 s with the pools, 242 s with one thread).
 # TensorFlow keeps its own pools: with TF_NUM_INTRAOP_THREADS=1 two
 # --deterministic runs logged epoch losses that differed in the 7th digit
-# (2 runs in 3 under load; never with the default pools). A variable
+# (2 runs in 3 under load; 0 in 3 with the default pools). A variable
 # already set is kept.
 if [ "$jobs" -gt 1 ]; then
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
