@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PEER = os.path.join(HERE, "..", "..", "shared", "peers", "tiny_abn_torch.py")
 CONFIGS = ("reference", "keras-tensorflow", "keras-tensorflow-xla", "keras-jax", "keras-torch")
@@ -105,21 +107,18 @@ def run_config(config, args):
     """One configuration in a fresh process; its JSON result."""
     if config == "reference":
         return measure_reference(args)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND=config.split("-")[1])
-    command = [sys.executable, __file__, "--run", config,
+    from _common import run_isolated
+
+    command = ["--run", config,
                "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
                "--steps", str(args.steps), "--windows", str(args.windows),
                "--backbone", args.backbone]
     command += ["--profile"] if args.profile else []
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env,
-                              timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"over {args.timeout:.0f} s"}
-    for line in reversed(done.stdout.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+        return run_isolated(__file__, command, env={"KERAS_BACKEND": config.split("-")[1]},
+                            timeout=args.timeout)
+    except RuntimeError as error:
+        return {"error": str(error).strip().splitlines()[-1]}
 
 
 def _shape(text):
@@ -150,7 +149,6 @@ def main():
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
     if args.run:
-        sys.path.insert(0, HERE)
         print(json.dumps(measure_keras(args, True if args.run.endswith("-xla") else "auto")))
         return
     if args.backbone != "resnet_tiny" and "reference" in args.configs:

@@ -104,10 +104,11 @@ def main():
 
         state = {}
 
+        def read_state():  # fit donates the variables' buffers: read them anew
+            state.update(tv=[v.value for v in trainable], ntv=[v.value for v in others],
+                         ov=[v.value for v in opt_vars])
+
         def bare_step(images, labels):
-            if not state:  # fit donates the variables' buffers: read them anew
-                state.update(tv=[v.value for v in trainable], ntv=[v.value for v in others],
-                             ov=[v.value for v in opt_vars])
             loss, state["tv"], state["ntv"], state["ov"] = jax_step(
                 state["tv"], state["ntv"], state["ov"], images, labels)
             return loss
@@ -124,7 +125,7 @@ def main():
 
     def run_bare():
         if backend == "jax":
-            state.clear()
+            read_state()
         for _ in range(steps):
             loss = bare_step(xs, ys)
         keras.ops.convert_to_numpy(loss)
