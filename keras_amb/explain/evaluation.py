@@ -206,7 +206,7 @@ def intervention_top1(model, images, labels, attention, object_masks=None):
     Returns:
         A dict, `top1_attention_<name>` to `(N,)` booleans.
     """
-    from keras_amb.models import train_steps
+    from keras_amb.explain import compiled
 
     attention = np.asarray(attention, dtype=np.float32)
     n, height, width = attention.shape
@@ -224,7 +224,7 @@ def intervention_top1(model, images, labels, attention, object_masks=None):
             object_masks[..., None].astype(np.float32), (height, width), method="area"
         ).numpy()[..., 0]
         replaced["object"] = np.clip(small, 0.0, 1.0)
-    classify = train_steps.compiled(
+    classify = compiled.compiled(
         model, "classify_with_attention",
         lambda m, x, a: m.classify_with_attention(x, a),
     )

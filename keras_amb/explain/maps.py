@@ -11,13 +11,14 @@ CAM and Grad-CAM have no fixed scale and are min-max normalised to `[0, 1]`.
   the attention mechanism acts on, so it has the attention map's resolution;
   at the last stage of a GAP + dense head it would equal CAM.
 
-Both run compiled (`train_steps.compiled`): one forward pass for CAM, one
+Both run compiled (`compiled.compiled`): one forward pass for CAM, one
 forward and one backward pass for Grad-CAM.
 """
 
 import numpy as np
 from keras import ops
 
+from keras_amb.explain import compiled
 from keras_amb.models import train_steps
 
 METHODS = ("attention", "cam", "gradcam")
@@ -86,7 +87,7 @@ def explain(model, images, methods=METHODS, class_ids=None):
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
     images = np.asarray(images, dtype=np.float32)
-    forward = train_steps.compiled(model, "explain", _explain_forward)
+    forward = compiled.compiled(model, "explain", _explain_forward)
     out = forward(images)
     outputs = {
         k: np.asarray(ops.convert_to_numpy(out[k]))
@@ -103,7 +104,7 @@ def explain(model, images, methods=METHODS, class_ids=None):
         maps["cam"] = normalise(cams[np.arange(len(images)), :, :, class_ids])
     if "gradcam" in methods:
         one_hot = np.eye(model.num_classes, dtype=np.float32)[class_ids]
-        gradcam = train_steps.compiled(model, "gradcam", _gradcam_pass)
+        gradcam = compiled.compiled(model, "gradcam", _gradcam_pass)
         features, grads = gradcam(images, one_hot)
         features = np.asarray(ops.convert_to_numpy(features), dtype=np.float32)
         weights = np.asarray(ops.convert_to_numpy(grads), dtype=np.float32).mean(axis=(1, 2))

@@ -10,10 +10,14 @@ One training iteration (paper, section 3.5):
   complement step (COT on): a fresh forward pass with the updated weights,
     the AMB complement entropy, a step of the complement optimizer over
     `model.complement_variables` (the weights that feed the AMB).
+`_train_sequence` writes that iteration once; each backend only supplies an
+adapter that takes a gradient step over a set of weights and reads and
+writes them.
 
-Also here: compiled forward passes for explanations (`compiled_forward`) and
-input gradients (`input_gradient`, Grad-CAM), which need the same per-backend
-plumbing.
+Also here: the gradients that explanations and the force log need
+(`input_gradient` for Grad-CAM, `variable_gradients`), from the same
+per-backend plumbing. Compiled inference lives with its users, in
+`keras_amb/explain/compiled.py`.
 """
 
 import weakref
@@ -80,30 +84,97 @@ def _rescale(before, after, multiplier):
     return before + multiplier * (after - before)
 
 
-def _apply_main(model, optimizer, grads, variables):
-    """The main optimizer's step, with the centres' update scaled by
-    `model.center_lr_multiplier` (TensorFlow and PyTorch: variables)."""
-    centers = model.center_variables
+# === The training iteration, written once ===
+
+
+def _train_sequence(model, steps):
+    """The paper's training iteration on a backend's `steps` adapter.
+
+    `steps.minimize(mode, optimizer, indices)` takes one gradient step of
+    the loss of `mode` over the trainable variables at `indices` (None: all)
+    and returns `(outputs, parts)`; `steps.read(indices)` and
+    `steps.write(indices, values)` read and set trainable values. The
+    adapters differ only in how a gradient is taken and where the weights
+    live (variables on TensorFlow and PyTorch, explicit state on JAX).
+
+    Returns:
+        `(outputs, parts)` of the main step, with the second step's parts.
+    """
+    complement_indices, center_indices = _indices(model)
     multiplier = model.center_lr_multiplier
-    if not centers or multiplier == 1.0:
+    rescale = bool(center_indices) and multiplier != 1.0
+    before = steps.read(center_indices) if rescale else None
+    outputs, parts = steps.minimize("main", optimizers.main_optimizer(model.optimizer), None)
+    if rescale:
+        after = steps.read(center_indices)
+        steps.write(center_indices, [_rescale(b, a, multiplier) for b, a in zip(before, after)])
+    if model.has_second_step:
+        complement = optimizers.complement_optimizer(model.optimizer)
+        _, second = steps.minimize("complement", complement, complement_indices)
+        parts.update(second)
+    return outputs, parts
+
+
+class _VariableSteps:
+    """The adapter where the weights are variables (TensorFlow, PyTorch);
+    a subclass supplies `gradients(loss_fn, variables)`, which returns the
+    gradients of `loss_fn()`'s first value and that call's result."""
+
+    def __init__(self, model, x, y, extra):
+        self.model, self.x, self.y, self.extra = model, x, y, extra
+
+    def _variables(self, indices):
+        variables = self.model.trainable_variables
+        return variables if indices is None else [variables[i] for i in indices]
+
+    def _loss(self, mode, optimizer):
+        outputs = self.model(self.x, training=True, mode=mode)
+        loss, parts = self.model.compute_losses(outputs, self.y, mode, **self.extra)
+        return optimizer.scale_loss(self.per_replica(loss)), outputs, parts
+
+    def per_replica(self, loss):
+        return loss
+
+    def minimize(self, mode, optimizer, indices):
+        variables = self._variables(indices)
+        grads, (_, outputs, parts) = self.gradients(lambda: self._loss(mode, optimizer),
+                                                    variables)
+        self.apply(optimizer, grads, variables)
+        return outputs, parts
+
+    def apply(self, optimizer, grads, variables):
         optimizer.apply(grads, variables)
-        return
-    before = [keras.ops.copy(keras.ops.convert_to_tensor(v)) for v in centers]
-    optimizer.apply(grads, variables)
-    for variable, old in zip(centers, before):
-        variable.assign(_rescale(old, keras.ops.convert_to_tensor(variable), multiplier))
+
+    def read(self, indices):
+        return [keras.ops.copy(keras.ops.convert_to_tensor(v)) for v in self._variables(indices)]
+
+    def write(self, indices, values):
+        for variable, value in zip(self._variables(indices), values):
+            variable.assign(value)
 
 
 # === TensorFlow ===
 
 
-def _per_replica(loss):
-    """Under tf.distribute, each replica's share of the global mean loss
-    (the optimizer sums the replicas' gradients)."""
+def _tf_gradients(loss_fn, variables):
     import tensorflow as tf
 
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss / replicas if replicas > 1 else loss
+    with tf.GradientTape() as tape:
+        result = loss_fn()
+        loss = result[0] if isinstance(result, tuple) else result
+    return _fill_missing(tape.gradient(loss, variables), variables), result
+
+
+class _TensorFlowSteps(_VariableSteps):
+    gradients = staticmethod(_tf_gradients)
+
+    def per_replica(self, loss):
+        """Under tf.distribute, each replica's share of the global mean loss
+        (the optimizer sums the replicas' gradients)."""
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / replicas if replicas > 1 else loss
 
 
 def _tf_logs(logs):
@@ -120,34 +191,9 @@ def _tf_logs(logs):
     return logs
 
 
-def _tf_step(model, x, y, extra, mode, optimizer, variables, apply):
-    """One gradient step of `mode` over `variables`; `(outputs, parts)`."""
-    import tensorflow as tf
-
-    with tf.GradientTape() as tape:
-        outputs = model(x, training=True, mode=mode)
-        loss, parts = model.compute_losses(outputs, y, mode, **extra)
-        scaled = optimizer.scale_loss(_per_replica(loss))
-    apply(_fill_missing(tape.gradient(scaled, variables), variables))
-    return outputs, parts
-
-
 def _tf_train_step(model, data):
     x, y, extra = _unpack(data)
-    main = optimizers.main_optimizer(model.optimizer)
-    variables = model.trainable_variables
-    outputs, parts = _tf_step(
-        model, x, y, extra, "main", main, variables,
-        lambda grads: _apply_main(model, main, grads, variables),
-    )
-    if model.has_second_step:
-        complement = optimizers.complement_optimizer(model.optimizer)
-        subset = model.complement_variables
-        _, parts_b = _tf_step(
-            model, x, y, extra, "complement", complement, subset,
-            lambda grads: complement.apply(grads, subset),
-        )
-        parts.update(parts_b)
+    outputs, parts = _train_sequence(model, _TensorFlowSteps(model, x, y, extra))
     return _tf_logs(model.update_metrics(parts, outputs, y, extra["sample_weight"]))
 
 
@@ -165,38 +211,30 @@ def _tf_test_step(model, data):
 # === PyTorch ===
 
 
-def _torch_step(model, x, y, extra, mode, optimizer, variables, apply):
-    """One gradient step of `mode` over `variables`; `(outputs, parts)`."""
+def _torch_gradients(loss_fn, variables):
     import torch
 
-    model.zero_grad()
-    outputs = model(x, training=True, mode=mode)
-    loss, parts = model.compute_losses(outputs, y, mode, **extra)
-    optimizer.scale_loss(loss).backward()
-    grads = _fill_missing([v.value.grad for v in variables], variables)
-    with torch.no_grad():
-        apply(grads)
-    return outputs, parts
+    result = loss_fn()
+    loss = result[0] if isinstance(result, tuple) else result
+    grads = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
+    return _fill_missing(list(grads), variables), result
+
+
+class _TorchSteps(_VariableSteps):
+    gradients = staticmethod(_torch_gradients)
+
+    def apply(self, optimizer, grads, variables):
+        import torch
+
+        with torch.no_grad():
+            optimizer.apply(grads, variables)
 
 
 def _torch_train_step(model, data):
     import torch
 
     x, y, extra = _unpack(data)
-    main = optimizers.main_optimizer(model.optimizer)
-    variables = model.trainable_variables
-    outputs, parts = _torch_step(
-        model, x, y, extra, "main", main, variables,
-        lambda grads: _apply_main(model, main, grads, variables),
-    )
-    if model.has_second_step:
-        complement = optimizers.complement_optimizer(model.optimizer)
-        subset = model.complement_variables
-        _, parts_b = _torch_step(
-            model, x, y, extra, "complement", complement, subset,
-            lambda grads: complement.apply(grads, subset),
-        )
-        parts.update(parts_b)
+    outputs, parts = _train_sequence(model, _TorchSteps(model, x, y, extra))
     with torch.no_grad():
         parts = {k: v.detach() for k, v in parts.items()}
         outputs = {k: v.detach() for k, v in outputs.items()}
@@ -228,59 +266,70 @@ def _jax_scaled(optimizer, optimizer_values, loss):
         return optimizer.scale_loss(loss)
 
 
-def _jax_train_step(model, state, data):
-    import jax
+class _JaxSteps:
+    """The adapter where the weights are explicit state (JAX): it holds this
+    step's trainable and non-trainable values and each optimizer's state,
+    and replaces them as the sequence runs."""
 
+    def __init__(self, model, x, y, extra, trainable, non_trainable, optimizer_states):
+        self.model, self.x, self.y, self.extra = model, x, y, extra
+        self.trainable = list(trainable)
+        self.non_trainable = non_trainable
+        self.optimizer_states = optimizer_states  # id(optimizer) -> its values
+
+    def minimize(self, mode, optimizer, indices):
+        import jax
+
+        if indices is None:
+            indices = list(range(len(self.trainable)))
+        state = self.optimizer_states[id(optimizer)]
+
+        def loss_fn(subset, non_trainable):
+            trainable = list(self.trainable)
+            for i, value in zip(indices, subset):
+                trainable[i] = value
+            outputs, non_trainable = self.model.stateless_call(
+                trainable, non_trainable, self.x, training=True, mode=mode
+            )
+            loss, parts = self.model.compute_losses(outputs, self.y, mode, **self.extra)
+            # Gradients of the scaled loss: the loss-scale optimizer divides
+            # them by the same scale.
+            return _jax_scaled(optimizer, state, loss), (outputs, parts, non_trainable)
+
+        (_, (outputs, parts, self.non_trainable)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True
+        )(self.read(indices), self.non_trainable)
+        subset, self.optimizer_states[id(optimizer)] = optimizer.stateless_apply(
+            state, grads, self.read(indices)
+        )
+        self.write(indices, subset)
+        return outputs, parts
+
+    def read(self, indices):
+        return [self.trainable[i] for i in indices]
+
+    def write(self, indices, values):
+        for i, value in zip(indices, values):
+            self.trainable[i] = value
+
+
+def _jax_train_step(model, state, data):
     trainable, non_trainable, optimizer_variables, metrics_variables = state
     x, y, extra = _unpack(data)
     main = optimizers.main_optimizer(model.optimizer)
+    complement = optimizers.complement_optimizer(model.optimizer)
     n_main = len(main.variables)
-    main_state, complement_state = optimizer_variables[:n_main], optimizer_variables[n_main:]
-
-    def loss_fn(trainable, non_trainable, mode, optimizer, optimizer_values):
-        outputs, non_trainable = model.stateless_call(
-            trainable, non_trainable, x, training=True, mode=mode
-        )
-        loss, parts = model.compute_losses(outputs, y, mode, **extra)
-        # Gradients of the scaled loss: the loss-scale optimizer divides them
-        # by the same scale.
-        return _jax_scaled(optimizer, optimizer_values, loss), (parts, outputs, non_trainable)
-
-    (_, (parts, outputs, non_trainable)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True
-    )(trainable, non_trainable, "main", main, main_state)
-    new_trainable, main_state = main.stateless_apply(main_state, grads, trainable)
-    complement_indices, center_indices = _indices(model)
-    if model.center_lr_multiplier != 1.0:
-        for i in center_indices:
-            new_trainable[i] = _rescale(
-                trainable[i], new_trainable[i], model.center_lr_multiplier
-            )
-    trainable = list(new_trainable)
-    if model.has_second_step:
-        complement = optimizers.complement_optimizer(model.optimizer)
-        subset = [trainable[i] for i in complement_indices]
-
-        def complement_loss(subset, non_trainable):
-            full = list(trainable)
-            for i, value in zip(complement_indices, subset):
-                full[i] = value
-            return loss_fn(full, non_trainable, "complement", complement, complement_state)
-
-        (_, (parts_b, _, non_trainable)), grads = jax.value_and_grad(
-            complement_loss, has_aux=True
-        )(subset, non_trainable)
-        subset, complement_state = complement.stateless_apply(
-            complement_state, grads, subset
-        )
-        for i, value in zip(complement_indices, subset):
-            trainable[i] = value
-        parts.update(parts_b)
-    optimizer_variables = list(main_state) + list(complement_state)
+    states = {id(main): optimizer_variables[:n_main]}
+    if complement is not None:
+        states[id(complement)] = optimizer_variables[n_main:]
+    steps = _JaxSteps(model, x, y, extra, trainable, non_trainable, states)
+    outputs, parts = _train_sequence(model, steps)
+    optimizer_variables = list(states[id(main)]) + (
+        list(states[id(complement)]) if complement is not None else [])
     logs, metrics_variables = _jax_stateless_metrics(
         model, metrics_variables, parts, outputs, y, extra["sample_weight"]
     )
-    return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
+    return logs, (steps.trainable, steps.non_trainable, optimizer_variables, metrics_variables)
 
 
 def _jax_test_step(model, state, data):
@@ -325,12 +374,6 @@ def test_step(model, *args):
 def variable_gradients(loss_fn, variables):
     """Gradients of `loss_fn()` (a scalar) over `variables`, on the current
     backend; None-free (zeros where a variable does not feed the loss)."""
-    if _BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            loss = loss_fn()
-        return _fill_missing(tape.gradient(loss, variables), variables)
     if _BACKEND == "jax":
         import jax
 
@@ -339,11 +382,8 @@ def variable_gradients(loss_fn, variables):
                 return loss_fn()
 
         return jax.grad(stateless)([v.value for v in variables])
-    import torch
-
-    loss = loss_fn()
-    grads = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
-    return _fill_missing(list(grads), variables)
+    gradients = _tf_gradients if _BACKEND == "tensorflow" else _torch_gradients
+    return gradients(loss_fn, variables)[0]
 
 
 def term_gradient_norms(model, data, variables):
@@ -405,56 +445,3 @@ def input_gradient(fn, x):
     # convolution weight-gradient failure on a batch of one.
     (gradient,) = torch.autograd.grad(torch.sum(fn(x)), [x])
     return gradient
-
-
-# === Compiled inference ===
-
-_COMPILED = weakref.WeakKeyDictionary()
-
-
-def compiled(model, name, fn):
-    """`fn(model, *arrays)` compiled once per model and backend.
-
-    TensorFlow: a `tf.function` (XLA as `model.jit_compile`); JAX: `jax.jit`
-    over the model's current weights (read at each call, so training in
-    between is seen); PyTorch: run eagerly without autograd bookkeeping
-    unless `fn` asks for gradients itself. Used for explanations, which must
-    cost about as much as the forward pass they come from.
-    """
-    cache = _COMPILED.setdefault(model, {})
-    if name in cache:
-        return cache[name]
-    if _BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        graph = tf.function(
-            lambda *args: fn(model, *args),
-            jit_compile=bool(getattr(model, "jit_compile", False)),
-            reduce_retracing=True,
-        )
-        cache[name] = graph
-    elif _BACKEND == "jax":
-        import jax
-
-        def stateless(trainable, non_trainable, *args):
-            mapping = list(zip(model.trainable_variables, trainable)) + list(
-                zip(model.non_trainable_variables, non_trainable)
-            )
-            with keras.StatelessScope(state_mapping=mapping):
-                return fn(model, *args)
-
-        jitted = jax.jit(stateless)
-
-        def call(*args):
-            return jitted(
-                [v.value for v in model.trainable_variables],
-                [v.value for v in model.non_trainable_variables],
-                *args,
-            )
-
-        cache[name] = call
-    else:
-        # Tensors, not numpy arrays: `tensor * ndarray` with a tensor that
-        # requires grad would make numpy convert the tensor and fail.
-        cache[name] = lambda *args: fn(model, *[keras.ops.convert_to_tensor(a) for a in args])
-    return cache[name]

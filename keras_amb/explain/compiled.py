@@ -1,0 +1,61 @@
+"""Compiled forward passes for explanations, once per model and backend.
+
+Explanations (`maps`, `evaluation`) must cost about as much as the forward
+pass they come from, so each is compiled once per model: a `tf.function`
+on TensorFlow, `jax.jit` on JAX, and PyTorch without autograd bookkeeping.
+"""
+
+import weakref
+
+import keras
+
+_BACKEND = keras.backend.backend()
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def compiled(model, name, fn):
+    """`fn(model, *arrays)` compiled once per model and backend.
+
+    TensorFlow: a `tf.function` (XLA as `model.jit_compile`); JAX: `jax.jit`
+    over the model's current weights (read at each call, so training in
+    between is seen); PyTorch: run eagerly without autograd bookkeeping
+    unless `fn` asks for gradients itself. Used for explanations, which must
+    cost about as much as the forward pass they come from.
+    """
+    cache = _COMPILED.setdefault(model, {})
+    if name in cache:
+        return cache[name]
+    if _BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        graph = tf.function(
+            lambda *args: fn(model, *args),
+            jit_compile=bool(getattr(model, "jit_compile", False)),
+            reduce_retracing=True,
+        )
+        cache[name] = graph
+    elif _BACKEND == "jax":
+        import jax
+
+        def stateless(trainable, non_trainable, *args):
+            mapping = list(zip(model.trainable_variables, trainable)) + list(
+                zip(model.non_trainable_variables, non_trainable)
+            )
+            with keras.StatelessScope(state_mapping=mapping):
+                return fn(model, *args)
+
+        jitted = jax.jit(stateless)
+
+        def call(*args):
+            return jitted(
+                [v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables],
+                *args,
+            )
+
+        cache[name] = call
+    else:
+        # Tensors, not numpy arrays: `tensor * ndarray` with a tensor that
+        # requires grad would make numpy convert the tensor and fail.
+        cache[name] = lambda *args: fn(model, *[keras.ops.convert_to_tensor(a) for a in args])
+    return cache[name]
