@@ -1,3 +1,4 @@
+import os
 import time
 
 import numpy as np
@@ -230,6 +231,34 @@ def test_folder_split_is_deterministic_and_uses_given_splits(tmp_path):
                 Image.new("RGB", (8, 8)).save(tmp_path / "split" / split / cls / f"{i}.jpg")
     sizes = load_source(str(tmp_path / "split"), progress=False).sizes
     assert sizes == {"train": 10, "val": 4, "test": 6}
+
+
+
+@pytest.mark.backend_independent
+def test_val_split_carved_from_train_does_not_depend_on_how_the_path_is_written(
+        tmp_path, monkeypatch):
+    # train/ and test/ but no val/: the val split comes out of train/, and
+    # `./imgs`, `imgs` and `/abs/imgs` must give the same one.
+    from PIL import Image
+
+    for split, n in (("train", 40), ("test", 2)):
+        for cls in ("a", "b"):
+            (tmp_path / "imgs" / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / split / cls / f"{i}.png")
+
+    def val_names(root):
+        source = load_source(root, progress=False)
+        names = sorted(os.path.relpath(os.path.abspath(p), str(tmp_path / "imgs"))
+                       for p, _ in source.files["val"])
+        return names, source.sizes
+
+    monkeypatch.chdir(tmp_path)
+    absolute, sizes = val_names(str(tmp_path / "imgs"))
+    assert 0 < sizes["val"] < 20 and sizes["train"] + sizes["val"] == 80
+    assert val_names("imgs")[0] == absolute
+    assert val_names("./imgs")[0] == absolute
+    assert val_names(str(tmp_path / "imgs") + "/")[0] == absolute
 
 
 # === TFDS ===

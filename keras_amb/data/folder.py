@@ -1,8 +1,11 @@
 """User image folders: class-named subfolders, as `image_dataset_from_directory`.
 
 `root/<class>/<image>`, split deterministically into train/val/test by a hash
-of each file's path, or `root/{train,val,test}/<class>/<image>` when those
-subfolders exist. Broken files are found before training, never mid-epoch.
+of each file's path relative to `root`, or `root/{train,val,test}/<class>/<image>`
+when those subfolders exist (a missing `val/` is carved out of `train/` by the
+same hash). The hash never sees how `root` was written, so `./imgs` and
+`/abs/imgs` split alike. Broken files are found before training, never
+mid-epoch.
 """
 
 import concurrent.futures
@@ -76,8 +79,11 @@ def _files_by_class(path, class_names):
     return files
 
 
-def _hash_split(relative_path, val_fraction, test_fraction):
-    digest = hashlib.sha1(relative_path.encode("utf-8")).digest()
+def hash_split(path, root, val_fraction, test_fraction, salt=""):
+    """`"train"`, `"val"` or `"test"` for `path`, by a hash of `salt` and
+    its path relative to `root` (with `/` separators, whatever the OS)."""
+    relative = os.path.relpath(path, root).replace(os.sep, "/")
+    digest = hashlib.sha1((salt + relative).encode("utf-8")).digest()
     u = int.from_bytes(digest[:8], "big") / 2**64
     if u < test_fraction:
         return "test"
@@ -88,6 +94,11 @@ def _hash_split(relative_path, val_fraction, test_fraction):
 
 def scan_folder(root, val_fraction=0.1, test_fraction=0.1):
     """Lists a folder's images per split.
+
+    When that leaves the val split empty (`train/` and `test/` but no
+    `val/`, or a flat folder too small for the hash to pick any), a
+    `val_fraction` of the train split becomes the val split, by a second,
+    independent hash of the same relative paths.
 
     Returns:
         `(class_names, {split: [(path, label), ...]})`.
@@ -109,10 +120,13 @@ def scan_folder(root, val_fraction=0.1, test_fraction=0.1):
         class_names = _class_dirs(root)
         splits = {s: [] for s in SPLIT_NAMES}
         for path, label in _files_by_class(root, class_names):
-            relative = os.path.relpath(path, root).replace(os.sep, "/")
-            splits[_hash_split(relative, val_fraction, test_fraction)].append(
-                (path, label)
-            )
+            splits[hash_split(path, root, val_fraction, test_fraction)].append((path, label))
+    if not splits["val"]:
+        train = splits["train"]
+        splits["train"] = []
+        for path, label in train:
+            split = hash_split(path, root, val_fraction, 0.0, salt="val:")
+            splits["val" if split == "val" else "train"].append((path, label))
     if len(class_names) < 2:
         raise DatasetError(
             f"{root}: needs at least two class subfolders (root/<class>/<image>), "

@@ -212,13 +212,6 @@ def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
             `DataSource.skipped`.
     """
     class_names, splits = folder.scan_folder(root)
-    if not splits["val"]:
-        train = splits["train"]
-        splits["val"] = [
-            item for item in train
-            if folder._hash_split(item[0], 0.1, 0.0) == "val"
-        ]
-        splits["train"] = [item for item in train if item not in splits["val"]]
     skipped = []
     if check_images:
         paths = [p for items in splits.values() for p, _ in items]
