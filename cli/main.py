@@ -67,29 +67,13 @@ class UserError(click.ClickException):
     """An error shown as one clear line, without a traceback."""
 
 
-# The errors the library raises on purpose for users to fix, by module.
-_USER_ERRORS = {
-    "keras_amb.config": ("ConfigError",),
-    "keras_amb.data.errors": ("DatasetError", "DatasetUnavailableError"),
-    "keras_amb.data.image_io": ("ImageReadError",),
-    "keras_amb.distribution": ("DistributionError",),
-    "keras_amb.export": ("ExportError",),
-    "keras_amb.files": ("FileWriteError",),
-    "keras_amb.models.attention_branch_network": ("NonFiniteLossError",),
-    "keras_amb.models.backbones": ("WeightsUnavailableError",),
-    "keras_amb.runs": ("RunError",),
-    "keras_amb.safety": ("OutputError",),
-}
-
-
 def _user_errors():
-    """The user errors' classes; anything else is a bug and keeps its
-    traceback. Only modules already imported are looked in (an error no
-    module defined was never raised), so that reporting one imports no
-    Keras: `info` runs without it."""
-    found = (getattr(sys.modules.get(module), name, None)
-             for module, names in _USER_ERRORS.items() for name in names)
-    return tuple(error for error in found if error is not None) + (PermissionError,)
+    """The errors the library raises for users to fix (`keras_amb.errors`,
+    which imports no Keras, so `info` reports its errors without it), and
+    permission errors; anything else is a bug and keeps its traceback."""
+    from keras_amb.errors import KerasAmbError
+
+    return (KerasAmbError, PermissionError)
 
 
 def image_paths(inputs, exclude=()):

@@ -189,12 +189,11 @@ def _train(config_file, resume, print_config, output, options):
         click.echo(amb_config.to_yaml(config), nl=False)
         return
 
-    from keras_amb import runs
     from keras_amb import trainer
 
     log = lambda line: click.echo(line)  # noqa: E731
     if resume:
-        result = runs.Run.open(resume).resume(log=log)
+        result = trainer.resume(resume, log=log)
     else:
         result = trainer.train(config, run_dir=output, log=log)
     m = result.test_metrics

@@ -12,6 +12,7 @@ import os
 
 import yaml
 
+from keras_amb.errors import ConfigError  # noqa: F401 (re-exported)
 from keras_amb.files import atomic_write_text
 
 DEFAULTS = {
@@ -82,10 +83,6 @@ DATASET_CONFIGS = {
     "stanford_dogs": "stanford_dogs_imagenet",
     "caltech_birds2010": "caltech_birds2010_imagenet",
 }
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the file or option."""
 
 
 def bundled_configs():

@@ -5,9 +5,7 @@ import os
 
 import keras
 
-
-class DistributionError(ValueError):
-    """`--distribute` on a backend or setup that cannot do it."""
+from keras_amb.errors import DistributionError  # noqa: F401 (re-exported)
 
 
 def distribution_scope(log=print):

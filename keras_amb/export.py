@@ -13,11 +13,8 @@ Both return `probabilities` (N, K), `top_k_ids`, `top_k_scores`,
 import base64
 import os
 
+from keras_amb.errors import ExportError  # noqa: F401 (re-exported)
 from keras_amb.files import atomic_write_directory
-
-
-class ExportError(ValueError):
-    """An export that cannot be written; the message says why."""
 
 
 def next_version(root):

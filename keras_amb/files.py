@@ -13,12 +13,7 @@ import errno
 import os
 import tempfile
 
-
-class FileWriteError(OSError):
-    """A file that cannot be written; the message names it and says why."""
-
-    def __str__(self):
-        return self.args[0] if self.args else super().__str__()
+from keras_amb.errors import FileWriteError  # noqa: F401 (re-exported)
 
 
 def current_umask():

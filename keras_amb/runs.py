@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 
+from keras_amb.errors import RunError  # noqa: F401 (re-exported)
 from keras_amb.files import atomic_write_text
 
 DEFAULT_ROOT = "saved_models"
@@ -27,11 +28,6 @@ MODEL_FILES = (
     "abn.keras",
     os.path.join("checkpoints", "abn-best.keras"),
 )
-
-
-class RunError(ValueError):
-    """A run folder or model file that is missing, incomplete, busy or not
-    writable; the message names it."""
 
 
 def timestamp():
@@ -398,16 +394,6 @@ class Run:
                     raise RunError(f"{self.path('config.yaml')}: {error}") from None
                 model.resize_ratio = float(ratio)
         return model
-
-    def resume(self, log=None, verbose=None):
-        """Continues this run from its last completed epoch with its saved
-        config (what `keras-amb train --resume` does); a `TrainResult`."""
-        from keras_amb import config as amb_config
-        from keras_amb import trainer
-
-        config = amb_config.resolve(self.path("config.yaml"))
-        config.pop("config_file", None)
-        return trainer.train(config, run_dir=self.run_dir, resume=True, log=log, verbose=verbose)
 
     # === One trainer at a time ===
 

@@ -18,10 +18,7 @@ refused, naming both:
 import os
 import tempfile
 
-
-class OutputError(ValueError):
-    """An output path that cannot be used; the message names the option and
-    the path (and the input it would destroy)."""
+from keras_amb.errors import OutputError  # noqa: F401 (re-exported)
 
 
 def _same(a, b):

@@ -288,7 +288,7 @@ class _Training:
                 self.run.path("logs", stage, "attention"), self.preview, stage
             ))
         self.log(f"Stage {stage!r}: epochs {completed + 1}-{epochs} "
-                 f"({type(model).__name__}: {describe(model)})")
+                 f"({type(model).__name__}: {model.description})")
         model.fit(
             self.train_ds, validation_data=self.val_ds, initial_epoch=completed,
             epochs=epochs, callbacks=callbacks, verbose=self.verbose, shuffle=False,
@@ -315,8 +315,13 @@ class _Training:
         )
 
 
-def describe(model):
-    """`"ABN, bypass"`, `"AMB + PC + COT, no bypass"` and the like."""
-    from keras_amb.model_file import describe as describe_config
+def resume(run_dir, log=None, verbose=None):
+    """Continues the run in `run_dir` (a run folder, or a file inside one)
+    from its last completed epoch with its saved config: what
+    `keras-amb train --resume` does. Returns a `TrainResult`."""
+    from keras_amb import config as amb_config
 
-    return describe_config(model.get_config())
+    run = runs.Run.open(run_dir)
+    config = amb_config.resolve(run.path("config.yaml"))
+    config.pop("config_file", None)
+    return train(config, run_dir=run.run_dir, resume=True, log=log, verbose=verbose)

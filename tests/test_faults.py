@@ -30,6 +30,7 @@ from PIL import Image
 from keras_amb import AttentionMiningNetwork
 from keras_amb import files
 from keras_amb import runs
+from keras_amb import trainer
 from keras_amb.cli.main import cli
 
 SIZE = 32
@@ -457,7 +458,7 @@ def tiny_config(dataset):
 @pytest.mark.backend_independent
 def test_a_start_that_fails_leaves_nothing_behind(tmp_path, monkeypatch):
     from keras_amb import trainer
-    from keras_amb.data.errors import DatasetError
+    from keras_amb.errors import DatasetError
 
     monkeypatch.chdir(tmp_path)
     one_class = folder_dataset(tmp_path / "one", classes=("ant",), per_class=2, hidden=())
@@ -562,7 +563,7 @@ def test_a_kill_during_any_write_leaves_whole_files(killed_everywhere):
                 assert os.path.isfile(os.path.join(snapshot, "checkpoints", f"{stage}-last.keras"))
     # The next command continues from what a kill while writing model.keras left.
     last = [s for n, s in snapshots if n == "model.keras"][-1]
-    result = runs.Run.open(last).resume(log=lambda line: None, verbose=0)
+    result = trainer.resume(last, log=lambda line: None, verbose=0)
     assert os.path.isfile(result.model_path) and "top1" in result.test_metrics
 
 

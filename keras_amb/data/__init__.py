@@ -1,7 +1,5 @@
 """Datasets and tf.data pipelines."""
 
-from keras_amb.data.errors import DatasetError
-from keras_amb.data.errors import DatasetUnavailableError
 from keras_amb.data.folder import BadImagesError
 from keras_amb.data.image_io import ImageReadError
 from keras_amb.data.image_io import read_image
@@ -11,3 +9,5 @@ from keras_amb.data.sources import load_source
 from keras_amb.data.sources import source_for_config
 from keras_amb.data.synthetic import SyntheticConfig
 from keras_amb.data.synthetic import SyntheticConfigV2
+from keras_amb.errors import DatasetError
+from keras_amb.errors import DatasetUnavailableError

@@ -12,9 +12,9 @@ import concurrent.futures
 import hashlib
 import os
 
-from keras_amb.data.errors import DatasetError
 from keras_amb.data.image_io import IMAGE_EXTENSIONS
 from keras_amb.data.image_io import check_image
+from keras_amb.errors import DatasetError
 
 SPLIT_NAMES = ("train", "val", "test")
 

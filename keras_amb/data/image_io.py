@@ -4,6 +4,8 @@ import os
 
 import numpy as np
 
+from keras_amb.errors import ImageReadError  # noqa: F401 (re-exported)
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
@@ -15,10 +17,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # `read_image` and `keras_amb.export.export_saved_model` take them as arguments.
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_ASPECT_RATIO = 20.0
-
-
-class ImageReadError(ValueError):
-    """An image file that cannot be read; the message names the file."""
 
 
 def image_limits(max_pixels=None, max_aspect_ratio=None):

@@ -30,8 +30,8 @@ import threading
 
 import numpy as np
 
-from keras_amb.data.errors import DatasetError
 from keras_amb.data.image_io import IMAGE_EXTENSIONS
+from keras_amb.errors import DatasetError
 
 INDEX_FILE = "index.json"
 

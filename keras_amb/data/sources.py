@@ -18,10 +18,10 @@ from keras_amb.data import folder
 from keras_amb.data import map_store
 from keras_amb.data import pipeline
 from keras_amb.data import synthetic
-from keras_amb.data.errors import DatasetError
-from keras_amb.data.errors import DatasetUnavailableError
 from keras_amb.data.image_io import ImageReadError
 from keras_amb.data.image_io import read_image
+from keras_amb.errors import DatasetError
+from keras_amb.errors import DatasetUnavailableError
 
 TFDS_DATASETS = {
     "stanford_dogs": {
@@ -409,7 +409,7 @@ def load_source(dataset, data_dir=None, skip_bad_images=False, synthetic_params=
 def source_for_config(config, progress=True):
     """The `DataSource` of a resolved config (dataset, data_dir,
     skip_bad_images, synthetic, attention_targets)."""
-    from keras_amb.config import ConfigError
+    from keras_amb.errors import ConfigError
 
     targets = config.get("attention_targets")
     if targets not in (None, "masks") and not os.path.isdir(str(targets)):
@@ -441,7 +441,7 @@ def with_attention_targets(source, split, config):
     if config.get("attention_targets") != "masks":
         return examples
     if "object_mask" not in source.annotations:
-        from keras_amb.config import ConfigError
+        from keras_amb.errors import ConfigError
 
         raise ConfigError(
             f"--attention-targets masks: dataset {source.name!r} has no masks"

@@ -9,6 +9,7 @@ import numpy as np
 
 from keras_amb.data.image_io import ImageReadError
 from keras_amb.data.image_io import read_image
+from keras_amb.errors import UnknownClassError  # noqa: F401 (re-exported)
 from keras_amb.explain import maps as explain_maps
 from keras_amb.explain.overlay import COLORMAP
 from keras_amb.explain.overlay import overlay
@@ -18,10 +19,6 @@ from keras_amb.inference import expand_inputs
 from keras_amb.inference import preprocess
 
 TITLES = {"attention": "attention", "cam": "CAM", "gradcam": "Grad-CAM"}
-
-
-class UnknownClassError(ValueError):
-    """`class_name` is not one of a model's classes."""
 
 
 @dataclasses.dataclass
@@ -36,13 +33,12 @@ def load_models(paths):
     """`LoadedModel`s for run folders or model files; labels are the run and
     file (`run/abn.keras`) with the architecture, made unique."""
     from keras_amb.runs import Run
-    from keras_amb.trainer import describe
 
     loaded, used = [], set()
     for path in paths:
         run = Run.open(path)
         model = run.load_model()
-        label = f"{run.name} ({describe(model)})"
+        label = f"{run.name} ({model.description})"
         unique, n = label, 1
         while unique in used:
             n += 1

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_amb import losses
 from keras_amb import optimizers
+from keras_amb.errors import NonFiniteLossError  # noqa: F401 (re-exported)
 from keras_amb.layers.attention_branch import AttentionBranch
 from keras_amb.layers.attention_mechanism import AttentionMechanism
 from keras_amb.layers.batch_normalization import frozen_statistics
@@ -34,10 +35,6 @@ LEGACY_ARGUMENTS = {
 # attention branch's map weights ("attention": the attention must grow to
 # cover the evidence; the shared perception branch cannot unlearn it).
 AMB_GRADIENTS = ("all", "attention")
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised when a loss component becomes NaN or infinite."""
 
 
 def _is_number(value):
@@ -719,6 +716,14 @@ class AttentionBranchNetwork(keras.Model):
                 f"Received: backbone={self.backbone!r}, weights={weights!r}"
             )
         return backbones.load_resnet50_weights(self, weights)
+
+    @property
+    def description(self):
+        """One line naming the architecture and its switches, e.g.
+        `"ABN, bypass"` or `"AMB + PC + COT, no bypass"`."""
+        from keras_amb.model_file import describe
+
+        return describe(self.get_config())
 
     def get_config(self):
         config = super().get_config()

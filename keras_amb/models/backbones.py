@@ -16,6 +16,7 @@ import os
 
 import keras
 
+from keras_amb.errors import WeightsUnavailableError  # noqa: F401 (re-exported)
 from keras_amb.layers.batch_normalization import BatchNormalization
 from keras_amb.layers.conv2d import Conv2D
 from keras_amb.layers.image_normalization import ImageNormalization
@@ -90,10 +91,6 @@ RESNET50_WEIGHTS_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
     + RESNET50_WEIGHTS_FILE
 )
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Raised when pretrained weights can be neither found nor downloaded."""
 
 
 def get_backbone_spec(name):

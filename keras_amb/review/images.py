@@ -74,7 +74,7 @@ def from_source(source, split, dataset, synthetic_params=None):
     other datasets (TFDS) are read once, kept PNG-encoded in memory.
     """
     if split not in source.sizes:
-        from keras_amb.data.errors import DatasetError
+        from keras_amb.errors import DatasetError
 
         raise DatasetError(
             f"--split {split}: dataset {source.name!r} has the splits {', '.join(source.sizes)}"
@@ -130,7 +130,7 @@ def image_set(run, dataset=None, data_dir=None, split="train", folder=None):
         folder: str or None, a folder of unlabelled images instead.
     """
     from keras_amb.data import sources
-    from keras_amb.data.errors import DatasetError
+    from keras_amb.errors import DatasetError
 
     if folder is not None:
         return from_folder(folder)

@@ -30,17 +30,12 @@ import threading
 import numpy as np
 
 from keras_amb.data.map_store import MapStore
+from keras_amb.errors import ReviewError  # noqa: F401 (re-exported)
 
 # A corrected map upload is a grey PNG; larger ones are refused unread.
 MAX_UPLOAD_BYTES = 16 * 2**20
 THUMBNAIL = 160
 LOW_CONFIDENCE = 0.5
-
-
-class ReviewError(ValueError):
-    """A request the review refuses; `status` is the HTTP status to answer."""
-
-    status = 400
 
 
 class UnknownImageError(ReviewError):
