@@ -35,7 +35,14 @@ class StopOnNonFinite(keras.callbacks.Callback):
     """Stops training when any loss component becomes NaN or infinite.
 
     Raises `NonFiniteLossError` naming the component, the epoch and batch;
-    the last epoch's checkpoint is left as it was.
+    the last epoch's checkpoint is left as it was (this callback must come
+    before the checkpoint's in the list).
+
+    Each batch's total loss is read one batch late, when the next step has
+    been dispatched, so the check never makes the device wait for the step
+    in flight; a non-finite total (any component's NaN or infinity reaches
+    it) is then taken apart to name the component. The last batch of an
+    epoch is checked at the epoch's end.
     """
 
     def __init__(self, stage, checkpoint_path=None):
@@ -43,15 +50,31 @@ class StopOnNonFinite(keras.callbacks.Callback):
         self.stage = stage
         self.checkpoint_path = checkpoint_path
         self.epoch = 0
+        self._pending = None  # (batch, logs) not yet checked
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        self._pending = None
 
     def on_train_batch_end(self, batch, logs=None):
-        for name, value in (logs or {}).items():
+        if self._pending is not None:
+            self._check(*self._pending)
+        self._pending = (batch, dict(logs or {}))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._pending is not None:
+            self._check(*self._pending)
+            self._pending = None
+
+    def _check(self, batch, logs):
+        total = logs.get("loss")
+        if total is not None and math.isfinite(float(total)):
+            return
+        # The components first: they say where the NaN came from.
+        for name in sorted(logs, key=lambda n: n == "loss"):
             if not name.endswith("loss"):
                 continue
-            value = float(value)
+            value = float(logs[name])
             if not math.isfinite(value):
                 self.model.stop_training = True
                 kept = (
