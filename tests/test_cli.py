@@ -260,9 +260,16 @@ def test_visualize_labels_rows_and_keeps_every_models_maps(trained, tmp_path):
     figure = Image.open(out / "rgb.png")
     assert figure.size[0] > 1400 and figure.size[1] > 700  # two rows of five panels
     labels = open(os.path.join(run, "labels.txt")).read().split()
-    result = keras_amb_cli(["visualize", image, "--model", run, "--method", "cam",
-                            "--class", labels[2], "--output", str(tmp_path / "vis2")])
-    assert result.returncode == 0, result.stderr[-2000:]
+    # --class explains the class asked for: two classes, two different CAMs.
+    cams = []
+    for name in labels[1:3]:
+        folder = tmp_path / f"vis-{name}"
+        result = keras_amb_cli(["visualize", image, "--model", run, "--method", "cam",
+                                "--class", name, "--save-maps", "--output", str(folder)])
+        assert result.returncode == 0, result.stderr[-2000:]
+        (cam,) = [f for f in os.listdir(folder / "maps") if f.endswith(".cam.npy")]
+        cams.append(np.load(folder / "maps" / cam))
+    assert cams[0].shape == cams[1].shape and np.abs(cams[0] - cams[1]).max() > 1e-3
     result = keras_amb_cli(["visualize", image, "--model", run, "--class", "no_such_bird",
                             "--output", str(tmp_path / "vis3")])
     assert result.returncode != 0 and "'no_such_bird' is not a class" in result.stderr

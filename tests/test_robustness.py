@@ -47,9 +47,17 @@ def test_unwritable_output_fails_before_training(tiny_config, tmp_path):
 @pytest.mark.slow
 def test_model_file_from_elsewhere_is_refused_without_running_code(tmp_path):
     marker = tmp_path / "pwned"
+    # A Lambda whose code leaves a trace: whoever deserializes and runs it
+    # writes `marker` (building the model here writes it once).
+    hostile = eval(f"lambda x: (open({str(marker)!r}, 'w').write('ran'), x * 2)[1]")
     inputs = keras.Input((4,))
-    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    outputs = keras.layers.Lambda(hostile)(inputs)
     keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    marker.unlink()
+    # The file is dangerous: Keras without safe mode runs its code on loading.
+    keras.saving.load_model(tmp_path / "lambda.keras", safe_mode=False)
+    assert marker.exists()
+    marker.unlink()
     (tmp_path / "junk.keras").write_bytes(b"PK\x03\x04 not really a zip")
     # Refused from the archive's config.json, before Keras loads anything.
     for name, reason in (("lambda.keras", "not a keras-amb model (it holds a Functional)"),
