@@ -94,15 +94,14 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
     for _, reason in source.skipped:
         click.echo(f"skipped: {reason}", err=True)
     methods = explain_maps.METHODS if method == "all" else (method,)
+    with contextlib.redirect_stdout(sys.stderr):
+        results = evaluation.evaluate_methods(
+            model, source, split=split, batch_size=batch_size, methods=methods, limit=limit,
+            thresholds=thresholds, rise_steps=rise_steps,
+        )
     summaries = {}
     for each in methods:
-        if len(methods) > 1:
-            click.echo(f"{each} maps:", err=True)
-        with contextlib.redirect_stdout(sys.stderr):
-            result = evaluation.evaluate(
-                model, source, split=split, batch_size=batch_size, method=each, limit=limit,
-                thresholds=thresholds, rise_steps=rise_steps,
-            )
+        result = results[each]
         plot = evaluation.plot_curves(
             result, os.path.join(output, f"{split}-{each}-curves.png"),
             title=f"{opened.name} ({split}, {each})")

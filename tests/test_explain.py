@@ -241,6 +241,19 @@ def test_evaluate_reports_part_coverage_and_occlusion_on_two_part_data():
     summary = evaluation.summary(result)
     assert "per_image" not in summary and summary["coverage_both_parts"] is not None
 
+    # Every method in one pass gives what one pass per method gives.
+    together = evaluation.evaluate_methods(model, source, "test", batch_size=12,
+                                           progress=False, thresholds=3, rise_steps=2)
+    assert set(together) == {"attention", "cam", "gradcam"}
+    np.testing.assert_equal(together["attention"]["per_image"], per_image)
+    alone = evaluation.evaluate(model, source, "test", batch_size=12, progress=False,
+                                method="gradcam", thresholds=3, rise_steps=2)
+    assert set(alone["per_image"]) == set(together["gradcam"]["per_image"])
+    for key, values in alone["per_image"].items():
+        np.testing.assert_allclose(together["gradcam"]["per_image"][key], values,
+                                   atol=1e-6, err_msg=key)
+    assert together["cam"]["method"] == "cam" and together["cam"]["examples"] == 24
+
 
 @pytest.mark.slow
 def test_visualize_every_kind_of_image(runs_dir, tmp_path):

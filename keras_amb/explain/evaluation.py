@@ -71,9 +71,43 @@ def evaluate(
     `top1_attention_uniform`, `_shuffled`, `_inverted`, `_object` (top-1
     with the attention map replaced, `intervention_top1`). `per_image` holds each image's
     values, `curves` the mean curves and `params` the protocol's parameters.
+
+    `evaluate_methods` gives the same for several map methods in one pass.
+    """
+    return evaluate_methods(
+        model, source, split, batch_size, (method,), limit, thresholds, rise_steps, progress
+    )[method]
+
+
+def evaluate_methods(
+    model,
+    source,
+    split="test",
+    batch_size=32,
+    methods=explain_maps.METHODS,
+    limit=None,
+    thresholds=metrics.DEFAULT_THRESHOLDS,
+    rise_steps=metrics.DEFAULT_RISE_STEPS,
+    progress=True,
+):
+    """`evaluate` for each of `methods`, in one pass over the split.
+
+    Every batch is read, preprocessed and run forward once; the results that
+    do not depend on the map (top-1/top-5, the attention branch's top-1, the
+    intervention test, top-1 with a part hidden) are computed once and
+    shared; the faithfulness curves, localisation and map statistics are
+    computed per method.
+
+    Returns:
+        A dict, method to `evaluate`'s result for it.
     """
     import keras
 
+    methods = tuple(methods)
+    for each in methods:
+        if each not in explain_maps.METHODS:
+            raise ValueError(
+                f"`methods` must be among {explain_maps.METHODS}. Received: {each!r}")
     image_size = model.image_size
     resize_ratio = model.resize_ratio
     examples = source.examples(split)
@@ -95,54 +129,58 @@ def evaluate(
         return np.asarray(keras.ops.convert_to_numpy(out["probabilities"]))
 
     k = min(5, model.num_classes)
-    per_image = {}
-    curves = {"insertion": [], "deletion": [], "rise_insertion": [], "rise_deletion": []}
-    iou = {"": [], "_part": []}
+    shared = {}  # per-image values that do not depend on the map
+    per_method = {m: {} for m in methods}
+    curves = {m: {"insertion": [], "deletion": [], "rise_insertion": [], "rise_deletion": []}
+              for m in methods}
+    iou = {m: {"": [], "_part": []} for m in methods}
     seen = 0
     ts = None
 
-    def add(name, values):
-        per_image.setdefault(name, []).append(np.asarray(values, dtype=np.float32))
+    def add(store, name, values):
+        store.setdefault(name, []).append(np.asarray(values, dtype=np.float32))
 
     for batch in batches:
         images = batch["images"].numpy()
         labels = batch["labels"].numpy()
-        outputs, explained = explain_maps.explain(model, images, (method,))
+        outputs, explained = explain_maps.explain(model, images, methods)
         probs = outputs["probabilities"]
-        saliency = explained[method]
         topk = np.argsort(-probs, axis=-1)[:, :k]
-        add("top1", topk[:, 0] == labels)
-        add("top5", (topk == labels[:, None]).any(axis=1))
-        add("att_top1", np.argmax(outputs["attention_probabilities"], -1) == labels)
-        ts, ins, dele = metrics.threshold_curves(predict, images, labels, saliency, thresholds)
-        r_ins, r_del = metrics.rise_curves(predict, images, saliency, rise_steps,
-                                           target=topk[:, 0])
-        for key, value in zip(curves, (ins, dele, r_ins, r_del)):
-            curves[key].append(value)
-        add("insertion", metrics.auc(ins, ts))
-        add("deletion", metrics.auc(dele, ts))
-        add("rise_insertion", metrics.auc(r_ins))
-        add("rise_deletion", metrics.auc(r_del))
-        for mask_key, suffix in (("object_mask", ""), ("part_mask", "_part")):
-            if mask_key in batch:
-                p, e, i = metrics.localisation(saliency, batch[mask_key].numpy())
-                add("pointing_game" + suffix, p)
-                add("energy_inside" + suffix, e)
-                iou[suffix].append(i)
+        add(shared, "top1", topk[:, 0] == labels)
+        add(shared, "top5", (topk == labels[:, None]).any(axis=1))
+        add(shared, "att_top1", np.argmax(outputs["attention_probabilities"], -1) == labels)
         masks = batch["object_mask"].numpy() if "object_mask" in batch else None
-        for name, values in metrics.map_statistics(saliency, masks).items():
-            add(name, values)
         for name, values in intervention_top1(model, images, labels, outputs["attention"],
                                               masks).items():
-            add(name, values)
-        if source.part_names:
-            part_masks = [batch[name].numpy() for name in source.part_names]
-            energies, covered = metrics.part_coverage(saliency, part_masks)
-            densities = metrics.part_density(energies, part_masks)
-            for number, (energy, density) in enumerate(zip(energies, densities), start=1):
-                add(f"energy_part{number}", energy)
-                add(f"density_part{number}", density)
-            add("coverage_both_parts", np.logical_and.reduce(covered))
+            add(shared, name, values)
+        part_masks = [batch[name].numpy() for name in source.part_names or ()]
+        for each in methods:
+            saliency, store = explained[each], per_method[each]
+            ts, ins, dele = metrics.threshold_curves(predict, images, labels, saliency,
+                                                     thresholds)
+            r_ins, r_del = metrics.rise_curves(predict, images, saliency, rise_steps,
+                                               target=topk[:, 0])
+            for key, value in zip(curves[each], (ins, dele, r_ins, r_del)):
+                curves[each][key].append(value)
+            add(store, "insertion", metrics.auc(ins, ts))
+            add(store, "deletion", metrics.auc(dele, ts))
+            add(store, "rise_insertion", metrics.auc(r_ins))
+            add(store, "rise_deletion", metrics.auc(r_del))
+            for mask_key, suffix in (("object_mask", ""), ("part_mask", "_part")):
+                if mask_key in batch:
+                    p, e, i = metrics.localisation(saliency, batch[mask_key].numpy())
+                    add(store, "pointing_game" + suffix, p)
+                    add(store, "energy_inside" + suffix, e)
+                    iou[each][suffix].append(i)
+            for name, values in metrics.map_statistics(saliency, masks).items():
+                add(store, name, values)
+            if part_masks:
+                energies, covered = metrics.part_coverage(saliency, part_masks)
+                densities = metrics.part_density(energies, part_masks)
+                for number, (energy, density) in enumerate(zip(energies, densities), start=1):
+                    add(store, f"energy_part{number}", energy)
+                    add(store, f"density_part{number}", density)
+                add(store, "coverage_both_parts", np.logical_and.reduce(covered))
         seen += len(labels)
         if bar is not None:
             bar.update(seen)
@@ -160,9 +198,19 @@ def evaluate(
             resize_ratio=resize_ratio, keep_masks=True,
         ):
             probs = predict(batch["images"].numpy())
-            add(f"top1_occluded_part{part}", np.argmax(probs, -1) == batch["labels"].numpy())
+            add(shared, f"top1_occluded_part{part}",
+                np.argmax(probs, -1) == batch["labels"].numpy())
+    return {
+        each: _result(shared, per_method[each], curves[each], iou[each], ts, seen, each,
+                      split, image_size, resize_ratio, thresholds, rise_steps)
+        for each in methods
+    }
 
-    per_image = {key: np.concatenate(values) for key, values in per_image.items()}
+
+def _result(shared, store, curves, iou, ts, seen, method, split, image_size, resize_ratio,
+            thresholds, rise_steps):
+    """One method's result dict from the per-image values collected."""
+    per_image = {key: np.concatenate(values) for key, values in {**shared, **store}.items()}
     per_image["score"] = per_image["insertion"] - per_image["deletion"]
     per_image["rise_score"] = per_image["rise_insertion"] - per_image["rise_deletion"]
     mean_curves = {key: np.concatenate(v).mean(axis=0) for key, v in curves.items()}
