@@ -77,8 +77,7 @@ def _csv_row(record, top_k):
 def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
     from keras_amb import safety
     from keras_amb.data import map_store
-    from keras_amb.data.image_io import read_image
-    from keras_amb.explain.visualize import map_on_image
+    from keras_amb.explain.visualize import save_map
     from keras_amb.files import AtomicFile
     from keras_amb.inference import predict_files
     from keras_amb.runs import Run
@@ -116,12 +115,10 @@ def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
                 errors += 1
                 click.echo(f"error: {prediction.error}", err=True)
             elif store is not None:
-                image = read_image(prediction.path)
-                grey = map_on_image(prediction.attention, image.shape[0], image.shape[1],
-                                    model.resize_ratio)
-                record["map"] = store.write(
-                    keys[prediction.path], grey, source="attention", model=os.path.abspath(run),
-                    raw=prediction.attention, save_index=False)
+                record["map"] = save_map(
+                    store, keys[prediction.path], prediction.attention,
+                    prediction.original_shape, model.resize_ratio, "attention",
+                    os.path.abspath(run))
                 record["map_raw"] = os.path.splitext(record["map"])[0] + ".npy"
             if writer is not None:
                 writer.writerow(_csv_row(record, top_k))

@@ -58,6 +58,8 @@ class Prediction:
         attention_peak: `(x, y)`, the attention map's maximum as fractions of
             the model's centre crop (0 = left / top, 1 = right / bottom).
         attention: the `(h, w)` attention map, in `[0, 1]`.
+        original_shape: `(height, width)` of the image file, to place the map
+            on it (`explain.visualize.save_map`) without decoding it again.
         error: str or None, why the file could not be read.
     """
 
@@ -65,6 +67,7 @@ class Prediction:
     top_k: list = None
     attention_peak: tuple = None
     attention: np.ndarray = dataclasses.field(default=None, repr=False)
+    original_shape: tuple = None
     error: str = None
 
     def record(self):
@@ -114,8 +117,9 @@ def predict_files(model, paths, top_k=5, batch_size=32, progress=None):
         attention = np.asarray(keras.ops.convert_to_numpy(out["attention"]))
         tops = model.decode_predictions(probabilities, top_k)
         results = [
-            Prediction(path=p, top_k=t, attention_peak=attention_peak(a), attention=a)
-            for p, t, a in zip(pending, tops, attention)
+            Prediction(path=p, top_k=t, attention_peak=attention_peak(a), attention=a,
+                       original_shape=shape)
+            for (p, shape), t, a in zip(pending, tops, attention)
         ]
         batch.clear()
         pending.clear()
@@ -130,7 +134,7 @@ def predict_files(model, paths, top_k=5, batch_size=32, progress=None):
             yield Prediction(path=path, error=str(error))
             continue
         batch.append(preprocess(image, model.image_size, model.resize_ratio))
-        pending.append(path)
+        pending.append((path, image.shape[:2]))
         if len(batch) == batch_size:
             results = flush()
             done += len(results)

@@ -38,12 +38,7 @@ def load_models(paths):
     for path in paths:
         run = Run.open(path)
         model = run.load_model()
-        label = f"{run.name} ({model.description})"
-        unique, n = label, 1
-        while unique in used:
-            n += 1
-            unique = f"{label} #{n}"
-        used.add(unique)
+        unique = _unique(f"{run.name} ({model.description})", used, " #")
         loaded.append(LoadedModel(label=unique, model=model))
     return loaded
 
@@ -181,11 +176,24 @@ def map_on_image(attention, height, width, resize_ratio):
     return grey
 
 
-def _unique_stem(stem, used):
-    candidate, n = stem, 1
+def save_map(store, key, attention, original_shape, resize_ratio, source, model_label):
+    """Writes one image's map into `store` (a `data.map_store.MapStore`):
+    `<key>.png`, the map as an editable grey image over the whole original
+    (`map_on_image`), and `<key>.npy`, its raw values. Returns the PNG's path.
+    """
+    height, width = original_shape
+    grey = map_on_image(attention, height, width, resize_ratio)
+    return store.write(key, grey, source=source, model=model_label, raw=attention,
+                       save_index=False)
+
+
+def _unique(name, used, separator):
+    """`name`, or `name<separator>2`, `3`... the first not in `used` (which
+    gains it): figure stems and row labels never collide."""
+    candidate, n = name, 1
     while candidate in used:
         n += 1
-        candidate = f"{stem}-{n}"
+        candidate = f"{name}{separator}{n}"
     used.add(candidate)
     return candidate
 
@@ -224,7 +232,7 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
             error(f"error: {err}")
             failed.append(path)
             continue
-        stem = _unique_stem(os.path.splitext(os.path.basename(path))[0], used)
+        stem = _unique(os.path.splitext(os.path.basename(path))[0], used, "-")
         rows = []
         for loaded in models:
             crop, top5, maps, explained = explain_image(image, loaded.model, methods, class_name)
@@ -233,11 +241,8 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
         atomic_write(out_path, lambda tmp, rows=rows: draw(
             tmp, os.path.basename(path), rows, methods, alpha=alpha), suffix=".png")
         if store is not None:
-            first = rows[0][3][methods[0]]
-            grey = map_on_image(first, image.shape[0], image.shape[1],
-                                models[0].model.resize_ratio)
-            png = store.write(keys[path], grey, source=methods[0], model=models[0].label,
-                              raw=first, save_index=False)
+            png = save_map(store, keys[path], rows[0][3][methods[0]], image.shape[:2],
+                           models[0].model.resize_ratio, methods[0], models[0].label)
             for loaded, row in zip(models, rows):
                 for method, values in row[3].items():
                     name = f"{os.path.splitext(png)[0]}.{slug(loaded.label)}.{method}.npy"
