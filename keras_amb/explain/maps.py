@@ -58,13 +58,10 @@ def _explain_forward(model, images):
 
 
 def _gradcam_pass(model, images, one_hot):
-    features = model.feature_extractor(images, training=False)
+    features = model.forward_features(images)
 
     def class_score(f):
-        attention = model.attention_branch(f, training=False)["attention"]
-        attended = model.attention_mechanism(f, attention)
-        logits = model.perception_branch(attended, training=False)["logits"]
-        return ops.sum(logits * one_hot, axis=-1)
+        return ops.sum(model.forward_head(f)["logits"] * one_hot, axis=-1)
 
     return features, train_steps.input_gradient(class_score, features)
 

@@ -333,26 +333,63 @@ class AttentionBranchNetwork(keras.Model):
         with frozen_statistics() if counted else contextlib.nullcontext():
             return self._forward(images, training, mode)
 
+    def forward_features(self, images, training=False):
+        """The feature extractor's output F (stage 3), which the attention
+        branch and the attention mechanism read; Grad-CAM's layer."""
+        return self.feature_extractor(images, training=training)
+
+    def forward_head(self, features, attention=None, training=False):
+        """Everything after F: the attention branch, the attention mechanism
+        and the perception branch.
+
+        Args:
+            features: F, from `forward_features`.
+            attention: optional `(N, h, w)` map in `[0, 1]` that replaces the
+                attention branch's own in the attention mechanism (the
+                intervention test); the attention branch is then not run.
+            training: bool.
+
+        Returns:
+            A dict: `logits` and `features` (GAP) and `feature_map` (the last
+            stage) of the perception branch and, when the attention branch
+            runs, `attention` `(N, h, w, 1)` and its `attention_logits` and
+            `attention_features`.
+        """
+        outputs = {}
+        if attention is None:
+            branch = self.attention_branch(features, training=training)
+            attention = branch["attention"]
+            outputs.update(attention=attention, attention_logits=branch["logits"],
+                           attention_features=branch["features"])
+        else:
+            attention = ops.cast(attention, features.dtype)[..., None]
+        attended = self.attention_mechanism(features, attention)
+        outputs.update(self.perception_branch(attended, training=training))
+        return outputs
+
     def _forward(self, images, training, mode):
-        features = self.feature_extractor(images, training=training)
-        attention_out = self.attention_branch(features, training=training)
-        attention = attention_out["attention"]
+        features = self.forward_features(images, training=training)
+        if mode == "complement":  # the AMB alone reads the attention
+            attention_out = self.attention_branch(features, training=training)
+            head = {"attention": attention_out["attention"],
+                    "attention_logits": attention_out["logits"]}
+        else:
+            head = self.forward_head(features, training=training)
+        attention = head["attention"]
         outputs = {
             "attention": attention[..., 0],
-            "attention_logits": attention_out["logits"],
-            "attention_probabilities": ops.softmax(attention_out["logits"]),
+            "attention_logits": head["attention_logits"],
+            "attention_probabilities": ops.softmax(head["attention_logits"]),
         }
         if mode != "complement":
-            attended = self.attention_mechanism(features, attention)
-            perception = self.perception_branch(attended, training=training)
-            outputs["logits"] = perception["logits"]
-            outputs["probabilities"] = ops.softmax(perception["logits"])
+            outputs["logits"] = head["logits"]
+            outputs["probabilities"] = ops.softmax(head["logits"])
             if mode in ("main", "eval"):
-                outputs["perception_features"] = perception["features"]
-                outputs["attention_features"] = attention_out["features"]
+                outputs["perception_features"] = head["features"]
+                outputs["attention_features"] = head["attention_features"]
             if mode == "explain":
                 outputs["class_activation_maps"] = self._class_activation_maps(
-                    perception["feature_map"]
+                    head["feature_map"]
                 )
         if self.amb and (
             mode in ("complement", "eval")
@@ -393,10 +430,7 @@ class AttentionBranchNetwork(keras.Model):
         Returns:
             `(N, K)` logits (inference mode).
         """
-        features = self.feature_extractor(images, training=False)
-        attention = ops.cast(attention, features.dtype)[..., None]
-        attended = self.attention_mechanism(features, attention)
-        return self.perception_branch(attended, training=False)["logits"]
+        return self.forward_head(self.forward_features(images), attention)["logits"]
 
     def _class_activation_maps(self, feature_map):
         """CAM of every class: the last stage weighted by the classifier,
