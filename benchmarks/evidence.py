@@ -84,6 +84,9 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*",
                         help="of the mining-gradient rows, run only these (names); the "
                         "baseline, AMB, the PC sweep and the full model always run")
+    parser.add_argument("--rows", nargs="+",
+                        help="run only ABN and these variants (names as in the report, e.g. "
+                        "'AMB, L_am x0.1'): no PC sweep and no full model")
     parser.add_argument("--output", required=True)
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the variants already evaluated in --output")
@@ -120,6 +123,16 @@ def main(argv=None):
     if args.report_only:
         write(_evaluated(args.output, rows, args.pc_weights, args.seeds), args, start,
               evaluate_fn)
+        return
+    if args.rows:
+        names = {name for name, _ in rows}
+        unknown = [name for name in args.rows if name not in names]
+        if unknown:
+            parser.error(f"--rows: unknown variant(s) {unknown}; the variants: {sorted(names)}")
+        chosen = [r for r in rows if r[0] == "ABN" or r[0] in args.rows]
+        results = ablation.ablate(base, range(args.seeds), args.output, False, evaluate_fn,
+                                  train_fn, log=log, variants=chosen)
+        write(results, args, start, evaluate_fn)
         return
     results = ablation.ablate(base, range(args.seeds), args.output, False, evaluate_fn,
                               train_fn, log=log, variants=first)
