@@ -2,6 +2,7 @@
 
 import click
 
+from keras_amb import arguments
 from keras_amb.cli.main import BACKENDS
 from keras_amb.cli.main import run_reporting_errors
 from keras_amb.cli.main import set_backend
@@ -63,11 +64,11 @@ def _opt(*names, key=None, help="", **kwargs):
 @_opt("--crop-scale", type=(float, float), key="crop_scale",
       help="[data] Area fraction range MIN MAX of the training crops.")
 # Model
-@_opt("--architecture", "-a", type=click.Choice(["abn", "proposed"]), key="architecture",
+@_opt("--architecture", "-a", type=click.Choice(arguments.ARCHITECTURES),
+      key="architecture",
       help="[model] 'abn' stops after ABN training; 'proposed' pre-trains an ABN, then "
       "trains the proposed model from it.")
-@_opt("--backbone", type=click.Choice(["resnet50", "resnet50_official", "resnet_small",
-                                       "resnet_tiny"]), key="backbone",
+@_opt("--backbone", type=click.Choice(arguments.BACKBONES), key="backbone",
       help="[model] resnet50 (keras.applications, loads ImageNet weights), "
       "resnet50_official (the official ABN network, for from-scratch runs), or a small "
       "ResNet for CPUs.")
@@ -84,13 +85,13 @@ def _opt(*names, key=None, help="", **kwargs):
       help="[model] Mask threshold sigma (paper: 0.78 CUB, 0.40 Stanford Dogs).")
 @_opt("--amb-weight", type=float, key="amb_weight",
       help="[model] Weight of the mining loss L_am (paper: 1e-4; GAIN: 1).")
-@_opt("--amb-gradient", type=click.Choice(["all", "attention"]), key="amb_gradient",
+@_opt("--amb-gradient", type=click.Choice(arguments.AMB_GRADIENTS), key="amb_gradient",
       help="[model] Weights the mining terms (L_am, COT's step) update: 'all' that feed "
       "the AMB (the paper), or the attention map's alone.")
 @_opt("--pc-weight", type=float, key="pc_weight",
       help="[model] Weight of the PC loss's proximity part (the centres' speed does not "
       "depend on it).")
-@_opt("--pc-distance", type=click.Choice(["euclidean", "squared"]), key="pc_distance",
+@_opt("--pc-distance", type=click.Choice(arguments.PC_DISTANCES), key="pc_distance",
       help="[model] Distances in the PC loss: eq. 3's norms, or squared (the PC authors' "
       "code).")
 @_opt("--init-from", type=click.Path(exists=True), key="init_from",

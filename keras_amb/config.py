@@ -12,6 +12,7 @@ import os
 
 import yaml
 
+from keras_amb.arguments import ARCHITECTURES
 from keras_amb.errors import ConfigError  # noqa: F401 (re-exported)
 from keras_amb.files import atomic_write_text
 
@@ -69,7 +70,6 @@ RENAMED = {
     "model": "architecture",
     "mining_weight": "amb_weight",
 }
-ARCHITECTURES = ("abn", "proposed")
 # Mappings that may be given by their name alone (`optimizer: adam`).
 SHORT_FORMS = ("optimizer", "lr_schedule")
 OPTIMIZER_KEYS = ("name", "learning_rate", "momentum", "nesterov", "weight_decay")
@@ -254,10 +254,10 @@ def validate(config, source="config", given=()):
             the command line set: an error in one of them names its option.
 
     Model arguments are checked by the model's own checks
-    (`keras_amb.models.attention_branch_network.check_arguments`).
+    (`keras_amb.arguments.check_arguments`).
     """
-    from keras_amb.models.attention_branch_network import check_arguments
-    from keras_amb.models.factory import MODEL_KEYS
+    from keras_amb.arguments import MODEL_KEYS
+    from keras_amb.arguments import check_arguments
 
     def where(key):
         top = key.split(".")[0]

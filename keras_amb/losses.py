@@ -8,6 +8,8 @@ the paper is silent.
 import keras
 from keras import ops
 
+from keras_amb.arguments import PC_DISTANCES
+
 _LOG_EPS = 1e-10
 _NORMALIZER_EPS = 1e-7
 _NORM_EPS = 1e-12
@@ -90,9 +92,6 @@ def attention_mining_loss(y_true, logits, sample_weight=None):
     probabilities = ops.softmax(logits, axis=-1)
     true_mask = _true_class_mask(y_true, ops.shape(logits)[-1], "float32")
     return _weighted_mean(ops.sum(probabilities * true_mask, axis=-1), sample_weight)
-
-
-PC_DISTANCES = ("euclidean", "squared")
 
 
 def prototype_conformity(

@@ -11,14 +11,8 @@ import dataclasses
 import json
 import zipfile
 
-# Constructor arguments renamed since the first release (old: new), as
-# `AttentionBranchNetwork.from_config` maps them.
-LEGACY_ARGUMENTS = {
-    "mining": "amb",
-    "prototype_conformity": "pc",
-    "complement_objective": "cot",
-    "mining_weight": "amb_weight",
-}
+from keras_amb.arguments import LEGACY_ARGUMENTS
+
 # The constructor defaults `describe` needs, for files saved before an
 # argument existed.
 DEFAULTS = {"bypass": True, "amb": False, "pc": False, "cot": False,

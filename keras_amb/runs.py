@@ -386,7 +386,7 @@ class Run:
                 model.class_names = labels
             ratio = self.config().get("resize_ratio")
             if ratio:
-                from keras_amb.models.attention_branch_network import check_arguments
+                from keras_amb.arguments import check_arguments
 
                 try:
                     check_arguments(resize_ratio=ratio)

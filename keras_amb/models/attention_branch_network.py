@@ -5,6 +5,11 @@ from keras import ops
 
 from keras_amb import losses
 from keras_amb import optimizers
+from keras_amb.arguments import AMB_GRADIENTS  # noqa: F401 (re-exported)
+from keras_amb.arguments import LEGACY_ARGUMENTS
+from keras_amb.arguments import MAX_IMAGE_SIZE  # noqa: F401 (re-exported)
+from keras_amb.arguments import MAX_RESIZE_RATIO  # noqa: F401 (re-exported)
+from keras_amb.arguments import check_arguments
 from keras_amb.errors import NonFiniteLossError  # noqa: F401 (re-exported)
 from keras_amb.layers.attention_branch import AttentionBranch
 from keras_amb.layers.attention_mechanism import AttentionMechanism
@@ -20,78 +25,6 @@ from keras_amb.models import train_steps
 # "complement" (the two steps of the train step), "eval" (everything, for
 # validation losses).
 MODES = ("predict", "explain", "main", "complement", "eval")
-
-# Names of earlier releases, accepted when loading their model files.
-LEGACY_ARGUMENTS = {
-    "mining": "amb",
-    "prototype_conformity": "pc",
-    "complement_objective": "cot",
-    "mining_weight": "amb_weight",
-}
-
-
-# Which weights the mining terms (L_am, and COT's step on the masked
-# features) update: "all" that feed the AMB output (the paper), or only the
-# attention branch's map weights ("attention": the attention must grow to
-# cover the evidence; the shared perception branch cannot unlearn it).
-AMB_GRADIENTS = ("all", "attention")
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# Upper limits that bound what one image costs at inference: the shorter side
-# is resized to `image_size * resize_ratio` before the centre crop, so both
-# are capped (in configs and in model files, which are checked on loading).
-MAX_IMAGE_SIZE = 1024
-MAX_RESIZE_RATIO = 2.0
-
-# One check per argument, shared by the constructor and the config file reader
-# (`keras_amb.config`), so a bad value is refused the same way from both.
-_CHECKS = {
-    "num_classes": (lambda v: _is_number(v) and int(v) == v and v >= 2, "an int >= 2"),
-    "image_size": (lambda v: _is_number(v) and int(v) == v and 16 <= v <= MAX_IMAGE_SIZE,
-                   f"an int in [16, {MAX_IMAGE_SIZE}]"),
-    "mask_threshold": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "mask_slope": (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    "amb_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "pc_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "pc_contrastive_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "center_lr_multiplier": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "attention_target_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "resize_ratio": (lambda v: _is_number(v) and 1 <= v <= MAX_RESIZE_RATIO,
-                     f"a number in [1, {MAX_RESIZE_RATIO:g}]"),
-    "backbone": (lambda v: v in backbones.BACKBONES, f"one of {tuple(backbones.BACKBONES)}"),
-    "pc_distance": (lambda v: v in losses.PC_DISTANCES, f"one of {losses.PC_DISTANCES}"),
-    "amb_gradient": (lambda v: v in AMB_GRADIENTS, f"one of {AMB_GRADIENTS}"),
-}
-for _flag in ("bypass", "amb", "pc", "cot", "hard_mask", "naive_bn_statistics"):
-    _CHECKS[_flag] = (lambda v: isinstance(v, bool), "true or false")
-
-
-def check_arguments(**arguments):
-    """Checks model arguments; raises `ValueError` quoting the first bad one.
-
-    Example:
-    >>> check_arguments(mask_threshold=0.4, cot=True, amb=True)
-    >>> check_arguments(mask_threshold=1.5)
-    Traceback (most recent call last):
-    ...
-    ValueError: `mask_threshold` must be a number in [0, 1]. Received: mask_threshold=1.5
-    """
-    for name, value in arguments.items():
-        if name in _CHECKS and not _CHECKS[name][0](value):
-            raise ValueError(
-                f"`{name}` must be {_CHECKS[name][1]}. Received: {name}={value!r}"
-            )
-    if arguments.get("cot") and not arguments.get("amb", True):
-        raise ValueError(
-            "`cot=True` trains the attention mining branch and needs `amb=True`. "
-            "Received: amb=False"
-        )
-
 
 @keras.saving.register_keras_serializable(package="keras_amb")
 class AttentionBranchNetwork(keras.Model):

@@ -16,6 +16,7 @@ import os
 
 import keras
 
+from keras_amb import arguments
 from keras_amb.errors import WeightsUnavailableError  # noqa: F401 (re-exported)
 from keras_amb.layers.batch_normalization import BatchNormalization
 from keras_amb.layers.conv2d import Conv2D
@@ -91,6 +92,9 @@ RESNET50_WEIGHTS_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
     + RESNET50_WEIGHTS_FILE
 )
+
+# `keras_amb.arguments` names the backbones for the Keras-free config reader.
+assert tuple(BACKBONES) == arguments.BACKBONES, (tuple(BACKBONES), arguments.BACKBONES)
 
 
 def get_backbone_spec(name):

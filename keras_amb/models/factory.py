@@ -1,15 +1,8 @@
 """The model of a config: one function, the config's keys as arguments."""
 
+from keras_amb.arguments import MODEL_KEYS
 from keras_amb.models.attention_branch_network import AttentionBranchNetwork
 from keras_amb.models.attention_branch_network import AttentionMiningNetwork
-
-# Config keys that are model arguments of the same name.
-MODEL_KEYS = (
-    "backbone", "image_size", "amb", "pc", "cot", "mask_threshold", "mask_slope",
-    "hard_mask", "amb_weight", "pc_weight", "pc_contrastive_weight",
-    "center_lr_multiplier", "naive_bn_statistics", "dropout", "amb_gradient",
-    "pc_distance",
-)
 
 
 def build_model(config, architecture, class_names, resize_ratio=None):

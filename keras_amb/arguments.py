@@ -1,0 +1,106 @@
+"""The model's arguments: their choices, limits, checks and old names.
+
+One Keras-free module that the model's constructor and `from_config`, the
+config reader (`keras_amb.config`), the model-file reader
+(`keras_amb.model_file`) and the command line's choices all read, so a bad
+value is refused the same way from each, and reading a config or `--help`
+imports no Keras.
+
+Example:
+
+```python
+from keras_amb import arguments
+
+arguments.check_arguments(mask_threshold=0.4, cot=True, amb=True)
+arguments.check_arguments(mask_threshold=1.5)
+# ValueError: `mask_threshold` must be a number in [0, 1]. Received: mask_threshold=1.5
+```
+"""
+
+# `keras-amb train --architecture`: "abn" stops after the ABN; "proposed"
+# pre-trains one, then trains the proposed model from it.
+ARCHITECTURES = ("abn", "proposed")
+# The backbones `keras_amb.models.backbones` defines (it checks it has these).
+BACKBONES = ("resnet50", "resnet50_official", "resnet_small", "resnet_tiny")
+# PC's distance: eq. 3's norm, or its square as in the PC authors' code.
+PC_DISTANCES = ("euclidean", "squared")
+# Which weights the mining terms (L_am, and COT's step on the masked
+# features) update: "all" that feed the AMB output (the paper), or only the
+# attention branch's map weights ("attention": the attention must grow to
+# cover the evidence; the shared perception branch cannot unlearn it).
+AMB_GRADIENTS = ("all", "attention")
+
+# Upper limits that bound what one image costs at inference: the shorter side
+# is resized to `image_size * resize_ratio` before the centre crop, so both
+# are capped (in configs and in model files, which are checked on loading).
+MAX_IMAGE_SIZE = 1024
+MAX_RESIZE_RATIO = 2.0
+
+# Config keys that are model arguments of the same name
+# (`keras_amb.models.factory.build_model`).
+MODEL_KEYS = (
+    "backbone", "image_size", "amb", "pc", "cot", "mask_threshold", "mask_slope",
+    "hard_mask", "amb_weight", "pc_weight", "pc_contrastive_weight",
+    "center_lr_multiplier", "naive_bn_statistics", "dropout", "amb_gradient",
+    "pc_distance",
+)
+
+# Constructor arguments renamed since the first release (old: new), accepted
+# when loading the model files of earlier releases.
+LEGACY_ARGUMENTS = {
+    "mining": "amb",
+    "prototype_conformity": "pc",
+    "complement_objective": "cot",
+    "mining_weight": "amb_weight",
+}
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# One check per argument: (test, what a good value is).
+CHECKS = {
+    "num_classes": (lambda v: _is_number(v) and int(v) == v and v >= 2, "an int >= 2"),
+    "image_size": (lambda v: _is_number(v) and int(v) == v and 16 <= v <= MAX_IMAGE_SIZE,
+                   f"an int in [16, {MAX_IMAGE_SIZE}]"),
+    "mask_threshold": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "mask_slope": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "amb_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "pc_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "pc_contrastive_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "center_lr_multiplier": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "attention_target_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "resize_ratio": (lambda v: _is_number(v) and 1 <= v <= MAX_RESIZE_RATIO,
+                     f"a number in [1, {MAX_RESIZE_RATIO:g}]"),
+    "backbone": (lambda v: v in BACKBONES, f"one of {BACKBONES}"),
+    "pc_distance": (lambda v: v in PC_DISTANCES, f"one of {PC_DISTANCES}"),
+    "amb_gradient": (lambda v: v in AMB_GRADIENTS, f"one of {AMB_GRADIENTS}"),
+}
+for _flag in ("bypass", "amb", "pc", "cot", "hard_mask", "naive_bn_statistics"):
+    CHECKS[_flag] = (lambda v: isinstance(v, bool), "true or false")
+
+
+def check_arguments(**arguments):
+    """Checks model arguments; raises `ValueError` quoting the first bad one.
+
+    Arguments without a check pass; `cot=True` needs `amb=True`.
+
+    Example:
+    >>> check_arguments(mask_threshold=0.4, cot=True, amb=True)
+    >>> check_arguments(mask_threshold=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: `mask_threshold` must be a number in [0, 1]. Received: mask_threshold=1.5
+    """
+    for name, value in arguments.items():
+        if name in CHECKS and not CHECKS[name][0](value):
+            raise ValueError(
+                f"`{name}` must be {CHECKS[name][1]}. Received: {name}={value!r}"
+            )
+    if arguments.get("cot") and not arguments.get("amb", True):
+        raise ValueError(
+            "`cot=True` trains the attention mining branch and needs `amb=True`. "
+            "Received: amb=False"
+        )
