@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import sys
 
 import keras
@@ -26,6 +27,7 @@ from keras_amb.data import pipeline
 from keras_amb.data import sources
 from keras_amb.distribution import distribution_scope
 from keras_amb.files import atomic_save_model
+from keras_amb.files import atomic_write
 from keras_amb.files import atomic_write_text
 from keras_amb.models.factory import build_model
 
@@ -198,23 +200,29 @@ class _Training:
         for index in range(state["stage_index"], len(stages)):
             stage = stages[index]
             completed = state["completed_epochs"] if index == state["stage_index"] else 0
-            model, completed = self._start(stage, completed)
+            model, completed = self._start(stage, completed, previous=model)
             epochs = stage_epochs(self.config, stage)
             if completed < epochs:
                 self._fit(model, stage, index, completed, epochs)
             final = "abn.keras" if stage == "abn" and index < len(stages) - 1 else "model.keras"
             atomic_save_model(model, self.run.path(final))
             if stage == "abn" and final == "model.keras":
-                atomic_save_model(model, self.run.path("abn.keras"))
+                # The same model under its second name: copied, not saved again.
+                saved = self.run.path(final)
+                atomic_write(self.run.path("abn.keras"),
+                             lambda tmp: shutil.copyfile(saved, tmp), suffix=".keras")
             state = self.run.update_state(
                 stage_index=index + 1, completed_epochs=0,
                 stage=stages[min(index + 1, len(stages) - 1)],
             )
         return model
 
-    def _start(self, stage, completed):
+    def _start(self, stage, completed, previous=None):
         """The stage's model: resumed from its last checkpoint, or new
-        (initialised as the paper says); returns `(model, completed)`."""
+        (initialised as the paper says); returns `(model, completed)`.
+        `previous` is the model the stage before trained in this process: the
+        proposed model copies its weights from it instead of reloading them
+        from `abn.keras`."""
         config = self.config
         last = self.run.path("checkpoints", f"{stage}-last.keras")
         if completed > 0 and os.path.isfile(last):
@@ -233,7 +241,10 @@ class _Training:
                 self.log(f"Loaded {config['weights']} backbone weights ({copied} layers)")
         else:
             path = runs.Run.open(init).model_path if init else self.run.path("abn.keras")
-            if os.path.isfile(path):
+            if previous is not None and init is None:
+                self.log(f"Initialising the proposed model from the ABN just trained ({path})")
+                model.transfer_weights_from(previous)
+            elif os.path.isfile(path):
                 self.log(f"Initialising the proposed model from {path}")
                 model.transfer_weights_from(runs.load_model(path))
             elif init is None and "abn" in self.run.state()["stages"]:

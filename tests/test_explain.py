@@ -6,6 +6,7 @@ import pytest
 
 from keras_amb import config as amb_config
 from keras_amb import losses
+from keras_amb import runs
 from keras_amb import trainer
 from keras_amb.data import load_source
 from keras_amb.data import prepare
@@ -165,6 +166,16 @@ def runs_dir(tmp_path_factory):
         "abn": _train(root, "abn"),
         "human": _train(root, "human", attention_targets="masks", attention_target_weight=10.0),
     }
+
+
+@pytest.mark.backend_independent
+def test_an_abn_run_keeps_one_model_under_both_names(runs_dir):
+    # Copied, not serialised twice: the same bytes, and it loads.
+    import filecmp
+
+    model, abn = (os.path.join(runs_dir["abn"], name) for name in ("model.keras", "abn.keras"))
+    assert filecmp.cmp(model, abn, shallow=False)
+    assert len(runs.load_model(abn).get_class_names()) >= 2
 
 
 @pytest.fixture(scope="module")

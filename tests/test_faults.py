@@ -529,6 +529,9 @@ def test_a_killed_start_is_reused_and_hidden_classes_are_reported(killed_everywh
     log = "\n".join(killed_everywhere["log"])
     assert "never finished an epoch; starting it again" in log
     assert "Skipped 1 hidden folder(s)" in log and "..hidden" in log
+    # The proposed stage copies the weights of the ABN in memory (no reload
+    # of abn.keras in the same process).
+    assert "Initialising the proposed model from the ABN just trained" in log
     run = runs.Run(killed_everywhere["run"])
     assert run.labels() == ["ant", "bee", "cat"]
     assert run.load_model().get_class_names() == ["ant", "bee", "cat"]
