@@ -14,6 +14,8 @@
 
 import keras
 
+from keras_amb import keras_private
+
 NAMES = ("sgd", "adam", "adamw")
 
 
@@ -59,15 +61,11 @@ class _CoupledWeightDecay:
 
 
 def _backend_class(cls):
-    """Keras swaps SGD and Adam for faster versions on torch (fused
-    `_foreach` updates), but only for the exact classes: subclasses derive
-    from the swapped class to keep that speed."""
+    """The class to derive from: on torch, the faster one Keras swaps in
+    (`keras_private.torch_optimizer_class`)."""
     if keras.backend.backend() != "torch":
         return cls
-    from keras.src.backend.torch.optimizers import torch_adam
-    from keras.src.backend.torch.optimizers import torch_sgd
-
-    return {keras.optimizers.SGD: torch_sgd.SGD, keras.optimizers.Adam: torch_adam.Adam}[cls]
+    return keras_private.torch_optimizer_class(cls)
 
 
 @keras.saving.register_keras_serializable(package="keras_amb")

@@ -3,6 +3,7 @@ import contextlib
 import keras
 from keras import ops
 
+from keras_amb import keras_private
 from keras_amb import losses
 from keras_amb import optimizers
 from keras_amb.arguments import AMB_GRADIENTS  # noqa: F401 (re-exported)
@@ -221,22 +222,20 @@ class AttentionBranchNetwork(keras.Model):
             names.append("attention_target_loss")
         self.loss_trackers = {}
         for name in names:
-            tracker = keras.metrics.Mean(name=name)
-            tracker._direction = "down"
-            self.loss_trackers[name] = tracker
+            self.loss_trackers[name] = keras_private.set_metric_direction(
+                keras.metrics.Mean(name=name), "down")
         # The health of the features PC acts on: their mean norm and the
         # fraction of exactly-zero entries (a collapse shows in both).
         self.feature_trackers = {}
         for name in FEATURE_STATISTICS:
-            tracker = keras.metrics.Mean(name=name)
-            tracker._direction = "up"
-            self.feature_trackers[name] = tracker
+            self.feature_trackers[name] = keras_private.set_metric_direction(
+                keras.metrics.Mean(name=name), "up")
         self.top1 = keras.metrics.SparseCategoricalAccuracy(name="top1")
         self.top5 = keras.metrics.SparseTopKCategoricalAccuracy(
             k=min(5, self.num_classes), name="top5"
         )
         self.att_top1 = keras.metrics.SparseCategoricalAccuracy(name="att_top1")
-        self._metric_group = _metric_group(
+        self._metric_group = keras_private.metric_group(
             list(self.loss_trackers.values()) + [self.top1, self.top5, self.att_top1]
             + list(self.feature_trackers.values())
         )
@@ -775,18 +774,3 @@ def feature_statistics(outputs):
         )
     return statistics
 
-
-def _metric_group(metrics):
-    """The model's metrics as one Keras metrics list.
-
-    Keras's monitoring callbacks look for a metric's direction only inside
-    the lists that `compile(metrics=...)` creates; grouping ours the same way
-    lets them infer `mode` for every name the model logs.
-    """
-    from keras.src.trainers.compile_utils import MetricsList
-
-    class Metrics(MetricsList):
-        def result(self):
-            return self.get_result()
-
-    return Metrics(metrics, name="keras_amb_metrics")

@@ -24,6 +24,7 @@ import weakref
 
 import keras
 
+from keras_amb import keras_private
 from keras_amb import optimizers
 
 _BACKEND = keras.backend.backend()
@@ -185,7 +186,7 @@ def _tf_logs(logs):
 
     strategy = tf.distribute.get_strategy()
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-        strategy.extended._in_multi_worker_mode()
+        keras_private.in_multi_worker_mode(strategy)
     ):
         return {k: tf.reshape(v, (1,)) for k, v in logs.items()}
     return logs
