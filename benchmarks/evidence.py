@@ -191,7 +191,7 @@ def write(results, args, start, evaluate_fn):
             stats = ablation._mean_std([r.get(key) for r in runs])
             if stats is not None:
                 table[name][key] = stats
-    text = report(table, args, time.time() - start)
+    text = report(table, args, time.time() - start) + "\n\n" + seed_intervals(everything)
     curves = learning_curves(args.output)
     with open(os.path.join(args.output, "evidence.md"), "w", encoding="utf-8") as f:
         f.write(text + "\n\n" + curves + "\n")
@@ -273,6 +273,34 @@ def report(table, args, seconds):
             star = "*" if low > 0 or high < 0 else ""
             cells.append(f"{d['mean']:+.3f} [{low:+.3f}, {high:+.3f}]{star}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# Student's t quantile (0.975) by degrees of freedom, for intervals over seeds.
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262}
+
+
+def seed_intervals(everything, metric="top1"):
+    """Per-seed differences to ABN in `metric`, with a 95% t-interval over
+    seeds: the spread between trainings, beside the bootstrap over images."""
+    import numpy as np
+
+    base = everything.get("ABN")
+    if not base or len(base) < 2:
+        return ""
+    lines = [f"Difference to ABN in {metric} (points) per seed, with a 95% t-interval over "
+             f"the {len(base)} seeds (the spread between trainings; the bootstrap above is "
+             "over images):", "",
+             "| model | per seed | mean [95% interval over seeds] |", "|---|---|---|"]
+    for name, runs in everything.items():
+        if name.startswith("ABN") or len(runs) != len(base):
+            continue
+        diffs = np.array([100 * (r[metric] - b[metric]) for r, b in zip(runs, base)])
+        half = T_975.get(len(diffs) - 1, 1.96) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+        lines.append(f"| {name} | {', '.join(f'{d:+.2f}' for d in diffs)} | "
+                     f"{diffs.mean():+.2f} [{diffs.mean() - half:+.2f}, "
+                     f"{diffs.mean() + half:+.2f}] |")
     return "\n".join(lines)
 
 
