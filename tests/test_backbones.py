@@ -86,3 +86,16 @@ def test_official_resnet50_has_the_official_structure():
     assert features == keras_apps.feature_extractor.compute_output_shape((1, 224, 224, 3))
     with pytest.raises(ValueError, match="resnet50_official"):
         model.load_backbone_weights("imagenet")
+
+
+@pytest.mark.parametrize("name", ["resnet_tiny", "resnet_small"])
+def test_each_small_backbone_saves_loads_and_predicts_the_same(name, tmp_path):
+    from keras_amb import AttentionMiningNetwork
+    from keras_amb import arguments
+    from tests.helpers import saved_model_round_trip
+
+    assert name in arguments.BACKBONES and tuple(backbones.BACKBONES) == arguments.BACKBONES
+    model = AttentionMiningNetwork(num_classes=3, backbone=name, image_size=32)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    loaded, out = saved_model_round_trip(model, x, str(tmp_path / f"{name}.keras"))
+    assert loaded.backbone == name and out["probabilities"].shape == (2, 3)

@@ -3,25 +3,7 @@ import numpy as np
 import pytest
 
 from keras_amb import layers
-
-
-def _roundtrip(layer, *inputs):
-    out = layer(*inputs)
-    clone = layer.__class__.from_config(layer.get_config())
-    clone(*inputs)
-    clone.set_weights(layer.get_weights())
-    again = clone(*inputs)
-    flat_a = keras.tree.flatten(out)
-    flat_b = keras.tree.flatten(again)
-    for a, b in zip(flat_a, flat_b):
-        np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), atol=1e-6
-        )
-    # Registered for safe-mode loading by name.
-    name = keras.saving.get_registered_name(layer.__class__)
-    assert name.startswith("keras_amb>")
-    assert keras.saving.get_registered_object(name) is layer.__class__
-    return out
+from tests.helpers import run_layer_round_trip as _roundtrip
 
 
 def test_soft_mask_values_and_hard_variant():
