@@ -60,36 +60,18 @@ def _ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, outp
     from keras_amb import ablation
     from keras_amb import config as amb_config
     from keras_amb import runs
-    from keras_amb import trainer
-    from keras_amb.data import sources
-    from keras_amb.explain import evaluation
 
     start = time.time()
     config = amb_config.resolve(config_file, {
         "dataset": dataset, "epochs": epochs, "pretrain_epochs": pretrain_epochs,
         "data_dir": data_dir,
     })
-    config.pop("config_file", None)
     name = os.path.basename(str(dataset))
     root = output or os.path.join(runs.DEFAULT_ROOT, f"ablation-{name}-{runs.timestamp()}")
-    runs.check_writable(root)
-    source = sources.source_for_config(dict(config, skip_bad_images=True), progress=False)
-    has_masks = "object_mask" in source.annotations
     log = (lambda line: click.echo(line, err=True)) if as_json else click.echo
-
-    def train_fn(run_config, run_dir, resume):
-        trainer.train(run_config, run_dir=run_dir, resume=resume, log=log,
-                      verbose=0 if as_json else None)
-
-    def evaluate_fn(run_dir):
-        model = runs.Run.open(run_dir).load_model()
-        return evaluation.evaluate(model, source, "test", limit=limit, progress=False)
-
-    results = ablation.ablate(config, range(seeds), root, has_masks, evaluate_fn, train_fn,
-                              log=log)
-    table = ablation.summarise(results)
+    _, text = ablation.run(config, seeds, root, limit=limit, log=log,
+                           verbose=0 if as_json else None)
     seconds = round(time.time() - start, 1)
-    text = ablation.write_report(table, config, root, seconds=seconds)
     if as_json:
         with open(os.path.join(root, "ablation.json"), encoding="utf-8") as f:
             click.echo(json.dumps(json.load(f)))

@@ -91,6 +91,51 @@ def paper_comparison(config):
     return PAPER[dataset], ""
 
 
+def run(config, seeds, root, split="test", limit=None, log=print, verbose=None):
+    """The whole ablation as one call: what `keras-amb ablate` does.
+
+    Trains (or resumes) every variant of `VARIANTS` for each seed under
+    `root` from the resolved `config` (`keras_amb.config.resolve`),
+    evaluates each on `split` (the first `limit` images), and writes
+    `ablation.md`, `ablation.json` and `ablation.png` there.
+
+    Example:
+
+    ```python
+    from keras_amb import ablation, config
+    cfg = config.resolve("synthetic_v2", {"epochs": 2, "pretrain_epochs": 2})
+    table, text = ablation.run(cfg, seeds=1, root="saved_models/ablation-v2")
+    ```
+
+    Returns:
+        `(table, text)`: `summarise`'s table and the markdown report.
+    """
+    import time
+
+    from keras_amb import runs
+    from keras_amb import trainer
+    from keras_amb.data import sources
+    from keras_amb.explain import evaluation
+
+    start = time.time()
+    config = {k: v for k, v in config.items() if k != "config_file"}
+    runs.check_writable(root)
+    source = sources.source_for_config(dict(config, skip_bad_images=True), progress=False)
+
+    def train_fn(run_config, run_dir, resume):
+        trainer.train(run_config, run_dir=run_dir, resume=resume, log=log, verbose=verbose)
+
+    def evaluate_fn(run_dir):
+        model = runs.Run.open(run_dir).load_model()
+        return evaluation.evaluate(model, source, split, limit=limit, progress=False)
+
+    results = ablate(config, range(seeds), root, "object_mask" in source.annotations,
+                     evaluate_fn, train_fn, log=log)
+    table = summarise(results)
+    text = write_report(table, config, root, seconds=round(time.time() - start, 1))
+    return table, text
+
+
 def ablate(base_config, seeds, root, has_masks, evaluate_fn, train_fn, log=print,
            variants=VARIANTS):
     """Trains and evaluates every variant for each seed; returns the results.
