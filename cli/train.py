@@ -148,21 +148,14 @@ def _train(config_file, resume, print_config, output, options):
 
     from keras_amb import config as amb_config
 
-    overrides = dict(options)
-    lr = overrides.pop("learning_rate")
-    if overrides.get("weights") == "none":
-        overrides["weights"] = None
-        weights_none = True
-    else:
-        weights_none = False
-    if overrides.get("crop_scale") is not None:
-        overrides["crop_scale"] = list(overrides["crop_scale"])
+    overrides = amb_config.command_line_overrides(options)
     if resume:
-        given = {k for k, v in overrides.items() if v is not None and k != "backend"}
+        given = sorted("--learning-rate" if k == "optimizer" else amb_config.option_name(k)
+                       for k in overrides if k != "backend")
         if given or config_file or output:
             raise click.UsageError(
                 "--resume continues a run with its saved config; do not combine it "
-                f"with other options (got: {', '.join(sorted(given)) or '--config/--output'})"
+                f"with other options (got: {', '.join(given) or '--config/--output'})"
             )
         from keras_amb import runs
 
@@ -178,17 +171,15 @@ def _train(config_file, resume, print_config, output, options):
             raise amb_config.ConfigError(
                 f"{path}: backend must be tensorflow, jax or torch, got {saved_backend!r}")
         set_backend(saved_backend or options.get("backend"))
-        config = amb_config.resolve(path)
+        if print_config:
+            click.echo(amb_config.to_yaml(_without_file(amb_config.resolve(path))), nl=False)
+            return
+        config = None  # trainer.resume reads the run's own
     else:
-        if lr is not None:
-            overrides["optimizer"] = {"learning_rate": lr}
-        config = amb_config.resolve(config_file, overrides)
-        if weights_none:
-            config["weights"] = None
-    config.pop("config_file", None)
-    if print_config:
-        click.echo(amb_config.to_yaml(config), nl=False)
-        return
+        config = _without_file(amb_config.resolve(config_file, overrides))
+        if print_config:
+            click.echo(amb_config.to_yaml(config), nl=False)
+            return
 
     from keras_amb import trainer
 
@@ -208,3 +199,8 @@ def _train(config_file, resume, print_config, output, options):
     click.echo("  config.yaml, history.csv, labels.txt, checkpoints/, logs/ (TensorBoard)")
     click.echo(f"Next: keras-amb visualize IMAGE --model {result.run_dir}")
     click.echo(f"      keras-amb evaluate --model {result.run_dir}")
+
+
+def _without_file(config):
+    config.pop("config_file", None)
+    return config

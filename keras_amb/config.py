@@ -180,7 +180,25 @@ def merged(config_file=None, overrides=None):
         _merge(config, data, config_file)
         config["config_file"] = os.fspath(config_file)
     _merge(config, overrides, "command line")
+    if isinstance(config.get("weights"), str) and config["weights"].lower() == "none":
+        config["weights"] = None  # `--weights none`, `weights: none`: no weights file
     return config
+
+
+def command_line_overrides(options):
+    """The config overrides that `keras-amb train`'s options give.
+
+    `options` maps config keys to option values, None where an option was
+    not given; `learning_rate` (`--learning-rate`) sets
+    `optimizer.learning_rate`, and `crop_scale` becomes a list as in YAML.
+    """
+    overrides = {k: v for k, v in options.items() if v is not None}
+    learning_rate = overrides.pop("learning_rate", None)
+    if learning_rate is not None:
+        overrides["optimizer"] = {"learning_rate": learning_rate}
+    if "crop_scale" in overrides:
+        overrides["crop_scale"] = list(overrides["crop_scale"])
+    return overrides
 
 
 def resolve(config_file=None, overrides=None):
