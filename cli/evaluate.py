@@ -79,8 +79,7 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
     if not dataset:
         raise amb_config.ConfigError(f"{run}: a bare model file; pass --dataset")
     if output is None:
-        output = (opened.path("evaluation") if opened.run_dir
-                  else os.path.splitext(run)[0] + "-evaluation")
+        output = opened.output_folder("evaluation")
     safety.check_output_folder(output, "--output")  # before the work, not after it
     model = opened.load_model()
     # The library's progress bars write to standard output: send them to

@@ -74,7 +74,7 @@ def _visualize(inputs, run, compare, method, class_name, alpha, output, save_map
     methods = list(explain_maps.METHODS) if method == "all" else [method]
     opened = runs.Run.open(run)
     if output is None:
-        output = opened.path("visualize") if opened.run_dir else os.path.splitext(run)[0] + "-visualize"
+        output = opened.output_folder("visualize")
     _check_output(inputs, output, save_maps)
     models = explain_visualize.load_models((run, *compare))
     try:

@@ -208,6 +208,13 @@ class Run:
             raise RunError(f"{self._model_path} is a bare model file, not a run folder")
         return os.path.join(self.run_dir, *parts)
 
+    def output_folder(self, name):
+        """Where a command's output goes by default: `<run>/<name>` for a run
+        folder, `<model file without .keras>-<name>` beside a bare file."""
+        if self.run_dir is not None:
+            return self.path(name)
+        return os.path.splitext(self._model_path)[0] + f"-{name}"
+
     @property
     def model_path(self):
         """The model file: the one given, else the run's best available."""
