@@ -172,8 +172,9 @@ class _Training:
         # epoch): a batch of one breaks batch normalisation, and PyTorch's
         # CPU convolution backward fails on it.
         train_size = source.sizes.get("train")
+        targets = config["attention_targets"]
         self.train_ds = pipeline.prepare(
-            sources.with_attention_targets(source, "train", config), size, batch,
+            sources.with_attention_targets(source, "train", targets), size, batch,
             training=True, crop_scale=tuple(config["crop_scale"]), flip=config["flip"],
             seed=int(config["seed"]), cache=config["cache"],
             drop_remainder=train_size is None or train_size >= batch,
@@ -181,7 +182,7 @@ class _Training:
         self.val_ds = None
         if source.sizes.get("val") != 0:
             self.val_ds = pipeline.prepare(
-                sources.with_attention_targets(source, "val", config), size, batch,
+                sources.with_attention_targets(source, "val", targets), size, batch,
                 training=False, resize_ratio=self.resize_ratio, cache=config["cache"],
             )
         self.preview = np.zeros((0,))
@@ -259,7 +260,8 @@ class _Training:
     def _probe_batches(self):
         """The training split without augmentation (centres, force log)."""
         return pipeline.prepare(
-            sources.with_attention_targets(self.source, "train", self.config),
+            sources.with_attention_targets(self.source, "train",
+                                           self.config["attention_targets"]),
             self.config["image_size"], self.config["batch_size"], training=False,
             resize_ratio=self.resize_ratio,
         )

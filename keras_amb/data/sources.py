@@ -432,13 +432,14 @@ def source_for_config(config, progress=True):
     )
 
 
-def with_attention_targets(source, split, config):
-    """The split's examples, each carrying its `attention_target` when the
-    config trains against the dataset's own masks (`attention_targets:
-    masks`): the discriminative parts where the dataset has them, else the
-    object."""
+def with_attention_targets(source, split, attention_targets=None):
+    """The split's examples, each carrying its `attention_target` when
+    `attention_targets` is `"masks"` (training against the dataset's own
+    masks): the discriminative parts where the dataset has them, else the
+    object. A folder of corrected maps is already in `source`
+    (`load_source(attention_targets_dir=...)`), and None adds nothing."""
     examples = source.examples(split)
-    if config.get("attention_targets") != "masks":
+    if attention_targets != "masks":
         return examples
     if "object_mask" not in source.annotations:
         from keras_amb.errors import ConfigError
