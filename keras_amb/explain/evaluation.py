@@ -104,10 +104,7 @@ def evaluate_methods(
     import keras
 
     methods = tuple(methods)
-    for each in methods:
-        if each not in explain_maps.METHODS:
-            raise ValueError(
-                f"`methods` must be among {explain_maps.METHODS}. Received: {each!r}")
+    explain_maps.check_methods(methods)  # before any work, not at the first batch
     image_size = model.image_size
     resize_ratio = model.resize_ratio
     examples = source.examples(split)

@@ -30,6 +30,13 @@ SCALES = {
 }
 
 
+def check_methods(methods):
+    """Raises `ValueError` quoting the first of `methods` not in `METHODS`."""
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+
+
 def normalise(maps):
     """Each `(h, w)` map of `(N, h, w)` rescaled to `[0, 1]` (min-max)."""
     maps = np.asarray(maps, dtype=np.float32)
@@ -80,9 +87,7 @@ def explain(model, images, methods=METHODS, class_ids=None):
         `(outputs, maps)`: the forward pass's `probabilities`, `attention`
         and `attention_probabilities` as numpy arrays, and `{method: (N, h, w)}`.
     """
-    for method in methods:
-        if method not in METHODS:
-            raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+    check_methods(methods)
     images = np.asarray(images, dtype=np.float32)
     forward = compiled.compiled(model, "explain", _explain_forward)
     out = forward(images)
