@@ -12,10 +12,10 @@ This module imports nothing, so reporting an error imports no Keras.
 Example:
 
 ```python
-from keras_amb import errors
+from keras_amb import config, errors
 
 try:
-    keras_amb.config.resolve("no_such_config")
+    config.resolve("no_such_config")
 except errors.KerasAmbError as error:
     print(error)  # one line naming the config and the ones that exist
 ```

@@ -2,10 +2,10 @@
 
 `root/<class>/<image>`, split deterministically into train/val/test by a hash
 of each file's path relative to `root`, or `root/{train,val,test}/<class>/<image>`
-when those subfolders exist (a missing `val/` is carved out of `train/` by the
-same hash). The hash never sees how `root` was written, so `./imgs` and
-`/abs/imgs` split alike. Broken files are found before training, never
-mid-epoch.
+when those subfolders exist (a missing `val/` is carved out of `train/` by a
+second, salted hash of the same relative paths). The hashes never see how
+`root` was written, so `./imgs` and `/abs/imgs` split alike. Broken files
+are found before training, never mid-epoch.
 """
 
 import concurrent.futures
