@@ -11,7 +11,8 @@ the validation split and prints the three conditions, so a data change can
 be chosen before the ablation is run again on it.
 
     python benchmarks/v3_premise_probe.py --output /tmp/probe \\
-        --setting released --setting wing_size=0.4 --setting distractors=3,wing_size=0.4
+        --setting released --setting wing_size=0.4 --setting distractors=3,wing_size=0.4 \\
+        --setting image_size=128
 """
 
 import argparse
@@ -57,6 +58,11 @@ def main(argv=None):
         base = amb_config.resolve("synthetic_v3", {"architecture": "abn", "epochs": args.epochs,
                                                     "seed": args.seed})
         base["synthetic"] = dict(base["synthetic"], **params)
+        if "image_size" in params:
+            # The drawn size and the model's input size change together (the
+            # cues keep their size relative to the image; the backbone's
+            # receptive field shrinks relative to them).
+            base["image_size"] = params["image_size"]
         base.pop("config_file", None)
         run_dir = os.path.join(args.output, name.replace("=", "-").replace(",", "_"))
         if not os.path.isfile(os.path.join(run_dir, "model.keras")):
