@@ -11,7 +11,7 @@ import numpy as np
 from keras_amb.files import atomic_save_model
 from keras_amb.files import atomic_write
 from keras_amb.models import train_steps
-from keras_amb.models.attention_branch_network import FEATURE_STATISTICS
+from keras_amb.models.objective import FEATURE_STATISTICS
 from keras_amb.models.attention_branch_network import NonFiniteLossError
 
 LOSS_TERMS = (

@@ -16,7 +16,7 @@ from keras_amb.data import synthetic
 from keras_amb.explain import evaluation
 from keras_amb.explain import metrics
 from keras_amb.models import train_steps
-from keras_amb.models.attention_branch_network import feature_statistics
+from keras_amb.models.objective import feature_statistics
 
 from tests.test_model import SIZE
 from tests.test_model import _batch

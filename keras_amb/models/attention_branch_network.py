@@ -4,7 +4,6 @@ import keras
 from keras import ops
 
 from keras_amb import keras_private
-from keras_amb import losses
 from keras_amb import optimizers
 from keras_amb.arguments import AMB_GRADIENTS  # noqa: F401 (re-exported)
 from keras_amb.arguments import LEGACY_ARGUMENTS
@@ -19,6 +18,9 @@ from keras_amb.layers.class_centers import ClassCenters
 from keras_amb.layers.perception_branch import PerceptionBranch
 from keras_amb.layers.soft_mask import SoftMask
 from keras_amb.models import backbones
+from keras_amb.models import objective
+from keras_amb.models.objective import FEATURE_STATISTICS
+from keras_amb.models.objective import feature_statistics
 from keras_amb.models import train_steps
 
 # What a forward pass computes: "predict" (the outputs users see),
@@ -371,98 +373,23 @@ class AttentionBranchNetwork(keras.Model):
         maps = ops.einsum("nhwc,ck->nhwk", ops.cast(feature_map, "float32"), kernel)
         return ops.relu(maps)
 
-    # === Losses ===
+    # === Losses (eq. 5 and the second step: `objective.py`) ===
 
     def compute_losses(
         self, outputs, y, mode="main", attention_target=None,
         has_attention_target=None, sample_weight=None,
     ):
-        """The loss the step of `mode` minimizes, and each named component.
-
-        `"main"`: eq. 5. `"complement"`: the second step (COT's complement
-        entropy of the AMB output, or L_am alone with
-        `amb_gradient="attention"` and no COT). `"eval"`: eq. 5 plus whatever
-        else is defined, for logging. Every component is a mean over the
-        batch, weighted by `sample_weight` (and so by `class_weight`) when
-        given; the loss is the sum of `weighted_terms(parts, mode)`.
-        """
-        w = sample_weight
-        parts = {}
-        if "amb_logits" in outputs:
-            parts["amb_loss"] = losses.attention_mining_loss(
-                y, outputs["amb_logits"], sample_weight=w
-            )
-            if self.cot:
-                parts["cot_loss"] = losses.complement_entropy(
-                    y, outputs["amb_logits"], zero_true_class=True, sample_weight=w
-                )
-        if mode == "complement":
-            return sum(self.weighted_terms(parts, mode).values()), parts
-        parts["att_loss"] = losses.cross_entropy(y, outputs["attention_logits"], w)
-        parts["per_loss"] = losses.cross_entropy(y, outputs["logits"], w)
-        if self.pc:
-            parts["pc_loss"] = sum(
-                losses.prototype_conformity(
-                    outputs[f"{name}_features"], y,
-                    self._centers_for_loss(outputs[f"{name}_centers"]),
-                    self.pc_contrastive_weight, sample_weight=w,
-                    distance=self.pc_distance,
-                )
-                for name in ("perception", "attention")
-            )
-        if self.attention_target_weight > 0 and attention_target is not None:
-            weights = has_attention_target
-            if w is not None:
-                w = ops.reshape(ops.cast(w, "float32"), (-1,))
-                weights = w if weights is None else weights * w
-            parts["attention_target_loss"] = losses.attention_map_loss(
-                outputs["attention"], attention_target, weights=weights
-            )
-        total = sum(self.weighted_terms(parts, mode).values())
-        parts["loss"] = total
-        return total, parts
+        """The loss the step of `mode` minimizes, and each named component
+        (see `objective.compute_losses`)."""
+        return objective.compute_losses(
+            self, outputs, y, mode, attention_target=attention_target,
+            has_attention_target=has_attention_target, sample_weight=sample_weight,
+        )
 
     def weighted_terms(self, parts, mode="main"):
-        """Each term of the loss that the step of `mode` minimizes, weighted.
-
-        Eq. 5 (`"main"`, `"eval"`): `L_att + L_per + pc_weight * L_PC +
-        amb_weight * L_am`, L_am only when no second step takes it (it is
-        left out with COT, as the paper says), plus
-        `attention_target_weight *` the corrected-map loss. `"complement"`:
-        the complement entropy with COT, else `amb_weight * L_am`.
-
-        Args:
-            parts: the components from `compute_losses`.
-            mode: `"main"`, `"eval"` or `"complement"`.
-
-        Returns:
-            A dict, component name to its weighted value.
-        """
-        if mode == "complement":
-            if self.cot:
-                return {"cot_loss": parts["cot_loss"]}
-            return {"amb_loss": self.amb_weight * parts["amb_loss"]}
-        terms = {"att_loss": parts["att_loss"], "per_loss": parts["per_loss"]}
-        if "pc_loss" in parts:
-            terms["pc_loss"] = self.pc_weight * parts["pc_loss"]
-        if "amb_loss" in parts and not self.has_second_step:
-            terms["amb_loss"] = self.amb_weight * parts["amb_loss"]
-        if "attention_target_loss" in parts:
-            terms["attention_target_loss"] = (
-                self.attention_target_weight * parts["attention_target_loss"]
-            )
-        return terms
-
-    def _centers_for_loss(self, centers):
-        """The centres as the PC loss sees them: the same values, with a
-        gradient that is the PC loss's without `pc_weight` (the PC authors
-        divide the centres' gradient by the loss weight), so the centres move
-        at the same speed whatever `pc_weight` is."""
-        centers = ops.cast(centers, "float32")
-        if self.pc_weight in (0.0, 1.0):
-            return centers
-        frozen = ops.stop_gradient(centers)
-        return frozen + (centers - frozen) / self.pc_weight
+        """Each term of the loss the step of `mode` minimizes, weighted
+        (see `objective.weighted_terms`)."""
+        return objective.weighted_terms(self, parts, mode)
 
     # === Training ===
 
@@ -503,57 +430,9 @@ class AttentionBranchNetwork(keras.Model):
         )
 
     def initialize_centers(self, batches):
-        """Sets the PC centres to the per-class means of the two PC features.
-
-        The PC authors start from a converged softmax model; centres drawn at
-        random sit near the origin, far from features of norm ~3 that point
-        nearly one way, and the proximity term then pulls every feature to
-        zero. Called after the weight transfer from the pre-trained ABN.
-        Classes absent from `batches` keep their centres.
-
-        Args:
-            batches: iterable of `(images, labels)` or `({"images": ...},
-                labels)` batches, e.g. the training split without
-                augmentation.
-
-        Returns:
-            A dict: the number of images used, and the mean norm of each PC
-            feature (`per_feature_norm`, `att_feature_norm`).
-        """
-        import numpy as np
-
-        if not self.pc:
-            raise ValueError("`initialize_centers` needs a model with `pc=True`.")
-        sums = {"perception": 0.0, "attention": 0.0}
-        norms = {"perception": 0.0, "attention": 0.0}
-        counts = np.zeros(self.num_classes)
-        for batch in batches:
-            x, y = batch[0], batch[1]
-            images = x["images"] if isinstance(x, dict) else x
-            outputs = self(images, training=False, mode="main")
-            labels = np.asarray(ops.convert_to_numpy(y)).reshape(-1).astype(int)
-            one_hot = np.eye(self.num_classes)[labels]
-            counts += one_hot.sum(0)
-            for name in sums:
-                feats = np.asarray(
-                    ops.convert_to_numpy(outputs[f"{name}_features"]), dtype=np.float64
-                )
-                sums[name] = sums[name] + one_hot.T @ feats
-                norms[name] += np.linalg.norm(feats, axis=1).sum()
-        total = counts.sum()
-        if total == 0:
-            raise ValueError("`initialize_centers` got no images.")
-        seen = counts > 0
-        for name, layer in (("perception", self.perception_centers),
-                            ("attention", self.attention_centers)):
-            centers = np.array(ops.convert_to_numpy(layer.centers), dtype=np.float64)
-            centers[seen] = sums[name][seen] / counts[seen, None]
-            layer.centers.assign(centers.astype("float32"))
-        return {
-            "images": int(total),
-            "per_feature_norm": float(norms["perception"] / total),
-            "att_feature_norm": float(norms["attention"] / total),
-        }
+        """Sets the PC centres to the per-class means of the two PC features
+        (see `objective.initialize_centers`)."""
+        return objective.initialize_centers(self, batches)
 
     @property
     def center_variables(self):
@@ -749,28 +628,3 @@ class AttentionMiningNetwork(AttentionBranchNetwork):
 
     def __init__(self, num_classes, bypass=False, amb=True, pc=True, cot=True, **kwargs):
         super().__init__(num_classes, bypass=bypass, amb=amb, pc=pc, cot=cot, **kwargs)
-
-
-FEATURE_STATISTICS = (
-    "per_feature_norm", "per_feature_zero_fraction",
-    "att_feature_norm", "att_feature_zero_fraction",
-)
-
-
-def feature_statistics(outputs):
-    """Mean L2 norm and zero fraction of the two PC features in `outputs`
-    (the perception branch's pooled feature, `per_`, and the attention
-    branch's pooled class maps, `att_`); empty when they are absent."""
-    statistics = {}
-    for prefix, key in (("per", "perception_features"), ("att", "attention_features")):
-        if key not in outputs:
-            continue
-        features = ops.cast(outputs[key], "float32")
-        statistics[f"{prefix}_feature_norm"] = ops.mean(
-            ops.sqrt(ops.sum(ops.square(features), axis=-1))
-        )
-        statistics[f"{prefix}_feature_zero_fraction"] = ops.mean(
-            ops.cast(ops.abs(features) <= 1e-12, "float32")
-        )
-    return statistics
-
