@@ -87,6 +87,10 @@ def main(argv=None):
     parser.add_argument("--rows", nargs="+",
                         help="run only ABN and these variants (names as in the report, e.g. "
                         "'AMB, L_am x0.1'): no PC sweep and no full model")
+    parser.add_argument("--image-size", type=int,
+                        help="draw the synthetic images and train at this size (v3 is "
+                        "released at 64; the premise probe found the easy/hard density "
+                        "ratio highest at 128)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the variants already evaluated in --output")
@@ -103,6 +107,9 @@ def main(argv=None):
     base = amb_config.resolve(args.config, {"epochs": args.epochs,
                                             "pretrain_epochs": args.pretrain_epochs})
     base.pop("config_file", None)
+    if args.image_size:
+        base["image_size"] = args.image_size
+        base["synthetic"] = dict(base["synthetic"], image_size=args.image_size)
     source = sources.source_for_config(base, progress=False)
     os.makedirs(args.output, exist_ok=True)
     log = lambda line: print(line, flush=True)  # noqa: E731

@@ -99,7 +99,7 @@ def _info(run, classes_only):
     size = config.get("image_size")
     click.echo(f"  input           {size}x{size} RGB in [0, 255], "
                f"shorter side resized to {size * resize_ratio:.0f} px "
-               f"(ratio {resize_ratio:.4g}) then centre-cropped")
+               f"(ratio {resize_ratio:.4g}) then center-cropped")
     if model.parameters is not None:
         click.echo(f"  parameters      {model.parameters:,}")
     if run_config:

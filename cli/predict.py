@@ -28,7 +28,7 @@ from keras_amb.cli.main import set_backend
               help="Also save each image's attention map, keyed by its path relative to the "
               "folder given (a file: its name): <key>.png (grey, over the whole image; "
               "what train --attention-targets reads) and <key>.npy (raw, over the model's "
-              "centre crop), with index.json; the records name both (map, map_raw).")
+              "center crop), with index.json; the records name both (map, map_raw).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
 def predict(inputs, run, top_k, fmt, output, save_maps, batch_size, backend):
@@ -36,7 +36,7 @@ def predict(inputs, run, top_k, fmt, output, save_maps, batch_size, backend):
 
     Writes one record per image: its path, the top-k class names and
     probabilities, and the attention map's peak (x, y as fractions of the
-    centre crop the model saw, from the top left). An unreadable file gets a
+    center crop the model saw, from the top left). An unreadable file gets a
     record with its error, the others are still predicted, and the exit code
     is 1. Progress goes to standard error.
 

@@ -89,7 +89,7 @@ def _opt(*names, key=None, help="", **kwargs):
       help="[model] Weights the mining terms (L_am, COT's step) update: 'all' that feed "
       "the AMB (the paper), or the attention map's alone.")
 @_opt("--pc-weight", type=float, key="pc_weight",
-      help="[model] Weight of the PC loss's proximity part (the centres' speed does not "
+      help="[model] Weight of the PC loss's proximity part (the centers' speed does not "
       "depend on it).")
 @_opt("--pc-distance", type=click.Choice(arguments.PC_DISTANCES), key="pc_distance",
       help="[model] Distances in the PC loss: eq. 3's norms, or squared (the PC authors' "

@@ -31,7 +31,7 @@ PC_DISTANCES = ("euclidean", "squared")
 AMB_GRADIENTS = ("all", "attention")
 
 # Upper limits that bound what one image costs at inference: the shorter side
-# is resized to `image_size * resize_ratio` before the centre crop, so both
+# is resized to `image_size * resize_ratio` before the center crop, so both
 # are capped (in configs and in model files, which are checked on loading).
 MAX_IMAGE_SIZE = 1024
 MAX_RESIZE_RATIO = 2.0

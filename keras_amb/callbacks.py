@@ -257,9 +257,9 @@ class MapGradientNorms(keras.callbacks.Callback):
 class FeatureCollapseWarning(keras.callbacks.Callback):
     """Warns once when a PC feature's mean norm falls below half its start.
 
-    PC pulls features towards their class centres; with centres near the
+    PC pulls features towards their class centers; with centers near the
     origin it pulls every feature to zero (METHOD.md). The reference is the
-    norm measured when the centres were initialised, else the first epoch's.
+    norm measured when the centers were initialised, else the first epoch's.
 
     Args:
         log: callable taking a line of text.
@@ -283,6 +283,6 @@ class FeatureCollapseWarning(keras.callbacks.Callback):
                 self.log(
                     f"Warning: {name} fell from {start:.3g} to {value:.3g} at epoch "
                     f"{epoch + 1} (below half): the PC loss is collapsing the "
-                    "features. Lower pc_weight, or check the centres' initialisation "
+                    "features. Lower pc_weight, or check the centers' initialisation "
                     "(METHOD.md, 'PC loss')."
                 )

@@ -3,7 +3,7 @@
 Signatures:
 - `serving_default`: `image_bytes` (batch of encoded JPEG/PNG/BMP/GIF
   strings; TF Serving's REST API turns `{"b64": ...}` into these because the
-  input name ends in `_bytes`), decoded, resized and centre-cropped in the
+  input name ends in `_bytes`), decoded, resized and center-cropped in the
   graph exactly as `keras-amb visualize` and evaluation do.
 - `predict_images`: `images`, uint8 `(N, S, S, 3)` already at the input size.
 Both return `probabilities` (N, K), `top_k_ids`, `top_k_scores`,

@@ -1,7 +1,7 @@
 """Predicting on image files: what `keras-amb predict` and `visualize` share.
 
 Images are read with `keras_amb.data.read_image` (any common format), their
-shorter side resized to `image_size * resize_ratio` and centre-cropped, as
+shorter side resized to `image_size * resize_ratio` and center-cropped, as
 evaluation and the exported SavedModel do; the model's config holds both.
 """
 
@@ -56,7 +56,7 @@ class Prediction:
         path: str, the image file.
         top_k: list of `(class name, probability)`, most likely first.
         attention_peak: `(x, y)`, the attention map's maximum as fractions of
-            the model's centre crop (0 = left / top, 1 = right / bottom).
+            the model's center crop (0 = left / top, 1 = right / bottom).
         attention: the `(h, w)` attention map, in `[0, 1]`.
         original_shape: `(height, width)` of the image file, to place the map
             on it (`explain.visualize.save_map`) without decoding it again.
@@ -84,7 +84,7 @@ class Prediction:
 
 def attention_peak(attention):
     """`(x, y)` of a map's maximum, as fractions of its width and height
-    (pixel centres: a 14x14 map's peak at column 0 is x = 0.5 / 14)."""
+    (pixel centers: a 14x14 map's peak at column 0 is x = 0.5 / 14)."""
     h, w = attention.shape
     row, col = np.unravel_index(int(np.argmax(attention)), attention.shape)
     return ((col + 0.5) / w, (row + 0.5) / h)

@@ -98,7 +98,7 @@ def prototype_conformity(
     features, y_true, centers, contrastive_weight=1.0, sample_weight=None,
     distance="euclidean",
 ):
-    """Eq. 3, prototype conformity loss with learnable class centres.
+    """Eq. 3, prototype conformity loss with learnable class centers.
 
     `mean_i [ d(f_i, c_g) - w / (K - 1) * sum_{j != g}
     (d(f_i, c_j) + d(c_g, c_j)) ]` with `w = contrastive_weight` and `d` the
@@ -108,7 +108,7 @@ def prototype_conformity(
     Args:
         features: float tensor `(N, D)`.
         y_true: int tensor `(N,)`.
-        centers: float tensor `(K, D)`, one centre per class.
+        centers: float tensor `(K, D)`, one center per class.
         contrastive_weight: float, weight `w` of the contrastive part.
         sample_weight: optional `(N,)` per-example weights.
         distance: `"euclidean"` or `"squared"`.

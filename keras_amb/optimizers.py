@@ -25,7 +25,7 @@ class _CoupledWeightDecay:
     `g <- g + weight_decay * w`, then the optimizer's own update (PyTorch's
     `weight_decay` of SGD and Adam). Every trainable weight decays, as in
     the reference code, except those given to `exclude_from_weight_decay`
-    (the PC centres, which the PC authors never decay). Done in `apply`, so Keras's per-backend update code
+    (the PC centers, which the PC authors never decay). Done in `apply`, so Keras's per-backend update code
     (torch's fused `_foreach` steps, JAX's stateless one) runs unchanged.
     """
 
@@ -280,7 +280,7 @@ def build_for_model(model, optimizer):
     """Builds each optimizer on its weights: the main one on all trainable
     weights, the complement one on `model.complement_variables`. Built at
     compile time, so their variables exist whichever backend steps first.
-    The PC centres are left out of the main optimizer's weight decay."""
+    The PC centers are left out of the main optimizer's weight decay."""
     main = main_optimizer(optimizer)
     inner = main.inner_optimizer if isinstance(
         main, keras.optimizers.LossScaleOptimizer) else main

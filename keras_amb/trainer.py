@@ -258,7 +258,7 @@ class _Training:
         return model, 0
 
     def _probe_batches(self):
-        """The training split without augmentation (centres, force log)."""
+        """The training split without augmentation (centers, force log)."""
         return pipeline.prepare(
             sources.with_attention_targets(self.source, "train",
                                            self.config["attention_targets"]),
@@ -267,12 +267,12 @@ class _Training:
         )
 
     def _initialize_centers(self, model):
-        """PC centres at the class means of the transferred model's features
+        """PC centers at the class means of the transferred model's features
         (METHOD.md, 'PC loss')."""
         found = model.initialize_centers(self._probe_batches())
         self.start_norms = found
         self.log(
-            f"PC centres set to the class means of {found['images']} training images "
+            f"PC centers set to the class means of {found['images']} training images "
             f"(feature norms: perception {found['per_feature_norm']:.3g}, "
             f"attention {found['att_feature_norm']:.3g})"
         )

@@ -42,7 +42,7 @@ def test_prototype_conformity_squared_distance_hand_computed():
         losses.prototype_conformity(f, [0], c, distance="cosine")
 
 
-def test_centres_start_at_the_class_means_of_the_pc_features():
+def test_centers_start_at_the_class_means_of_the_pc_features():
     model = _model(cot=False)
     x, y = _batch(8)
     found = model.initialize_centers([(x[:4], y[:4]), ({"images": x[4:]}, y[4:])])
@@ -57,7 +57,7 @@ def test_centres_start_at_the_class_means_of_the_pc_features():
     assert found["per_feature_norm"] == pytest.approx(float(norms), rel=1e-4)
 
 
-def test_centres_absent_from_the_data_keep_their_values():
+def test_centers_absent_from_the_data_keep_their_values():
     model = _model(cot=False)
     before = _numpy(model.perception_centers.centers).copy()
     x, y = _batch(4)
@@ -80,14 +80,14 @@ def _center_gradient(pc_weight):
     return [_numpy(g) for g in train_steps.variable_gradients(loss_fn, variables)]
 
 
-def test_centre_speed_does_not_depend_on_pc_weight():
+def test_center_speed_does_not_depend_on_pc_weight():
     full, tenth = _center_gradient(1.0), _center_gradient(0.1)
     for a, b in zip(full, tenth):
         assert np.abs(a).max() > 0
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_centres_get_no_weight_decay():
+def test_centers_get_no_weight_decay():
     model = _model(cot=False)
     model.compile(optimizers.SGD(0.1, weight_decay=0.5))
     centers = model.center_variables

@@ -64,7 +64,7 @@ def test_prototype_conformity_mean_over_batch():
     assert float(value) == pytest.approx((1.0 + 0.0) / 2, abs=1e-4)
 
 
-def test_prototype_conformity_gradient_is_finite_at_a_centre():
+def test_prototype_conformity_gradient_is_finite_at_a_center():
     centers = np.array([[1.0, 2.0], [0.0, 0.0]], dtype="float32")
 
     def fn(f):

@@ -94,7 +94,7 @@ def test_complement_step_changes_only_the_weights_feeding_the_amb():
     assert len(model.complement_variables) == len(moved)
 
 
-def test_main_step_moves_the_class_centres():
+def test_main_step_moves_the_class_centers():
     model = _model()
     model.compile(keras.optimizers.SGD(0.1), complement_optimizer=keras.optimizers.SGD(0.0))
     before = _values(model.center_variables)
@@ -104,7 +104,7 @@ def test_main_step_moves_the_class_centres():
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_center_lr_multiplier_scales_the_centres_update_with_any_optimizer(optimizer):
+def test_center_lr_multiplier_scales_the_centers_update_with_any_optimizer(optimizer):
     moves = {}
     for multiplier in (1.0, 3.0):
         keras.utils.set_random_seed(1)
@@ -112,11 +112,11 @@ def test_center_lr_multiplier_scales_the_centres_update_with_any_optimizer(optim
         opt = (keras.optimizers.SGD(0.01) if optimizer == "sgd"
                else keras.optimizers.Adam(0.01))
         model.compile(opt)
-        centres = _values(model.center_variables)
+        centers = _values(model.center_variables)
         others = _values(model.feature_extractor.trainable_variables)
         model.fit(*_batch(), batch_size=8, epochs=1, verbose=0)
         moves[multiplier] = (
-            [a - b for a, b in zip(_values(model.center_variables), centres)],
+            [a - b for a, b in zip(_values(model.center_variables), centers)],
             [a - b for a, b in zip(_values(model.feature_extractor.trainable_variables), others)],
         )
     for base, scaled in zip(moves[1.0][0], moves[3.0][0]):

@@ -1,8 +1,8 @@
 """PC, set up as its authors do, keeps the features and the accuracy.
 
-With the centres drawn near the origin, the proximity term pulled every
+With the centers drawn near the origin, the proximity term pulled every
 feature towards zero (perception-feature norm 3.5 -> 0.36 in three epochs on
-synthetic v2, top-1 18% against 46% for AMB alone). With the centres at the
+synthetic v2, top-1 18% against 46% for AMB alone). With the centers at the
 class means, their speed independent of `pc_weight` and no decay on them,
 AMB + PC must stay close to AMB alone and keep its features.
 """

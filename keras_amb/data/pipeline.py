@@ -73,7 +73,7 @@ def random_resized_crop(stacked, size, scale, seed, flip=True):
 
 
 def center_crop(stacked, size, resize_ratio):
-    """Resize the shorter side to `size * resize_ratio`, crop the centre."""
+    """Resize the shorter side to `size * resize_ratio`, crop the center."""
     shape = tf.cast(tf.shape(stacked)[:2], tf.float32)
     target = tf.cast(size, tf.float32) * resize_ratio
     scale = target / tf.reduce_min(shape)
@@ -105,7 +105,7 @@ def prepare(
         image_size: int, output side in pixels.
         batch_size: int.
         training: bool, shuffle and augment (random-resized crop + flip), or
-            resize and centre-crop.
+            resize and center-crop.
         crop_scale: (min, max) area fraction of the training crop.
         flip: bool, random horizontal flips in training (off for data that
             is not mirror-symmetric: digits, text, products).

@@ -143,7 +143,7 @@ def _background(rng, size, yy, xx):
 
 def _pose(rng, size, half_a, half_b, reach, yy, xx):
     """A body's random orientation and position (the object reaching `reach`
-    from its centre stays inside the image): the body frame's coordinates
+    from its center stays inside the image): the body frame's coordinates
     `(u, v)` of every pixel (u along the major axis, towards the head) and
     the ellipse body's mask. Versions 2 and 3 draw the same way."""
     theta = rng.uniform(0, 2 * np.pi)

@@ -162,7 +162,7 @@ def draw(path, image_name, rows, methods, alpha=0.5, dpi=120):
 
 
 def map_on_image(attention, height, width, resize_ratio):
-    """A map over the centre crop the model saw, placed on the whole image.
+    """A map over the center crop the model saw, placed on the whole image.
 
     Returns an 8-bit grey image of the original size (0 outside the crop):
     edit it, and pass its folder to `keras-amb train --attention-targets`.

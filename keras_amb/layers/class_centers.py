@@ -3,15 +3,15 @@ import keras
 
 @keras.saving.register_keras_serializable(package="keras_amb")
 class ClassCenters(keras.layers.Layer):
-    """Learnable class centres `w^c` of the prototype conformity loss.
+    """Learnable class centers `w^c` of the prototype conformity loss.
 
-    Calling the layer returns the `(num_classes, feature_dim)` centre matrix
+    Calling the layer returns the `(num_classes, feature_dim)` center matrix
     (its input is ignored; it only anchors the call in the graph).
 
     Args:
         num_classes: int, number of classes K.
-        feature_dim: int, dimension of the features the centres live among.
-        initializer: str or initializer for the centres.
+        feature_dim: int, dimension of the features the centers live among.
+        initializer: str or initializer for the centers.
 
     Example:
     >>> centers = ClassCenters(num_classes=3, feature_dim=4)

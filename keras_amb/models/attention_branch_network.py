@@ -67,7 +67,7 @@ class AttentionBranchNetwork(keras.Model):
             sizes work too; the exported model resizes to this).
         bypass: bool, ABN's `A * F + F` (True) or the proposed `A * F`.
         amb: bool, add the attention mining branch (AMB).
-        pc: bool, add the prototype conformity loss, with learnable centres on
+        pc: bool, add the prototype conformity loss, with learnable centers on
             the perception and attention-module features.
         cot: bool, complement objective training: a second step on the AMB
             output (needs `amb=True`).
@@ -84,9 +84,9 @@ class AttentionBranchNetwork(keras.Model):
         pc_contrastive_weight: float, weight of the contrastive part.
         pc_distance: str, `"euclidean"` (eq. 3) or `"squared"` (the PC
             authors' code) distances in the PC loss.
-        center_lr_multiplier: float, learning rate of the PC centres relative
+        center_lr_multiplier: float, learning rate of the PC centers relative
             to the model's, with any optimizer (their update is scaled). The
-            centres' gradient is that of the PC loss without `pc_weight`, so
+            centers' gradient is that of the PC loss without `pc_weight`, so
             their speed does not depend on it, and they get no weight decay.
         attention_target_weight: float, weight of the Mitsuhara et al. loss
             pulling the attention map to corrected maps given as
@@ -99,7 +99,7 @@ class AttentionBranchNetwork(keras.Model):
         bn_momentum: float, momentum of all batch normalisation layers.
         class_names: list of str, or None for `class_0`, `class_1`, ...
         resize_ratio: float, test-time resize of the shorter side relative to
-            `image_size` before the centre crop (ABN: 256/224).
+            `image_size` before the center crop (ABN: 256/224).
 
     Example:
     >>> model = AttentionBranchNetwork(num_classes=4, backbone="resnet_tiny",
@@ -419,7 +419,7 @@ class AttentionBranchNetwork(keras.Model):
     def complement_variables(self):
         """The weights the second step changes: every weight that feeds the
         AMB output (feature extractor, attention map, perception branch), not
-        the attention branch's logits head nor the PC centres; with
+        the attention branch's logits head nor the PC centers; with
         `amb_gradient="attention"`, the attention map's weights alone."""
         if self.amb_gradient == "attention":
             return list(self.attention_branch.map_variables)
@@ -430,13 +430,13 @@ class AttentionBranchNetwork(keras.Model):
         )
 
     def initialize_centers(self, batches):
-        """Sets the PC centres to the per-class means of the two PC features
+        """Sets the PC centers to the per-class means of the two PC features
         (see `objective.initialize_centers`)."""
         return objective.initialize_centers(self, batches)
 
     @property
     def center_variables(self):
-        """The PC class centres (empty without the PC loss)."""
+        """The PC class centers (empty without the PC loss)."""
         if not self.pc:
             return []
         return (
@@ -537,7 +537,7 @@ class AttentionBranchNetwork(keras.Model):
         """Initialises this model from another one (paper step 1 -> step 2).
 
         Copies the feature extractor, attention branch and perception branch
-        from `source` (e.g. a trained ABN); PC centres stay as initialised.
+        from `source` (e.g. a trained ABN); PC centers stay as initialised.
         Both models must have the same backbone and number of classes.
         """
         if source.backbone != self.backbone or source.num_classes != self.num_classes:

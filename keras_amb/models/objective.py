@@ -121,9 +121,9 @@ def weighted_terms(model, parts, mode="main"):
 
 
 def centers_for_loss(centers, pc_weight):
-    """The centres as the PC loss sees them: the same values, with a
+    """The centers as the PC loss sees them: the same values, with a
     gradient that is the PC loss's without `pc_weight` (the PC authors
-    divide the centres' gradient by the loss weight), so the centres move at
+    divide the centers' gradient by the loss weight), so the centers move at
     the same speed whatever `pc_weight` is."""
     centers = ops.cast(centers, "float32")
     if pc_weight in (0.0, 1.0):
@@ -133,13 +133,13 @@ def centers_for_loss(centers, pc_weight):
 
 
 def initialize_centers(model, batches):
-    """Sets the PC centres to the per-class means of the two PC features.
+    """Sets the PC centers to the per-class means of the two PC features.
 
-    The PC authors start from a converged softmax model; centres drawn at
+    The PC authors start from a converged softmax model; centers drawn at
     random sit near the origin, far from features of norm ~3 that point
     nearly one way, and the proximity term then pulls every feature to zero.
     Called after the weight transfer from the pre-trained ABN. Classes absent
-    from `batches` keep their centres.
+    from `batches` keep their centers.
 
     Args:
         model: a model with `pc=True`.

@@ -69,7 +69,7 @@ _INDICES = weakref.WeakKeyDictionary()
 
 def _indices(model):
     """Positions in `model.trainable_variables` of the complement variables
-    and of the PC centres (computed once per model)."""
+    and of the PC centers (computed once per model)."""
     if model not in _INDICES:
         position = {id(v): i for i, v in enumerate(model.trainable_variables)}
         _INDICES[model] = (
@@ -81,7 +81,7 @@ def _indices(model):
 
 def _rescale(before, after, multiplier):
     """`before + multiplier * (after - before)`: an update scaled, whatever
-    optimizer made it (the PC centres' learning-rate multiplier)."""
+    optimizer made it (the PC centers' learning-rate multiplier)."""
     return before + multiplier * (after - before)
 
 
