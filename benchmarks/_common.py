@@ -103,6 +103,8 @@ def forward_macs(model, size):
     Returns a dict: feature_extractor, attention_branch, perception_branch
     (one pass; the AMB is a second pass of the same size).
     """
+    import keras
+
     from keras_amb.layers.residual_block import ResidualBlock
 
     fe = 0
@@ -111,7 +113,7 @@ def forward_macs(model, size):
         if isinstance(layer, ResidualBlock):
             macs, h, w = block_macs(layer, h, w)
             fe += macs
-        elif layer.__class__.__name__ == "Conv2D":
+        elif isinstance(layer, keras.layers.Conv2D):
             pad = 6 if layer.kernel.shape[0] == 7 else 0
             macs, h, w = conv_macs(layer, h + pad, w + pad)
             fe += macs

@@ -6,20 +6,20 @@ from keras_amb import layers
 from tests.helpers import run_layer_round_trip as _roundtrip
 
 
-def test_soft_mask_values_and_hard_variant():
+def test_mining_mask_values_and_hard_variant():
     a = np.array([0.0, 0.4, 0.5, 0.6, 1.0], dtype="float32").reshape(1, 5, 1, 1)
-    soft = keras.ops.convert_to_numpy(_roundtrip(layers.SoftMask(0.5, 10.0), a)).ravel()
+    soft = keras.ops.convert_to_numpy(_roundtrip(layers.MiningMask(0.5, 10.0), a)).ravel()
     np.testing.assert_allclose(soft, 1 / (1 + np.exp(-10 * (a.ravel() - 0.5))), atol=1e-6)
-    hard = keras.ops.convert_to_numpy(layers.SoftMask(0.5, 10.0, hard=True)(a)).ravel()
+    hard = keras.ops.convert_to_numpy(layers.MiningMask(0.5, 10.0, hard=True)(a)).ravel()
     np.testing.assert_allclose(hard, [0, 0, 0, 1, 1], atol=1e-6)
 
 
 @pytest.mark.parametrize(
     "kwargs, bad", [({"threshold": 1.5}, "1.5"), ({"slope": -2.0}, "-2.0")]
 )
-def test_soft_mask_rejects_bad_arguments(kwargs, bad):
+def test_mining_mask_rejects_bad_arguments(kwargs, bad):
     with pytest.raises(ValueError, match=bad):
-        layers.SoftMask(**kwargs)
+        layers.MiningMask(**kwargs)
 
 
 def test_attention_mechanism_with_and_without_bypass():
@@ -166,3 +166,13 @@ def test_conv2d_matches_keras(kernel, strides, padding, size):
                                keras.ops.convert_to_numpy(theirs(x)), atol=1e-4)
     np.testing.assert_allclose(_input_grad(lambda v: keras.ops.square(ours(v)), x),
                                _input_grad(lambda v: keras.ops.square(theirs(v)), x), atol=1e-3)
+
+
+def test_a_config_saved_under_the_mining_masks_old_name_still_loads():
+    layer = layers.MiningMask(0.4, 5.0, hard=True)
+    saved = keras.saving.serialize_keras_object(layer)
+    assert saved["registered_name"] == "keras_amb>MiningMask"
+    saved["registered_name"], saved["class_name"] = "keras_amb>SoftMask", "SoftMask"
+    loaded = keras.saving.deserialize_keras_object(saved)
+    assert isinstance(loaded, type(layer))
+    assert loaded.get_config() == layer.get_config()

@@ -9,7 +9,7 @@ from keras_amb.layers.conv2d import Conv2D
 from keras_amb.layers.image_normalization import ImageNormalization
 from keras_amb.layers.perception_branch import PerceptionBranch
 from keras_amb.layers.residual_block import ResidualBlock
-from keras_amb.layers.soft_mask import SoftMask
+from keras_amb.layers.mining_mask import MiningMask
 from keras_amb.layers.stage_branch import StageBranch
 
 __all__ = [
@@ -21,7 +21,7 @@ __all__ = [
     "ImageNormalization",
     "PerceptionBranch",
     "ResidualBlock",
-    "SoftMask",
+    "MiningMask",
     "StageBranch",
     "frozen_statistics",
 ]

@@ -3,7 +3,7 @@ import copy
 import keras
 from keras import ops
 
-from keras_amb.layers.conv2d import Conv2D
+from keras_amb.layers import conv2d
 from keras_amb.layers.stage_branch import StageBranch
 
 
@@ -39,7 +39,7 @@ class AttentionBranch(StageBranch):
 
         # === Layers ===
         def conv(filters, kernel_size, name):
-            return Conv2D(
+            return conv2d.Conv2D(
                 filters,
                 kernel_size,
                 padding="same",

@@ -11,6 +11,13 @@ class Conv2D(keras.layers.Conv2D):
     backend, a channels-last convolution runs on a permuted view of its input
     (`layers.kernels.conv2d_channels_last`); elsewhere it is Keras's own.
 
+    The class keeps Keras's name on purpose: Keras's `.keras` files store
+    the weights of layers held in lists under paths built from the class
+    name (`conv2d`, `..._1`), so a new name would leave every
+    saved model's weights unloadable (`tests/test_compatibility.py`
+    fails). Refer to it as `keras_amb.layers.Conv2D` beside
+    `keras.layers.Conv2D`, never as a bare imported name.
+
     Example:
     >>> conv = Conv2D(4, 3, padding="same")
     >>> conv(keras.ops.ones((1, 5, 5, 2))).shape

@@ -2,8 +2,8 @@ import copy
 
 import keras
 
-from keras_amb.layers.batch_normalization import BatchNormalization
-from keras_amb.layers.conv2d import Conv2D
+from keras_amb.layers import batch_normalization
+from keras_amb.layers import conv2d
 
 VERSIONS = ("v1", "v1.5")
 
@@ -77,7 +77,7 @@ class ResidualBlock(keras.layers.Layer):
         name = self.name
 
         def conv(filters, kernel_size, strides, suffix):
-            return Conv2D(
+            return conv2d.Conv2D(
                 filters,
                 kernel_size,
                 strides=strides,
@@ -91,7 +91,7 @@ class ResidualBlock(keras.layers.Layer):
             )
 
         def bn(suffix):
-            return BatchNormalization(
+            return batch_normalization.BatchNormalization(
                 epsilon=1.001e-5,
                 momentum=bn_momentum,
                 dtype=self.dtype_policy,

@@ -1,6 +1,6 @@
 import keras
 
-from keras_amb.layers.batch_normalization import BatchNormalization
+from keras_amb.layers import batch_normalization
 from keras_amb.layers.residual_block import residual_stage
 
 
@@ -77,7 +77,7 @@ class StageBranch(keras.layers.Layer):
         )
 
     def batch_normalization(self, name):
-        return BatchNormalization(
+        return batch_normalization.BatchNormalization(
             momentum=self.bn_momentum, epsilon=1e-5, dtype=self.dtype_policy, name=name
         )
 

@@ -16,7 +16,7 @@ from keras_amb.layers.attention_mechanism import AttentionMechanism
 from keras_amb.layers.batch_normalization import frozen_statistics
 from keras_amb.layers.class_centers import ClassCenters
 from keras_amb.layers.perception_branch import PerceptionBranch
-from keras_amb.layers.soft_mask import SoftMask
+from keras_amb.layers.mining_mask import MiningMask
 from keras_amb.models import backbones
 from keras_amb.models import objective
 from keras_amb.models.objective import FEATURE_STATISTICS
@@ -196,8 +196,8 @@ class AttentionBranchNetwork(keras.Model):
         self.perception_branch = PerceptionBranch(
             dropout=self.dropout, name="perception_branch", **branch
         )
-        self.soft_mask = SoftMask(
-            self.mask_threshold, self.mask_slope, self.hard_mask, name="soft_mask"
+        self.mining_mask = MiningMask(
+            self.mask_threshold, self.mask_slope, self.hard_mask, name="mining_mask"
         )
         if self.pc:
             self.perception_centers = ClassCenters(
@@ -341,7 +341,7 @@ class AttentionBranchNetwork(keras.Model):
 
     def _mining_branch(self, features, attention, training):
         """The AMB: the perception branch on `F* = F - T(A) * F` (eq. 1)."""
-        mask = ops.cast(self.soft_mask(attention), features.dtype)
+        mask = ops.cast(self.mining_mask(attention), features.dtype)
         masked = features - mask * features
         # Masked features must not move the moving statistics that serve the
         # perception branch's unmasked input at test time.

@@ -18,8 +18,8 @@ import keras
 
 from keras_amb import arguments
 from keras_amb.errors import WeightsUnavailableError  # noqa: F401 (re-exported)
-from keras_amb.layers.batch_normalization import BatchNormalization
-from keras_amb.layers.conv2d import Conv2D
+from keras_amb.layers import batch_normalization
+from keras_amb.layers import conv2d
 from keras_amb.layers.image_normalization import ImageNormalization
 from keras_amb.layers.residual_block import residual_stage
 
@@ -125,7 +125,7 @@ def feature_extractor(name, bn_momentum=0.9, dtype=None):
     )
 
     def bn(layer_name):
-        return BatchNormalization(
+        return batch_normalization.BatchNormalization(
             epsilon=1.001e-5, momentum=bn_momentum, dtype=dtype, name=layer_name
         )
 
@@ -134,7 +134,7 @@ def feature_extractor(name, bn_momentum=0.9, dtype=None):
 
     if spec["stem"] == "imagenet":
         x = keras.layers.ZeroPadding2D(3, dtype=dtype, name="conv1_pad")(x)
-        x = Conv2D(
+        x = conv2d.Conv2D(
             64, 7, strides=2, use_bias=spec["use_bias"],
             kernel_initializer=initializer(), dtype=dtype, name="conv1_conv",
         )(x)
@@ -142,7 +142,7 @@ def feature_extractor(name, bn_momentum=0.9, dtype=None):
         x = keras.layers.ZeroPadding2D(1, dtype=dtype, name="pool1_pad")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, dtype=dtype, name="pool1_pool")(x)
     else:
-        x = Conv2D(
+        x = conv2d.Conv2D(
             spec["stage_filters"][0],
             3,
             padding="same",

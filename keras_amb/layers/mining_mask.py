@@ -3,8 +3,9 @@ from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="keras_amb")
-class SoftMask(keras.layers.Layer):
-    """The mask `T(A)` of eq. 1: ~1 where attention is above a threshold.
+class MiningMask(keras.layers.Layer):
+    """The mask `T(A)` of eq. 1, which the mining branch removes from the
+    features (`F* = F - T(A) * F`): ~1 where attention is above a threshold.
 
     `T(A) = sigmoid(slope * (A - threshold))` (GAIN's soft mask, so the
     attention map receives gradient from the attention mining loss). With
@@ -18,7 +19,7 @@ class SoftMask(keras.layers.Layer):
         hard: bool, use the straight-through hard mask.
 
     Example:
-    >>> mask = SoftMask(threshold=0.5, slope=10.0)
+    >>> mask = MiningMask(threshold=0.5, slope=10.0)
     >>> round(float(mask(keras.ops.full((1, 1, 1, 1), 0.5))[0, 0, 0, 0]), 3)
     0.5
     """
@@ -52,3 +53,9 @@ class SoftMask(keras.layers.Layer):
             {"threshold": self.threshold, "slope": self.slope, "hard": self.hard}
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_amb", name="SoftMask")
+class _SoftMask(MiningMask):
+    """`MiningMask` under its old name `SoftMask`, so that configs saved
+    before the rename still deserialize (it was soft or hard, by `hard`)."""
