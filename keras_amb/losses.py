@@ -155,7 +155,10 @@ def attention_map_loss(attention, target, kind="l2", weights=None):
         target: float tensor `(N, H', W')` in `[0, 1]`; resized to `(H, W)`.
         kind: `"l1"` or `"l2"` (mean absolute or mean squared error).
         weights: optional `(N,)` per-image weights (0 for images without a
-            corrected map); the loss is the weighted mean over images.
+            corrected map). Unlike the other losses here (`sum(w * l) / N`),
+            the loss is then `sum(w * d) / max(sum(w), 1)`: the mean over
+            the images that have a map, so its strength does not depend on
+            how many images of the batch have one (METHOD.md).
 
     Returns:
         A scalar float32 tensor.

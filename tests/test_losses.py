@@ -91,6 +91,21 @@ def test_attention_map_loss_weights_leave_out_images_without_a_map():
     assert float(losses.attention_map_loss(attention, target)) == pytest.approx(0.5)
 
 
+def test_attention_map_loss_divides_by_the_weights_sum_not_the_batch_size():
+    # Per-image distances 0, 1, 1; the second image has no map. The weights'
+    # sum (2) gives 0.5; the batch size (3) would give 1/3.
+    attention = np.stack([np.zeros((2, 2)), np.ones((2, 2)), np.ones((2, 2))]).astype("float32")
+    target = np.zeros((3, 2, 2), dtype="float32")
+    loss = losses.attention_map_loss(attention, target, weights=np.array([1.0, 0.0, 1.0]))
+    assert float(loss) == pytest.approx(0.5)
+    # A sample weight of 2 on the third image: (0 + 2) / 3.
+    loss = losses.attention_map_loss(attention, target, weights=np.array([1.0, 0.0, 2.0]))
+    assert float(loss) == pytest.approx(2.0 / 3.0)
+    # No image with a map: 0, not 0 / 0.
+    loss = losses.attention_map_loss(attention, target, weights=np.zeros(3))
+    assert float(loss) == pytest.approx(0.0)
+
+
 def test_every_loss_weights_examples_as_keras_does():
     # sum(w * l) / N: a weight of 0 leaves an example out, 2 counts it twice.
     logits = _logits([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
