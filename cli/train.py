@@ -99,7 +99,7 @@ def _opt(*names, key=None, help="", **kwargs):
       "skips pre-training.")
 @_opt("--attention-targets", key="attention_targets",
       help="[model] Human-knowledge baseline: 'masks' (the dataset's masks) or a folder "
-      "of edited maps; pulls the ABN's attention towards them.")
+      "of corrected maps; pulls the ABN's attention towards them.")
 # Schedule
 @_opt("--epochs", type=int, key="epochs", help="[schedule] Epochs of the final stage (paper: 300).")
 @_opt("--pretrain-epochs", type=int, key="pretrain_epochs",

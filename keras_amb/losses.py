@@ -147,7 +147,7 @@ def prototype_conformity(
     return _weighted_mean(a - scale * others, sample_weight)
 
 
-def attention_map_loss(attention, target, kind="l2", weights=None):
+def attention_target_loss(attention, target, kind="l2", weights=None):
     """Mitsuhara et al.: distance between an attention map and a corrected map.
 
     Args:
@@ -175,3 +175,8 @@ def attention_map_loss(attention, target, kind="l2", weights=None):
         return ops.mean(per_image)
     weights = ops.cast(ops.reshape(weights, (-1,)), "float32")
     return ops.sum(per_image * weights) / ops.maximum(ops.sum(weights), 1.0)
+
+
+# The name before 2026-12 (one noun for the maps, one for their loss:
+# attention targets, attention_target_loss).
+attention_map_loss = attention_target_loss

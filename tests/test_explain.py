@@ -206,7 +206,7 @@ def test_human_knowledge_loss_pulls_the_map_to_the_targets(runs_dir, test_batch)
     for name in ("abn", "human"):
         model = load_model(os.path.join(runs_dir[name], "model.keras"))
         attention = model.predict(test_batch["images"], verbose=0)["attention"]
-        errors[name] = float(losses.attention_map_loss(attention, test_batch["part_mask"]))
+        errors[name] = float(losses.attention_target_loss(attention, test_batch["part_mask"]))
     assert errors["human"] < 0.5 * errors["abn"], errors
 
 

@@ -74,35 +74,35 @@ def test_prototype_conformity_gradient_is_finite_at_a_center():
     assert g.shape == (1, 2) and np.all(np.isfinite(g))
 
 
-def test_attention_map_loss_resizes_target():
+def test_attention_target_loss_resizes_target():
     attention = np.full((1, 2, 2), 0.5, dtype="float32")
     target = np.ones((1, 4, 4), dtype="float32")
-    assert float(losses.attention_map_loss(attention, target, "l2")) == pytest.approx(0.25)
-    assert float(losses.attention_map_loss(attention, target, "l1")) == pytest.approx(0.5)
+    assert float(losses.attention_target_loss(attention, target, "l2")) == pytest.approx(0.25)
+    assert float(losses.attention_target_loss(attention, target, "l1")) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="'l3'"):
-        losses.attention_map_loss(attention, target, "l3")
+        losses.attention_target_loss(attention, target, "l3")
 
 
-def test_attention_map_loss_weights_leave_out_images_without_a_map():
+def test_attention_target_loss_weights_leave_out_images_without_a_map():
     attention = np.stack([np.zeros((2, 2)), np.ones((2, 2))]).astype("float32")
     target = np.zeros((2, 2, 2), dtype="float32")
-    weighted = losses.attention_map_loss(attention, target, weights=np.array([1.0, 0.0]))
+    weighted = losses.attention_target_loss(attention, target, weights=np.array([1.0, 0.0]))
     assert float(weighted) == pytest.approx(0.0)
-    assert float(losses.attention_map_loss(attention, target)) == pytest.approx(0.5)
+    assert float(losses.attention_target_loss(attention, target)) == pytest.approx(0.5)
 
 
-def test_attention_map_loss_divides_by_the_weights_sum_not_the_batch_size():
+def test_attention_target_loss_divides_by_the_weights_sum_not_the_batch_size():
     # Per-image distances 0, 1, 1; the second image has no map. The weights'
     # sum (2) gives 0.5; the batch size (3) would give 1/3.
     attention = np.stack([np.zeros((2, 2)), np.ones((2, 2)), np.ones((2, 2))]).astype("float32")
     target = np.zeros((3, 2, 2), dtype="float32")
-    loss = losses.attention_map_loss(attention, target, weights=np.array([1.0, 0.0, 1.0]))
+    loss = losses.attention_target_loss(attention, target, weights=np.array([1.0, 0.0, 1.0]))
     assert float(loss) == pytest.approx(0.5)
     # A sample weight of 2 on the third image: (0 + 2) / 3.
-    loss = losses.attention_map_loss(attention, target, weights=np.array([1.0, 0.0, 2.0]))
+    loss = losses.attention_target_loss(attention, target, weights=np.array([1.0, 0.0, 2.0]))
     assert float(loss) == pytest.approx(2.0 / 3.0)
     # No image with a map: 0, not 0 / 0.
-    loss = losses.attention_map_loss(attention, target, weights=np.zeros(3))
+    loss = losses.attention_target_loss(attention, target, weights=np.zeros(3))
     assert float(loss) == pytest.approx(0.0)
 
 

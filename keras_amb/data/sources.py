@@ -228,8 +228,8 @@ def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
         columns = {"path": tf.constant(paths, dtype=tf.string), "label": labels}
         if attention_targets_dir:
             targets = target_paths(split)
-            columns["target_path"] = tf.constant(targets, dtype=tf.string)
-            columns["has_target"] = np.array([bool(t) for t in targets], np.float32)
+            columns["attention_target_path"] = tf.constant(targets, dtype=tf.string)
+            columns["has_attention_target"] = np.array([bool(t) for t in targets], np.float32)
         ds = tf.data.Dataset.from_tensor_slices(columns)
 
         def load(example):
@@ -237,11 +237,11 @@ def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
             image = tf.ensure_shape(image, (None, None, 3))
             out = {"image": image, "label": example["label"]}
             if attention_targets_dir:
-                target = tf.numpy_function(_decode_target, [example["target_path"]], tf.float32)
+                target = tf.numpy_function(_decode_target, [example["attention_target_path"]], tf.float32)
                 target = tf.image.resize(tf.ensure_shape(target, (None, None))[..., None],
                                          tf.shape(image)[:2])[..., 0]
                 out["attention_target"] = target
-                out["has_attention_target"] = example["has_target"]
+                out["has_attention_target"] = example["has_attention_target"]
             return out
 
         return ds.map(load, num_parallel_calls=pipeline.parallel_calls())
@@ -414,7 +414,7 @@ def source_for_config(config, progress=True):
     targets = config.get("attention_targets")
     if targets not in (None, "masks") and not os.path.isdir(str(targets)):
         raise ConfigError(
-            f"attention_targets must be 'masks' or a folder of edited maps; "
+            f"attention_targets must be 'masks' or a folder of corrected maps; "
             f"{targets!r} is neither"
         )
     if config["dataset"] == "synthetic":

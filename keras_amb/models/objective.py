@@ -82,7 +82,7 @@ def compute_losses(model, outputs, y, mode="main", attention_target=None,
         if w is not None:
             w = ops.reshape(ops.cast(w, "float32"), (-1,))
             weights = w if weights is None else weights * w
-        parts["attention_target_loss"] = losses.attention_map_loss(
+        parts["attention_target_loss"] = losses.attention_target_loss(
             outputs["attention"], attention_target, weights=weights)
     total = sum(weighted_terms(model, parts, mode).values())
     parts["loss"] = total
