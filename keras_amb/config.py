@@ -247,7 +247,7 @@ def _check_synthetic(params, check):
     version = str(params.get("version", "1"))
     check(version in synthetic.VERSIONS, "synthetic.version", params.get("version"),
           f"one of {synthetic.VERSIONS}")
-    cls = synthetic.SyntheticConfig if version == "1" else synthetic.SyntheticConfigV2
+    cls = synthetic.config_class(version)
     fields = {f.name: f.default for f in dataclasses.fields(cls)}
     for key, value in params.items():
         if key == "version" or key not in fields:

@@ -14,6 +14,7 @@ from keras_amb.data import prepare
 from keras_amb.data import read_image
 from keras_amb.data import sources
 from keras_amb.data import synthetic
+from keras_amb.data import synthetic_v2
 from tests.images import write_bad_images
 from tests.images import write_good_images
 from tests.images import write_graded_dataset
@@ -99,9 +100,9 @@ def test_synthetic_v2_is_frozen_and_has_two_cues_per_class():
 def test_synthetic_v2_occlusion_paints_over_only_that_part():
     config = synthetic.make_config({"version": "2"})
     for index in range(5):
-        original = synthetic.make_example_v2(config, "test", index)
+        original = synthetic_v2.make_example_v2(config, "test", index)
         for part in (1, 2):
-            hidden = synthetic.make_example_v2(config, "test", index, occlude=part)
+            hidden = synthetic_v2.make_example_v2(config, "test", index, occlude=part)
             changed = (hidden["image"] != original["image"]).any(-1)
             assert changed.any() and not changed[original[f"part{part}_mask"] == 0].any()
             assert hidden["label"] == original["label"]

@@ -415,3 +415,20 @@ def test_command_line(setup, monkeypatch, tmp_path):
     assert result.exit_code == 1
     assert result.output.strip() == \
         'Error: keras-amb review needs Flask: pip install "keras-amb[review]"'
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("version", ["2", "3"])
+def test_review_draws_each_synthetic_version_with_its_own_generator(version):
+    # The review drew every synthetic version with version 1's generator:
+    # on version 3 its labels and images were not the dataset's.
+    from keras_amb.data import sources
+    from keras_amb.data import synthetic
+
+    params = {"version": version, "num_classes": 4, "train_size": 4, "val_size": 6,
+              "test_size": 4}
+    images = review_images.from_source(sources.synthetic_source(**params), "val", "synthetic",
+                                       params)
+    split = synthetic.make_split(synthetic.make_config(params), "val")
+    assert images.labels == [int(label) for label in split["label"]]
+    np.testing.assert_array_equal(images.mask(2), split["object_mask"][2])

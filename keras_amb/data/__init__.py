@@ -8,6 +8,6 @@ from keras_amb.data.sources import DataSource
 from keras_amb.data.sources import load_source
 from keras_amb.data.sources import source_for_config
 from keras_amb.data.synthetic import SyntheticConfig
-from keras_amb.data.synthetic import SyntheticConfigV2
+from keras_amb.data.synthetic_v2 import SyntheticConfigV2
 from keras_amb.errors import DatasetError
 from keras_amb.errors import DatasetUnavailableError

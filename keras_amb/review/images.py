@@ -88,8 +88,7 @@ def from_source(source, split, dataset, synthetic_params=None):
         from keras_amb.data import synthetic
 
         config = synthetic.make_config(synthetic_params)
-        draw = synthetic.make_example_v2 if isinstance(
-            config, synthetic.SyntheticConfigV2) else synthetic.make_example
+        draw = synthetic.draw_example
         size = config.split_size(split)
         labels = [int(draw(config, split, i)["label"]) for i in range(size)]
         return ImageSet(name, source.keys(split), labels,
