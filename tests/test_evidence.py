@@ -15,6 +15,7 @@ from keras_amb import optimizers
 from keras_amb.data import synthetic
 from keras_amb.explain import evaluation
 from keras_amb.explain import metrics
+from keras_amb.models import gradients
 from keras_amb.models import train_steps
 from keras_amb.models.objective import feature_statistics
 
@@ -77,7 +78,7 @@ def _center_gradient(pc_weight):
         out = model(x, training=False, mode="main")
         return model.compute_losses(out, y, "main")[0]
 
-    return [_numpy(g) for g in train_steps.variable_gradients(loss_fn, variables)]
+    return [_numpy(g) for g in gradients.variable_gradients(loss_fn, variables)]
 
 
 def test_center_speed_does_not_depend_on_pc_weight():

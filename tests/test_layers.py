@@ -122,7 +122,7 @@ def test_branches_share_one_base():
 
 
 def _input_grad(fn, x):
-    from keras_amb.models.train_steps import input_gradient
+    from keras_amb.models.gradients import input_gradient
 
     return keras.ops.convert_to_numpy(input_gradient(fn, keras.ops.convert_to_tensor(x)))
 

@@ -5,7 +5,7 @@ import pytest
 from keras import ops
 
 from keras_amb import losses
-from keras_amb.models.train_steps import input_gradient
+from keras_amb.models.gradients import input_gradient
 
 
 def _logits(probabilities):

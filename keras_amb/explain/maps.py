@@ -19,7 +19,7 @@ import numpy as np
 from keras import ops
 
 from keras_amb.explain import compiled
-from keras_amb.models import train_steps
+from keras_amb.models import gradients
 
 METHODS = ("attention", "cam", "gradcam")
 # How each method's maps are scaled (evaluation reports it).
@@ -70,7 +70,7 @@ def _gradcam_pass(model, images, one_hot):
     def class_score(f):
         return ops.sum(model.forward_head(f)["logits"] * one_hot, axis=-1)
 
-    return features, train_steps.input_gradient(class_score, features)
+    return features, gradients.input_gradient(class_score, features)
 
 
 def explain(model, images, methods=METHODS, class_ids=None):

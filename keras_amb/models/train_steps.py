@@ -14,10 +14,10 @@ One training iteration (paper, section 3.5):
 adapter that takes a gradient step over a set of weights and reads and
 writes them.
 
-Also here: the gradients that explanations and the force log need
-(`input_gradient` for Grad-CAM, `variable_gradients`), from the same
-per-backend plumbing. Compiled inference lives with its users, in
-`keras_amb/explain/compiled.py`.
+Each adapter's gradient comes from `models/gradients.py`, which also gives
+the gradients explanations and the force log need (`input_gradient` for
+Grad-CAM, `variable_gradients`). Compiled inference
+lives with its users, in `keras_amb/explain/compiled.py`.
 """
 
 import weakref
@@ -26,6 +26,7 @@ import keras
 
 from keras_amb import keras_private
 from keras_amb import optimizers
+from keras_amb.models import gradients
 
 _BACKEND = keras.backend.backend()
 
@@ -56,12 +57,6 @@ def _unpack(data):
         extra["attention_target"] = x.get("attention_target")
         extra["has_attention_target"] = x.get("has_attention_target")
     return x, y, extra
-
-
-def _fill_missing(grads, variables):
-    return [
-        g if g is not None else keras.ops.zeros_like(v) for g, v in zip(grads, variables)
-    ]
 
 
 _INDICES = weakref.WeakKeyDictionary()
@@ -157,17 +152,8 @@ class _VariableSteps:
 # === TensorFlow ===
 
 
-def _tf_gradients(loss_fn, variables):
-    import tensorflow as tf
-
-    with tf.GradientTape() as tape:
-        result = loss_fn()
-        loss = result[0] if isinstance(result, tuple) else result
-    return _fill_missing(tape.gradient(loss, variables), variables), result
-
-
 class _TensorFlowSteps(_VariableSteps):
-    gradients = staticmethod(_tf_gradients)
+    gradients = staticmethod(gradients.tf_gradients)
 
     def per_replica(self, loss):
         """Under tf.distribute, each replica's share of the global mean loss
@@ -212,17 +198,8 @@ def _tf_test_step(model, data):
 # === PyTorch ===
 
 
-def _torch_gradients(loss_fn, variables):
-    import torch
-
-    result = loss_fn()
-    loss = result[0] if isinstance(result, tuple) else result
-    grads = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
-    return _fill_missing(list(grads), variables), result
-
-
 class _TorchSteps(_VariableSteps):
-    gradients = staticmethod(_torch_gradients)
+    gradients = staticmethod(gradients.torch_gradients)
 
     def apply(self, optimizer, grads, variables):
         import torch
@@ -372,21 +349,6 @@ def test_step(model, *args):
 # === Which force drives the map ===
 
 
-def variable_gradients(loss_fn, variables):
-    """Gradients of `loss_fn()` (a scalar) over `variables`, on the current
-    backend; None-free (zeros where a variable does not feed the loss)."""
-    if _BACKEND == "jax":
-        import jax
-
-        def stateless(values):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return loss_fn()
-
-        return jax.grad(stateless)([v.value for v in variables])
-    gradients = _tf_gradients if _BACKEND == "tensorflow" else _torch_gradients
-    return gradients(loss_fn, variables)[0]
-
-
 def term_gradient_norms(model, data, variables):
     """The norm of the gradient that each weighted loss term sends to
     `variables` (e.g. the attention map's weights), on one batch.
@@ -414,35 +376,7 @@ def term_gradient_norms(model, data, variables):
                 _, parts = model.compute_losses(outputs, y, mode, **extra)
                 return model.weighted_terms(parts, mode)[name]
 
-            grads = variable_gradients(loss_fn, variables)
+            grads = gradients.variable_gradients(loss_fn, variables)
             total = sum(float(keras.ops.sum(keras.ops.square(g))) for g in grads)
             norms[name] = total**0.5
     return norms
-
-
-# === Input gradients (Grad-CAM) ===
-
-
-def input_gradient(fn, x):
-    """`d sum(fn(x)) / dx` for a tensor `x`, on the current backend."""
-    if _BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.convert_to_tensor(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = tf.reduce_sum(fn(x))
-        return tape.gradient(y, x)
-    if _BACKEND == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        return jax.grad(lambda v: jnp.sum(fn(v)))(x)
-    import torch
-
-    x = keras.ops.convert_to_tensor(x).detach().clone().requires_grad_(True)
-    # Only the input's gradient: no weight gradients are computed (nor
-    # accumulated into the model's .grad), which also avoids PyTorch's CPU
-    # convolution weight-gradient failure on a batch of one.
-    (gradient,) = torch.autograd.grad(torch.sum(fn(x)), [x])
-    return gradient
