@@ -10,6 +10,7 @@ class names and preprocessing.
 """
 
 import contextlib
+import copy
 import datetime
 import json
 import os
@@ -157,6 +158,9 @@ class Run:
     def __init__(self, run_dir=None, model_path=None):
         self.run_dir = run_dir
         self._model_path = model_path
+        # `state.json` as last read or written, with the file's signature
+        # (mtime, size, inode) then: read again only when the file changed.
+        self._state_cache = None
 
     # === Opening ===
 
@@ -243,10 +247,24 @@ class Run:
         with open(self.path("labels.txt"), encoding="utf-8") as f:
             return [line.rstrip("\n") for line in f if line.strip()]
 
+    def _state_signature(self):
+        try:
+            info = os.stat(self.path(STATE_FILE))
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size, info.st_ino)
+
     def state(self):
-        """The run's `state.json` (None if absent); `RunError` if damaged."""
+        """The run's `state.json` (None if absent); `RunError` if damaged.
+
+        Parsed once and then only again when the file changes (a copy is
+        returned each time), so the per-epoch bookkeeping does not re-read
+        it."""
         if self.run_dir is None or not os.path.isfile(self.path(STATE_FILE)):
             return None
+        signature = self._state_signature()
+        if self._state_cache is not None and self._state_cache[0] == signature:
+            return copy.deepcopy(self._state_cache[1])
         path = self.path(STATE_FILE)
         try:
             with open(path, encoding="utf-8") as f:
@@ -259,6 +277,7 @@ class Run:
         if not isinstance(state, dict):
             raise RunError(f"{path}: damaged, must hold a JSON object, got "
                            f"{type(state).__name__}; the run cannot be resumed from it")
+        self._state_cache = (signature, copy.deepcopy(state))
         return state
 
     def check_state(self):
@@ -299,7 +318,10 @@ class Run:
                 and not any(os.path.isfile(self.path(f)) for f in MODEL_FILES))
 
     def write_state(self, state):
-        atomic_write_text(self.path(STATE_FILE), json.dumps(state, indent=2))
+        text = json.dumps(state, indent=2)
+        atomic_write_text(self.path(STATE_FILE), text)
+        # What a read would give (JSON turns tuples into lists, keys into str).
+        self._state_cache = (self._state_signature(), json.loads(text))
 
     def update_state(self, **changes):
         state = self.state() or {}

@@ -52,10 +52,22 @@ def test_old_abn_file_loads_and_its_weights_transfer(expected):
     assert np.abs(after - before).max() > 1e-4
 
 
-def test_old_run_folder_resumes_to_the_end(tmp_path):
+def test_old_run_folder_resumes_to_the_end(tmp_path, monkeypatch):
     run_dir = str(tmp_path / "run")
     shutil.copytree(FIXTURE, run_dir)
+    reads = []
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        if os.path.basename(str(file)) == runs.STATE_FILE and mode == "r":
+            reads.append(file)
+        return open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "open", counting_open, raising=False)
     result = trainer.resume(run_dir, log=lambda line: None, verbose=0)
+    monkeypatch.undo()
+    # state.json is parsed once; the run's own writes keep it current (it
+    # was read 9 times for this one-epoch resume before).
+    assert len(reads) == 1, reads
     assert os.path.isfile(result.model_path)
     state = json.load(open(os.path.join(run_dir, "state.json")))
     assert state["finished"] is True
