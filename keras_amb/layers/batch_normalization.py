@@ -53,12 +53,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
     (`layers.kernels.batch_norm`) instead of Keras's composed ops; the moving
     averages are updated exactly as Keras does (with the biased variance).
 
-    The class keeps Keras's name on purpose: Keras's `.keras` files store
-    the weights of layers held in lists under paths built from the class
-    name (`batch_normalization`, `..._1`), so a new name would leave every
-    saved model's weights unloadable (`tests/test_compatibility.py`
-    fails). Refer to it as `keras_amb.layers.BatchNormalization` beside
-    `keras.layers.BatchNormalization`, never as a bare imported name.
+    It keeps Keras's class name for the reason `layers.Conv2D` gives (saved
+    weights are found by it); write `batch_normalization.BatchNormalization`.
 
     Example:
     >>> bn = BatchNormalization(momentum=0.9)
