@@ -397,3 +397,18 @@ def test_non_finite_loss_stops_training_naming_the_component():
                        match=r"(att|per)_loss became (nan|inf) in stage 'abn', epoch 1, batch 2;"):
         model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False,
                   callbacks=[StopOnNonFinite("abn")])
+
+
+def test_forward_amb_is_the_perception_branch_on_the_masked_features():
+    model = AttentionMiningNetwork(num_classes=3, backbone="resnet_tiny", image_size=32,
+                                   pc=False, cot=False, hard_mask=True)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    features = model.forward_features(x)
+    attention = model.attention_branch(features)["attention"]
+    mask = keras.ops.cast(keras.ops.convert_to_numpy(attention) > 0.5, "float32")
+    expected = model.perception_branch(features * (1 - mask))["logits"]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.forward_amb(features, attention)),
+                               keras.ops.convert_to_numpy(expected), atol=1e-5)
+    outputs = model(x, mode="eval")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(outputs["amb_logits"]),
+                               keras.ops.convert_to_numpy(expected), atol=1e-5)

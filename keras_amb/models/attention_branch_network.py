@@ -329,7 +329,7 @@ class AttentionBranchNetwork(keras.Model):
             mode in ("complement", "eval")
             or (mode == "main" and not self.has_second_step)
         ):
-            outputs["amb_logits"] = self._mining_branch(features, attention, training)
+            outputs["amb_logits"] = self.forward_amb(features, attention, training=training)
         if self.pc and mode in ("main", "eval"):
             outputs["perception_centers"] = ops.convert_to_tensor(
                 self.perception_centers.centers
@@ -339,8 +339,18 @@ class AttentionBranchNetwork(keras.Model):
             )
         return outputs
 
-    def _mining_branch(self, features, attention, training):
-        """The AMB: the perception branch on `F* = F - T(A) * F` (eq. 1)."""
+    def forward_amb(self, features, attention, training=False):
+        """The attention mining branch (AMB): the perception branch, with its
+        shared weights, on `F* = F - T(A) * F` (eq. 1).
+
+        Args:
+            features: F, from `forward_features`.
+            attention: the attention map A, `(N, h, w, 1)`.
+            training: bool.
+
+        Returns:
+            The AMB's logits, `(N, K)`.
+        """
         mask = ops.cast(self.mining_mask(attention), features.dtype)
         masked = features - mask * features
         # Masked features must not move the moving statistics that serve the
