@@ -12,7 +12,7 @@ from keras_amb.data import ImageReadError
 from keras_amb.data import load_source
 from keras_amb.data import prepare
 from keras_amb.data import read_image
-from keras_amb.data import sources
+from keras_amb.data import tfds_datasets
 from keras_amb.data import synthetic
 from keras_amb.data import synthetic_v2
 from tests.images import write_bad_images
@@ -269,7 +269,7 @@ def test_val_split_carved_from_train_does_not_depend_on_how_the_path_is_written(
 def test_tfds_datasets_through_the_pipeline_with_mock_data(name, classes, tmp_path, monkeypatch):
     # TFDS's mock data is geometrically inconsistent (mask size differs from
     # the image, boxes with min > max): the pipeline must cope.
-    monkeypatch.setattr(sources, "_reachable", lambda host, timeout=3.0: True)
+    monkeypatch.setattr(tfds_datasets, "_reachable", lambda host, timeout=3.0: True)
     with tfds.testing.mock_data(num_examples=6):
         source = load_source(name, data_dir=str(tmp_path))
         assert source.num_classes == classes
@@ -282,7 +282,7 @@ def test_tfds_datasets_through_the_pipeline_with_mock_data(name, classes, tmp_pa
 
 
 def test_tfds_offline_fails_fast_with_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "_reachable", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(tfds_datasets, "_reachable", lambda host, timeout=3.0: False)
     start = time.time()
     with pytest.raises(DatasetUnavailableError) as info:
         load_source("stanford_dogs", data_dir=str(tmp_path))

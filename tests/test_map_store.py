@@ -10,6 +10,7 @@ from PIL import Image
 
 from keras_amb.data import map_store
 from keras_amb.data import sources
+from keras_amb.data import tfds_datasets
 from keras_amb.data.map_store import MapKeyError
 from keras_amb.data.map_store import MapStore
 from keras_amb.data.pipeline import prepare
@@ -148,7 +149,7 @@ def test_synthetic_dataset_reads_maps_by_split_and_id(tmp_path):
 
 
 def test_tfds_dataset_reads_maps_by_split_and_position(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "_reachable", lambda host, timeout=3.0: True)
+    monkeypatch.setattr(tfds_datasets, "_reachable", lambda host, timeout=3.0: True)
     maps = tmp_path / "maps"
     MapStore(maps).write("test/000001", _grey(255, 4), source="edited")
     with tfds.testing.mock_data(num_examples=4):
