@@ -4,6 +4,10 @@ Config files are read with `yaml.safe_load` (no code execution); every key is
 checked, and errors name the file and the key. Config keys are the model's
 constructor arguments where they are model arguments (`amb`, `pc`, `cot`,
 `amb_weight`, ...): the same name everywhere.
+
+Why this module is long (about 390 lines): most of it is `validate`, one
+check per config key with a message naming the file and the key; the
+model's own arguments and their checks are in `keras_amb/arguments.py`.
 """
 
 import copy

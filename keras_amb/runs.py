@@ -7,6 +7,13 @@ A run folder holds `config.yaml` (the resolved config), `labels.txt`,
 final model) and `test_metrics.json`. `Run.open` accepts such a folder or a
 bare `.keras` file; every command goes through it, so both give the same
 class names and preprocessing.
+
+Why this module is long (about 470 lines): a run folder has one owner of
+its layout, and every command opens runs and models through it, so the
+folder's files, its state (`state.json`, read once and kept current), the
+lock that keeps one trainer per folder, the model-file checks and loading
+(safe mode, a clear error naming the file) are here together rather than
+each command knowing part of the layout.
 """
 
 import contextlib

@@ -1,3 +1,17 @@
+"""The model of the paper's Figure 1: ABN and, with its switches, the
+proposed model (`AttentionMiningNetwork`).
+
+Why this module is long (about 650 lines, 200 of them docstrings): it
+is one `keras.Model` subclass, and what Keras requires on the class stays on
+it: the constructor storing the 20-odd arguments `get_config` returns, the
+entry points of the graph (`forward_features`, `forward_head`,
+`forward_amb`), the metric trackers, `compile` with its two optimizers,
+checkpoint helpers and `get_config`. What is not the class is elsewhere:
+the loss (eq. 5) in `objective.py`, the backend-specific step in
+`train_steps.py`, the argument checks in `keras_amb/arguments.py`, the
+layers in `keras_amb/layers/`.
+"""
+
 import contextlib
 
 import keras

@@ -15,6 +15,12 @@ web framework (`keras_amb.review.server` only routes requests to it):
   refusing to overwrite a map saved since the page loaded it;
 - the fine-tuning command on the corrections, optionally run, and the maps
   before and after.
+
+Why this module is long (about 550 lines): a `Review` is the state of one
+review session behind the page's routes (`server.py` holds only the Flask
+routes), and its parts share that state: scoring in a background thread,
+the order, the caches of maps and thumbnails, saving with conflict checks,
+and the fine-tuning process and its before/after maps.
 """
 
 import collections
