@@ -256,17 +256,18 @@ def test_two_jax_processes_on_localhost(tmp_path):
     np.testing.assert_array_equal(workers[0]["final"], workers[1]["final"])
     # GSPMD partitions the global batch's arithmetic (batch-norm statistics
     # included) the same way over two processes as over two devices of one
-    # process: the same numbers (bit for bit here; 1e-5 of the distance
-    # training moved the weights leaves room for another machine's
-    # collectives). One device on the whole batch differs only by float32
-    # summation order, which BN and momentum amplify over the 3 steps
-    # (0.1% measured): test_two_devices_follow_the_one_device_trajectory
-    # checks that part.
+    # process: the same numbers up to the order in which the processes'
+    # collectives sum (measured: bit for bit on a quiet AVX2 machine, 3.3e-4
+    # of the distance training moved the weights on an AVX-512 machine under
+    # load, which a 1e-5 bound refused). One device on the whole batch
+    # differs by float32 summation order too, which BN and momentum amplify
+    # over the 3 steps (0.1% measured):
+    # test_two_devices_follow_the_one_device_trajectory checks that part.
     device_losses, devices = references["devices"]
     moved = np.linalg.norm(devices["final"] - devices["initial"])
     gap = np.linalg.norm(workers[0]["final"] - devices["final"])
-    assert moved > 0.05 and gap <= 1e-5 * moved, (gap, moved)
-    assert losses[0] == pytest.approx(device_losses, rel=1e-6)
+    assert moved > 0.05 and gap <= 2e-3 * moved, (gap, moved)
+    assert losses[0] == pytest.approx(device_losses, rel=1e-4)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TF_CONFIG drives TensorFlow's strategy")
