@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import shutil
+import stat
 
 from keras_amb.errors import RunError  # noqa: F401 (re-exported)
 from keras_amb.files import atomic_write_text
@@ -255,9 +256,12 @@ class Run:
             return [line.rstrip("\n") for line in f if line.strip()]
 
     def _state_signature(self):
+        """`(mtime, size, inode)` of `state.json`, or None if it is not a file."""
         try:
             info = os.stat(self.path(STATE_FILE))
         except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
             return None
         return (info.st_mtime_ns, info.st_size, info.st_ino)
 
@@ -267,9 +271,11 @@ class Run:
         Parsed once and then only again when the file changes (a copy is
         returned each time), so the per-epoch bookkeeping does not re-read
         it."""
-        if self.run_dir is None or not os.path.isfile(self.path(STATE_FILE)):
+        if self.run_dir is None:
             return None
         signature = self._state_signature()
+        if signature is None:
+            return None
         if self._state_cache is not None and self._state_cache[0] == signature:
             return copy.deepcopy(self._state_cache[1])
         path = self.path(STATE_FILE)

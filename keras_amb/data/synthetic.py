@@ -229,21 +229,10 @@ def make_example(config, split, index):
     }
 
 
-def draw_example(config, split, index, occlude=None):
-    """Example `index` of `split`, drawn by the generator of `config`'s
-    version (`occlude`: versions 2 and 3 only)."""
-    from keras_amb.data import synthetic_v2
-    from keras_amb.data import synthetic_v3
-
-    if config.version == "1":
-        return make_example(config, split, index)
-    if config.version == "2":
-        return synthetic_v2.make_example_v2(config, split, index, occlude)
-    return synthetic_v3.make_example_v3(config, split, index, occlude)
-
-
-def config_class(version):
-    """The dataset config class of a version: `"1"`, `"2"` or `"3"`."""
+def _generator(version):
+    """`(config class, example drawer, class namer)` of a version; the one
+    place that maps versions to their code (versions 2 and 3 import this
+    module, so they are imported here, when first asked for)."""
     from keras_amb.data import synthetic_v2
     from keras_amb.data import synthetic_v3
 
@@ -251,8 +240,29 @@ def config_class(version):
         raise ValueError(
             f"`version` must be one of {VERSIONS}. Received: version={version!r}"
         )
-    return {"1": SyntheticConfig, "2": synthetic_v2.SyntheticConfigV2,
-            "3": synthetic_v3.SyntheticConfigV3}[version]
+    return {
+        "1": (SyntheticConfig, make_example, class_names),
+        "2": (synthetic_v2.SyntheticConfigV2, synthetic_v2.make_example_v2,
+              synthetic_v2.class_names_v2),
+        "3": (synthetic_v3.SyntheticConfigV3, synthetic_v3.make_example_v3,
+              synthetic_v3.class_names_v3),
+    }[version]
+
+
+def draw_example(config, split, index, occlude=None):
+    """Example `index` of `split`, drawn by the generator of `config`'s
+    version (`occlude`: versions 2 and 3 only)."""
+    draw = _generator(config.version)[1]
+    if occlude is None:
+        return draw(config, split, index)
+    if config.version == "1":
+        raise ValueError("`occlude` needs version 2 or 3 (two parts per class)")
+    return draw(config, split, index, occlude)
+
+
+def config_class(version):
+    """The dataset config class of a version: `"1"`, `"2"` or `"3"`."""
+    return _generator(version)[0]
 
 
 def make_split(config, split, count=None, occlude=None):
@@ -266,8 +276,6 @@ def make_split(config, split, count=None, occlude=None):
             f"`split` must be one of {tuple(_SPLITS)}. Received: split={split!r}"
         )
     count = config.split_size(split) if count is None else count
-    if occlude is not None and config.version == "1":
-        raise ValueError("`occlude` needs version 2 or 3 (two parts per class)")
     examples = [draw_example(config, split, i, occlude) for i in range(count)]
     return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
@@ -297,11 +305,4 @@ def make_config(params=None):
 
 def names_for(config):
     """The class names of a dataset config (any version)."""
-    from keras_amb.data import synthetic_v2
-    from keras_amb.data import synthetic_v3
-
-    if config.version == "3":
-        return synthetic_v3.class_names_v3(config.num_classes)
-    if config.version == "2":
-        return synthetic_v2.class_names_v2(config.num_classes)
-    return class_names(config.num_classes)
+    return _generator(config.version)[2](config.num_classes)

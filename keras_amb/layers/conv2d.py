@@ -15,7 +15,7 @@ class Conv2D(keras.layers.Conv2D):
     the weights of layers held in lists under paths built from the class
     name (`conv2d`, `..._1`), so a new name would leave every
     saved model's weights unloadable (`tests/test_compatibility.py`
-    fails). Refer to it as `keras_amb.layers.Conv2D` beside
+    fails). Write it `conv2d.Conv2D` (or `keras_amb.layers.Conv2D`) beside
     `keras.layers.Conv2D`, never as a bare imported name.
 
     Example:

@@ -13,7 +13,7 @@ import keras
 _BACKEND = keras.backend.backend()
 
 
-def fill_missing(grads, variables):
+def _fill_missing(grads, variables):
     return [
         g if g is not None else keras.ops.zeros_like(v) for g, v in zip(grads, variables)
     ]
@@ -25,7 +25,7 @@ def tf_gradients(loss_fn, variables):
     with tf.GradientTape() as tape:
         result = loss_fn()
         loss = result[0] if isinstance(result, tuple) else result
-    return fill_missing(tape.gradient(loss, variables), variables), result
+    return _fill_missing(tape.gradient(loss, variables), variables), result
 
 
 def torch_gradients(loss_fn, variables):
@@ -34,7 +34,7 @@ def torch_gradients(loss_fn, variables):
     result = loss_fn()
     loss = result[0] if isinstance(result, tuple) else result
     grads = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
-    return fill_missing(list(grads), variables), result
+    return _fill_missing(list(grads), variables), result
 
 
 # === Which force drives the map ===
