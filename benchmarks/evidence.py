@@ -104,13 +104,12 @@ def main(argv=None):
     from keras_amb.explain import evaluation
 
     start = time.time()
-    base = amb_config.resolve(args.config, {"epochs": args.epochs,
-                                            "pretrain_epochs": args.pretrain_epochs})
-    base.pop("config_file", None)
+    overrides = {"epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs}
     if args.image_size:
-        base["image_size"] = args.image_size
-        base["synthetic"] = dict(base["synthetic"], image_size=args.image_size)
-    source = sources.source_for_config(base, progress=False)
+        overrides.update({"image_size": args.image_size,
+                          "synthetic.image_size": args.image_size})
+    base = amb_config.resolve(args.config, overrides)
+    source = sources.source_for_data(base.data, progress=False)
     os.makedirs(args.output, exist_ok=True)
     log = lambda line: print(line, flush=True)  # noqa: E731
 

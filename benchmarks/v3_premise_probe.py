@@ -55,19 +55,18 @@ def main(argv=None):
     rows = []
     for name, params in args.setting:
         start = time.time()
-        base = amb_config.resolve("synthetic_v3", {"architecture": "abn", "epochs": args.epochs,
-                                                    "seed": args.seed})
-        base["synthetic"] = dict(base["synthetic"], **params)
+        overrides = {"architecture": "abn", "epochs": args.epochs, "seed": args.seed}
+        overrides.update({f"synthetic.{k}": v for k, v in params.items()})
         if "image_size" in params:
             # The drawn size and the model's input size change together (the
             # cues keep their size relative to the image; the backbone's
             # receptive field shrinks relative to them).
-            base["image_size"] = params["image_size"]
-        base.pop("config_file", None)
+            overrides["image_size"] = params["image_size"]
+        base = amb_config.resolve("synthetic_v3", overrides)
         run_dir = os.path.join(args.output, name.replace("=", "-").replace(",", "_"))
         if not os.path.isfile(os.path.join(run_dir, "model.keras")):
             trainer.train(base, run_dir=run_dir, verbose=0, log=lambda line: None)
-        source = sources.source_for_config(base, progress=False)
+        source = sources.source_for_data(base.data, progress=False)
         result = evaluation.evaluate(runs.Run.open(run_dir).load_model(), source, "val",
                                      progress=False)
         row = {k: result[k] for k in ("top1", "top1_occluded_part1", "top1_occluded_part2",

@@ -23,6 +23,9 @@ from keras_amb.cli.main import set_backend
 @click.option("--pretrain-epochs", type=click.IntRange(min=1),
               help="Epochs of the shared ABN pre-training.")
 @click.option("--data-dir", type=click.Path(), help="Where TFDS keeps its datasets.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Set any config key of the base config, as for train (every variant "
+              "starts from it). Example: --set data.image_size=96")
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Folder of all runs and the report. Default: "
               "saved_models/ablation-<dataset>-<time>. Re-running with the same folder "
@@ -32,8 +35,8 @@ from keras_amb.cli.main import set_backend
 @click.option("--json", "as_json", is_flag=True,
               help="Print the report as one JSON object instead of tables.")
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
-def ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, output, limit,
-           as_json, backend):
+def ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, assignments,
+           output, limit, as_json, backend):
     """Reproduce the paper's ablation (Tables 1-4) on one dataset.
 
     Trains ABN, the human-knowledge baseline (datasets with masks), AMB,
@@ -52,11 +55,11 @@ def ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, outpu
     """
     set_backend(backend)
     run_reporting_errors(_ablate, dataset, config_file, seeds, epochs, pretrain_epochs,
-                         data_dir, output, limit, as_json)
+                         data_dir, assignments, output, limit, as_json)
 
 
-def _ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, output, limit,
-            as_json):
+def _ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, assignments,
+            output, limit, as_json):
     from keras_amb import ablation
     from keras_amb import config as amb_config
     from keras_amb import runs
@@ -65,7 +68,7 @@ def _ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, outp
     config = amb_config.resolve(config_file, {
         "dataset": dataset, "epochs": epochs, "pretrain_epochs": pretrain_epochs,
         "data_dir": data_dir,
-    })
+    }, assignments)
     name = os.path.basename(str(dataset))
     root = output or os.path.join(runs.DEFAULT_ROOT, f"ablation-{name}-{runs.timestamp()}")
     log = (lambda line: click.echo(line, err=True)) if as_json else click.echo

@@ -71,6 +71,7 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
     from keras_amb.explain import evaluation
     from keras_amb.explain import maps as explain_maps
     from keras_amb.files import atomic_write_text
+    from keras_amb.run_config import DataConfig
     from keras_amb.runs import Run
 
     opened = Run.open(run)
@@ -85,11 +86,11 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
     # The library's progress bars write to standard output: send them to
     # standard error, so that only the report is on standard output.
     with contextlib.redirect_stdout(sys.stderr):
-        source = sources.source_for_config({
-            "dataset": dataset, "data_dir": data_dir or config.get("data_dir"),
-            "skip_bad_images": True,
-            "synthetic": config.get("synthetic") if dataset == config.get("dataset") else {},
-        })
+        source = sources.source_for_data(DataConfig(
+            dataset=dataset, data_dir=data_dir or config.get("data_dir"),
+            skip_bad_images=True,
+            synthetic=config.get("synthetic") or {} if dataset == config.get("dataset") else {},
+        ))
     for _, reason in source.skipped:
         click.echo(f"skipped: {reason}", err=True)
     methods = explain_maps.METHODS if method == "all" else (method,)

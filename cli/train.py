@@ -20,12 +20,16 @@ def _config_defaults():
 
 
 _DEFAULTS = _config_defaults()
+# Each option's parameter name -> the config key it sets (dotted if nested).
+_KEYS = {}
 
 
 def _opt(*names, key=None, help="", **kwargs):
     """An option that only overrides the config when given; its help shows
     the value the default config supplies."""
     if key is not None:
+        long_name = next(n for n in names if n.startswith("--")).split("/")[0]
+        _KEYS[long_name[2:].replace("-", "_")] = key
         value = _DEFAULTS
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
@@ -43,6 +47,11 @@ def _opt(*names, key=None, help="", **kwargs):
               "override it.")
 @click.option("--resume", "resume", type=click.Path(file_okay=False),
               help="Continue an interrupted run folder from its last completed epoch.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Set any config key, options or not; nested keys are dotted and may "
+              "start with their section (data, model, schedule, runtime). VALUE is YAML. "
+              "Repeatable, applied last. Example: --set model.pc_weight=1 "
+              "--set optimizer.momentum=0.8 --set synthetic.train_size=600")
 @click.option("--print-config", is_flag=True,
               help="Print the resolved config (defaults < config file < options) as YAML "
               "and exit.")
@@ -98,7 +107,7 @@ def _opt(*names, key=None, help="", **kwargs):
       help="[model] Start the proposed model from this ABN run (or .keras file); "
       "skips pre-training.")
 @_opt("--attention-targets", key="attention_targets",
-      help="[model] Human-knowledge baseline: 'masks' (the dataset's masks) or a folder "
+      help="[data] Human-knowledge baseline: 'masks' (the dataset's masks) or a folder "
       "of corrected maps; pulls the ABN's attention towards them.")
 # Schedule
 @_opt("--epochs", type=int, key="epochs", help="[schedule] Epochs of the final stage (paper: 300).")
@@ -106,11 +115,11 @@ def _opt(*names, key=None, help="", **kwargs):
       help="[schedule] Epochs of ABN pre-training before the proposed model (paper: 300).")
 @_opt("--learning-rate", "--lr", type=float, key="optimizer.learning_rate",
       help="[schedule] Base learning rate.")
-@_opt("--seed", type=int, key="seed",
-      help="[schedule] Random seed (data order, augmentation, init).")
-@_opt("--deterministic/--no-deterministic", key="deterministic",
-      help="[schedule] Deterministic TensorFlow ops (slower); with --seed, identical runs.")
 # Runtime
+@_opt("--seed", type=int, key="seed",
+      help="[runtime] Random seed (data order, augmentation, init).")
+@_opt("--deterministic/--no-deterministic", key="deterministic",
+      help="[runtime] Deterministic TensorFlow ops (slower); with --seed, identical runs.")
 @_opt("--backend", type=click.Choice(BACKENDS), key="backend",
       help="[runtime] Keras backend (none: KERAS_BACKEND, else tensorflow).")
 @_opt("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]),
@@ -121,11 +130,13 @@ def _opt(*names, key=None, help="", **kwargs):
       "with KERAS_DISTRIBUTION_*). --batch-size is the global batch.")
 @_opt("--jit-compile/--no-jit-compile", key="jit_compile",
       help="[runtime] Force XLA on or off (auto: on for JAX and TF-on-GPU).")
-def train(config_file, resume, print_config, output, **options):
+def train(config_file, resume, assignments, print_config, output, **options):
     """Train ABN, then the proposed model (AMB + PC + COT) initialised from it.
 
     Each option overrides the config; [config: key, default X] names the
     config key it sets and the value the default config (synthetic) gives it.
+    --set reaches every key, options or not. The [section] of each option is
+    where its key lives in the typed config (`keras_amb.run_config`).
 
     \b
     Examples:
@@ -136,22 +147,25 @@ def train(config_file, resume, print_config, output, **options):
       keras-amb train --dataset ./my_images --backbone resnet_small --image-size 96 --weights none
       keras-amb train --dataset ./digits --config small_images                  # 32x32 images
       keras-amb train --dataset caltech_birds2010 --no-cot        # AMB + PC ablation
+      keras-amb train --set model.pc_weight=1 --set optimizer.momentum=0.8
       keras-amb train --resume saved_models/synthetic-proposed-20260101-120000
     """
     if not resume:
         set_backend(options.get("backend"))
-    run_reporting_errors(_train, config_file, resume, print_config, output, options)
+    run_reporting_errors(_train, config_file, resume, assignments, print_config, output,
+                         options)
 
 
-def _train(config_file, resume, print_config, output, options):
+def _train(config_file, resume, assignments, print_config, output, options):
     import os
 
     from keras_amb import config as amb_config
 
-    overrides = amb_config.command_line_overrides(options)
+    overrides = {_KEYS[name]: value for name, value in options.items() if value is not None}
+    option_names = {_KEYS[name]: "--" + name.replace("_", "-") for name in options}
     if resume:
-        given = sorted("--learning-rate" if k == "optimizer" else amb_config.option_name(k)
-                       for k in overrides if k != "backend")
+        given = sorted(option_names[k] for k in overrides if k != "backend")
+        given += [f"--set {a}" for a in assignments]
         if given or config_file or output:
             raise click.UsageError(
                 "--resume continues a run with its saved config; do not combine it "
@@ -172,13 +186,14 @@ def _train(config_file, resume, print_config, output, options):
                 f"{path}: backend must be tensorflow, jax or torch, got {saved_backend!r}")
         set_backend(saved_backend or options.get("backend"))
         if print_config:
-            click.echo(amb_config.to_yaml(_without_file(amb_config.resolve(path))), nl=False)
+            click.echo(amb_config.to_yaml(amb_config.resolve(path).to_dict()), nl=False)
             return
         config = None  # trainer.resume reads the run's own
     else:
-        config = _without_file(amb_config.resolve(config_file, overrides))
+        config = amb_config.resolve(config_file, overrides, assignments,
+                                    option_names=option_names)
         if print_config:
-            click.echo(amb_config.to_yaml(config), nl=False)
+            click.echo(amb_config.to_yaml(config.to_dict()), nl=False)
             return
 
     from keras_amb import trainer
@@ -199,8 +214,3 @@ def _train(config_file, resume, print_config, output, options):
     click.echo("  config.yaml, history.csv, labels.txt, checkpoints/, logs/ (TensorBoard)")
     click.echo(f"Next: keras-amb visualize IMAGE --model {result.run_dir}")
     click.echo(f"      keras-amb evaluate --model {result.run_dir}")
-
-
-def _without_file(config):
-    config.pop("config_file", None)
-    return config

@@ -16,7 +16,7 @@ models and test images; the spread between seeds (training noise) is the
 std column.
 """
 
-import copy
+import dataclasses
 import json
 import os
 
@@ -72,20 +72,24 @@ def slug(name):
     return (name.lower().replace(" + ", "-").replace(", ", "-").replace(" ", "-"))
 
 
-def paper_comparison(config):
+def paper_comparison(dataset, model):
     """`(paper numbers or None, reason)`: the paper's numbers are only shown
-    beside runs of the paper's setup (its dataset, a ResNet-50, from scratch)."""
-    dataset = config["dataset"]
+    beside runs of the paper's setup (its dataset, a ResNet-50, from scratch).
+
+    Args:
+        dataset: str, the data section's `dataset`.
+        model: `keras_amb.run_config.ModelConfig`, the config's model section.
+    """
     if dataset not in PAPER:
         return None, f"the paper reports no numbers for {dataset!r}"
-    if config.get("weights") is not None:
+    if model.weights is not None:
         return None, (
-            f"this run starts from {config['weights']!r} weights; the paper's numbers are "
+            f"this run starts from {model.weights!r} weights; the paper's numbers are "
             f"from scratch (use --config {dataset}_paper)"
         )
-    if not str(config.get("backbone", "")).startswith("resnet50"):
+    if not str(model.backbone).startswith("resnet50"):
         return None, (
-            f"this run uses backbone {config['backbone']!r}; the paper's numbers are "
+            f"this run uses backbone {model.backbone!r}; the paper's numbers are "
             f"ResNet-50 (use --config {dataset}_paper)"
         )
     return PAPER[dataset], ""
@@ -95,7 +99,7 @@ def run(config, seeds, root, split="test", limit=None, log=print, verbose=None):
     """The whole ablation as one call: what `keras-amb ablate` does.
 
     Trains (or resumes) every variant of `VARIANTS` for each seed under
-    `root` from the resolved `config` (`keras_amb.config.resolve`),
+    `root` from `config`, a `RunConfig` (`keras_amb.config.resolve`),
     evaluates each on `split` (the first `limit` images), and writes
     `ablation.md`, `ablation.json` and `ablation.png` there.
 
@@ -118,9 +122,9 @@ def run(config, seeds, root, split="test", limit=None, log=print, verbose=None):
     from keras_amb.explain import evaluation
 
     start = time.time()
-    config = {k: v for k, v in config.items() if k != "config_file"}
     runs.check_writable(root)
-    source = sources.source_for_config(dict(config, skip_bad_images=True), progress=False)
+    source = sources.source_for_data(
+        dataclasses.replace(config.data, skip_bad_images=True), progress=False)
 
     def train_fn(run_config, run_dir, resume):
         trainer.train(run_config, run_dir=run_dir, resume=resume, log=log, verbose=verbose)
@@ -140,6 +144,8 @@ def ablate(base_config, seeds, root, has_masks, evaluate_fn, train_fn, log=print
            variants=VARIANTS):
     """Trains and evaluates every variant for each seed; returns the results.
 
+    `base_config` is a `RunConfig`; each variant is `base_config.replace`d
+    with its overrides (flat config keys).
     `train_fn(config, run_dir, resume)` trains (or resumes) a run;
     `evaluate_fn(run_dir)` returns its evaluation dict (with `per_image`).
     Finished runs are reused and interrupted ones resumed, and each
@@ -164,20 +170,19 @@ def ablate(base_config, seeds, root, has_masks, evaluate_fn, train_fn, log=print
     results = {}
     for seed in seeds:
         abn_dir = os.path.join(root, f"seed{seed}-abn-pretrained")
-        config = copy.deepcopy(base_config)
-        config.update({"seed": seed, "architecture": "abn",
-                       "epochs": base_config["pretrain_epochs"],
-                       "init_from": None, "attention_targets": None})
-        log(f"[seed {seed}] pre-trained ABN ({config['epochs']} epochs): {abn_dir}")
+        config = base_config.replace(
+            seed=seed, architecture="abn", epochs=base_config.schedule.pretrain_epochs,
+            init_from=None, attention_targets=None)
+        log(f"[seed {seed}] pre-trained ABN ({config.schedule.epochs} epochs): {abn_dir}")
         ensure(config, abn_dir)
         for name, overrides in variants:
             if overrides.get("attention_targets") and not has_masks:
                 continue
             run_dir = os.path.join(root, f"seed{seed}-{slug(name)}")
-            config = copy.deepcopy(base_config)
-            config.update({"seed": seed, "init_from": abn_dir, "attention_targets": None})
-            config.update(overrides)
-            log(f"[seed {seed}] {name}: {config['epochs']} epochs from the pre-trained ABN")
+            config = base_config.replace(
+                **{"seed": seed, "init_from": abn_dir, "attention_targets": None, **overrides})
+            log(f"[seed {seed}] {name}: {config.schedule.epochs} epochs from the "
+                "pre-trained ABN")
             ensure(config, run_dir)
             metrics = evaluated(run_dir)
             results.setdefault(name, []).append(metrics)
@@ -345,10 +350,10 @@ def plot(table, path, dataset):
 
 
 def write_report(table, config, root, results=None, seconds=None):
-    """Writes `ablation.md`, `ablation.json` and `ablation.png` to `root`;
-    returns the markdown text."""
-    dataset = config["dataset"]
-    paper, note = paper_comparison(config)
+    """Writes `ablation.md`, `ablation.json` and `ablation.png` to `root`
+    for the ablation of `config` (a `RunConfig`); returns the markdown text."""
+    dataset = config.data.dataset
+    paper, note = paper_comparison(dataset, config.model)
     text = markdown(table, dataset, paper, note)
     atomic_write_text(os.path.join(root, "ablation.md"), text + "\n")
     report = {"dataset": dataset, "table": table, "paper": paper, "paper_note": note,

@@ -5,6 +5,11 @@ checked, and errors name the file and the key. Config keys are the model's
 constructor arguments where they are model arguments (`amb`, `pc`, `cot`,
 `amb_weight`, ...): the same name everywhere.
 
+`resolve` returns a `RunConfig` (`keras_amb/run_config.py`): the checked
+config as four typed sections, data, model, schedule and runtime. The
+command line's dotted keys and `--set KEY=VALUE` are read by
+`keras_amb/overrides.py`.
+
 Why this module is long (about 390 lines): most of it is `validate`, one
 check per config key with a message naming the file and the key; the
 model's own arguments and their checks are in `keras_amb/arguments.py`.
@@ -19,55 +24,14 @@ import yaml
 from keras_amb.arguments import ARCHITECTURES
 from keras_amb.errors import ConfigError  # noqa: F401 (re-exported)
 from keras_amb.files import atomic_write_text
+from keras_amb.overrides import key_path
+from keras_amb.overrides import nest_overrides
+from keras_amb.overrides import parse_assignments
+from keras_amb.run_config import RunConfig
 
-DEFAULTS = {
-    "dataset": "synthetic",
-    "data_dir": None,
-    "skip_bad_images": False,
-    "synthetic": {},
-    "backbone": "resnet_tiny",
-    "weights": None,
-    "image_size": 64,
-    "batch_size": 32,
-    "architecture": "proposed",
-    "amb": True,
-    "pc": True,
-    "cot": True,
-    "init_from": None,
-    "pretrain_epochs": 8,
-    "epochs": 8,
-    "mask_threshold": 0.5,
-    "mask_slope": 10.0,
-    "hard_mask": False,
-    "amb_weight": 1e-4,
-    "amb_gradient": "all",
-    "pc_weight": 0.1,
-    "pc_contrastive_weight": 1e-4,
-    "pc_distance": "euclidean",
-    "center_lr_multiplier": 1.0,
-    "naive_bn_statistics": False,
-    "attention_targets": None,
-    "attention_target_weight": 10.0,
-    "dropout": 0.0,
-    "optimizer": {
-        "name": "sgd",
-        "learning_rate": 0.05,
-        "momentum": 0.9,
-        "weight_decay": 1e-4,
-    },
-    "lr_schedule": {"name": "step", "milestones": [0.5, 0.75], "gamma": 0.1},
-    "crop_scale": [0.35, 1.0],
-    "flip": True,
-    "resize_ratio": None,
-    "cache": False,
-    "seed": 0,
-    "deterministic": False,
-    "mixed_precision": None,
-    "distribute": False,
-    "jit_compile": "auto",
-    "attention_images": 4,
-    "backend": None,
-}
+# The built-in defaults, flat as in YAML: read from the typed sections
+# field defaults (`keras_amb.run_config`), where the keys are written once.
+DEFAULTS = RunConfig().to_dict()
 
 # Keys of earlier releases: a config that uses one is told the new name.
 RENAMED = {
@@ -170,7 +134,11 @@ def default_config_file(dataset):
 
 
 def merged(config_file=None, overrides=None):
-    """Defaults, config file and overrides merged, not yet validated."""
+    """Defaults, config file and overrides merged, not yet validated: a flat
+    dict (YAML form) with the file's path under "config_file".
+
+    `overrides` are nested mappings (`nest_overrides`); None values are
+    options not given."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     config = copy.deepcopy(DEFAULTS)
     if config_file is None:
@@ -189,41 +157,72 @@ def merged(config_file=None, overrides=None):
     return config
 
 
-def command_line_overrides(options):
-    """The config overrides that `keras-amb train`'s options give.
-
-    `options` maps config keys to option values, None where an option was
-    not given; `learning_rate` (`--learning-rate`) sets
-    `optimizer.learning_rate`, and `crop_scale` becomes a list as in YAML.
-    """
-    overrides = {k: v for k, v in options.items() if v is not None}
-    learning_rate = overrides.pop("learning_rate", None)
-    if learning_rate is not None:
-        overrides["optimizer"] = {"learning_rate": learning_rate}
-    if "crop_scale" in overrides:
-        overrides["crop_scale"] = list(overrides["crop_scale"])
-    return overrides
-
-
-def resolve(config_file=None, overrides=None):
-    """The run's configuration.
+def resolve(config_file=None, overrides=None, assignments=(), option_names=None):
+    """The run's configuration, checked: a `RunConfig`.
 
     Order: built-in defaults, then the config file (`config_file`, a path or
     the name of a bundled config; else the one bundled for the chosen
-    dataset, `folder.yaml` for a folder dataset), then `overrides`
-    (command-line options that were given).
+    dataset, `folder.yaml` for a folder dataset), then `overrides`, then
+    `assignments`.
+
+    Args:
+        config_file: str or None.
+        overrides: mapping of config keys to values, None for an option not
+            given. A nested key is dotted (`optimizer.learning_rate`) or a
+            mapping (`{"optimizer": {"learning_rate": 0.1}}`); a key may
+            start with its section (`model.pc_weight`).
+        assignments: `KEY=VALUE` strings, as `keras-amb train --set` takes
+            them (`parse_assignments`); applied last.
+        option_names: mapping of override keys to the command-line option
+            that gave them, so an error names the option (default: the key
+            as `--key-name`).
+
+    Example:
+
+    ```python
+    cfg = resolve("synthetic_v2", {"epochs": 2}, ["optimizer.momentum=0.8"])
+    cfg.schedule.epochs, cfg.schedule.optimizer["momentum"]   # (2, 0.8)
+    ```
     """
-    config = merged(config_file, overrides)
-    given = set()
+    option_names = dict(option_names or {})
+    given = {}
     for key, value in (overrides or {}).items():
         if value is None:
             continue
+        name = option_names.get(key) or option_name(".".join(key_path(key)))
         if isinstance(value, dict):
-            given.update(f"{key}.{sub}" for sub in value)
+            given.update({f"{key}.{sub}": name for sub in value})
         else:
-            given.add(key)
-    validate(config, config.get("config_file") or "command line", given=given)
-    return config
+            given[".".join(key_path(key))] = name
+    nested = nest_overrides(overrides or {})
+    assigned = parse_assignments(assignments)
+    for key in assigned:
+        given[".".join(key_path(key))] = f"--set {key}"
+    extra = nest_overrides(assigned, keep_none=True)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(nested.get(key), dict):
+            nested[key] = {**nested[key], **value}
+        else:
+            nested[key] = value
+    config = merged(config_file, nested)
+    for key, value in extra.items():  # `--set weights=null` sets None
+        if value is None:
+            _merge(config, {key: None}, "command line")
+    config_file = config.pop("config_file", None)
+    validate(config, config_file or "command line", given=given)
+    return RunConfig.from_dict(config, config_file=config_file)
+
+
+def as_run_config(config):
+    """A `RunConfig` as is; a mapping (flat, as a run's `config.yaml`) over
+    the built-in defaults, checked. What `trainer.train` accepts."""
+    if isinstance(config, RunConfig):
+        return config
+    flat = copy.deepcopy(DEFAULTS)
+    update = {k: v for k, v in dict(config).items() if k != "config_file"}
+    _merge(flat, update, "config")
+    validate(flat, "config")
+    return RunConfig.from_dict(flat, config_file=dict(config).get("config_file"))
 
 
 def option_name(key):
@@ -272,8 +271,9 @@ def validate(config, source="config", given=()):
     Args:
         config: dict, a merged config.
         source: str, the config file (or "command line").
-        given: set of keys (`optimizer.learning_rate` for nested ones) that
-            the command line set: an error in one of them names its option.
+        given: keys (`optimizer.learning_rate` for nested ones) that the
+            command line set, mapped to the option that set them (or a set
+            of keys, named `--key-name`): an error in one names its option.
 
     Model arguments are checked by the model's own checks
     (`keras_amb.arguments.check_arguments`).
@@ -281,10 +281,13 @@ def validate(config, source="config", given=()):
     from keras_amb.arguments import MODEL_KEYS
     from keras_amb.arguments import check_arguments
 
+    if not isinstance(given, dict):
+        given = {key: option_name(key) for key in given}
+
     def where(key):
         top = key.split(".")[0]
         if key in given or top in given:
-            return "command line", option_name(key)
+            return "command line", given.get(key) or given[top]
         return source, key
 
     def check(condition, key, value, expected):

@@ -194,10 +194,11 @@ class Run:
         raise RunError(f"No such run folder or model file: {path}")
 
     def initialise(self, config, class_names, stages):
-        """Writes a new run's config, labels and initial state."""
+        """Writes a new run's config (a `RunConfig`, as flat YAML), labels
+        and initial state."""
         from keras_amb import config as amb_config
 
-        amb_config.dump(config, self.path("config.yaml"))
+        amb_config.dump(config.to_dict(), self.path("config.yaml"))
         atomic_write_text(self.path("labels.txt"), "\n".join(class_names) + "\n")
         self.write_state({
             "stages": stages, "stage": stages[0], "stage_index": 0,

@@ -39,31 +39,36 @@ class TrainResult:
     test_metrics: dict
 
 
-def stages_for(config):
-    if config["architecture"] == "abn":
+def stages_for(model, schedule):
+    """The stages a run trains, from its model and schedule sections."""
+    if model.architecture == "abn":
         return ["abn"]
-    if config["init_from"] or config["pretrain_epochs"] == 0:
+    if model.init_from or schedule.pretrain_epochs == 0:
         return ["proposed"]
     return ["abn", "proposed"]
 
 
-def stage_epochs(config, stage):
-    if stage == "abn" and config["architecture"] == "proposed":
-        return config["pretrain_epochs"]
-    return config["epochs"]
+def stage_epochs(model, schedule, stage):
+    if stage == "abn" and model.architecture == "proposed":
+        return schedule.pretrain_epochs
+    return schedule.epochs
 
 
 def train(config, run_dir=None, resume=False, verbose=None, log=None):
     """Runs (or resumes) a training run; returns a `TrainResult`.
 
     Args:
-        config: dict, a resolved config (`keras_amb.config.resolve`).
+        config: a `RunConfig` (`keras_amb.config.resolve`), or a flat
+            mapping as a run's `config.yaml` holds (checked the same way).
         run_dir: str, the run folder (default: a new one under saved_models/).
         resume: bool, continue the run in `run_dir` from its last epoch.
         verbose: Keras `fit` verbosity (default: a progress bar on a terminal,
             one line per epoch otherwise).
         log: callable taking a line of text (default: print).
     """
+    from keras_amb import config as amb_config
+
+    config = amb_config.as_run_config(config)
     log = log or _print
     if resume:
         run = runs.Run.open(run_dir)
@@ -74,10 +79,10 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None):
             return finished_result(run)
     # Created before any TensorFlow op: MultiWorkerMirroredStrategy must
     # configure its collectives at program start.
-    scope = distribution_scope(log) if config.get("distribute") else contextlib.nullcontext()
+    scope = distribution_scope(log) if config.runtime.distribute else contextlib.nullcontext()
     created = None
     if not resume:
-        run_dir = run_dir or runs.default_run_dir(config["dataset"], config["architecture"])
+        run_dir = run_dir or runs.default_run_dir(config.data.dataset, config.model.architecture)
         run = runs.Run(run_dir)
         created = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
         runs.check_writable(run_dir)
@@ -95,21 +100,24 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None):
                 log(f"{run_dir} holds a run that never finished an epoch; starting it again")
                 run.remove_run_files()
             owned = not resume
-            runtime.configure(config["seed"], config["deterministic"], config["mixed_precision"])
-            source = sources.source_for_config(config)
+            runtime.configure(config.runtime.seed, config.runtime.deterministic,
+                              config.runtime.mixed_precision)
+            source = sources.source_for_data(config.data)
             if source.skipped:
                 log(f"Left out {len(source.skipped)} unreadable image(s) (--skip-bad-images):")
                 for _, reason in source.skipped:
                     log(f"  {reason}")
-            hidden = folder.hidden_class_dirs(config["dataset"])
+            hidden = folder.hidden_class_dirs(config.data.dataset)
             if hidden:
                 log(f"Skipped {len(hidden)} hidden folder(s) (names starting with '.' are "
                     f"not classes): {', '.join(hidden)}; {source.num_classes} classes: "
                     f"{', '.join(source.class_names)}")
             if not resume:
                 # Recorded, so every command preprocesses as training did.
-                config["resize_ratio"] = config["resize_ratio"] or source.resize_ratio
-                run.initialise(config, source.class_names, stages_for(config))
+                config = config.replace(
+                    resize_ratio=config.data.resize_ratio or source.resize_ratio)
+                run.initialise(config, source.class_names,
+                               stages_for(config.model, config.schedule))
                 run.update_state(skipped_images=[p for p, _ in source.skipped])
             training = _Training(config, run, source, log, verbose)
             with scope:
@@ -154,7 +162,7 @@ class _Training:
         self.source = source
         self.log = log
         self.verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
-        self.resize_ratio = config["resize_ratio"] or source.resize_ratio
+        self.resize_ratio = config.data.resize_ratio or source.resize_ratio
         state = run.state()
         amb_callbacks.truncate_history(
             run.path("history.csv"), state["stages"], state["stage_index"],
@@ -163,30 +171,31 @@ class _Training:
         log(
             f"Run {run.run_dir}: dataset {source.name} ({source.num_classes} classes, "
             f"{source.sizes.get('train')} train / {source.sizes.get('val')} val / "
-            f"{source.sizes.get('test')} test), backbone {config['backbone']} at "
-            f"{config['image_size']} px, stages: {' -> '.join(state['stages'])}, "
+            f"{source.sizes.get('test')} test), backbone {config.model.backbone} at "
+            f"{config.data.image_size} px, stages: {' -> '.join(state['stages'])}, "
             f"backend {keras.backend.backend()}"
         )
-        size, batch = config["image_size"], config["batch_size"]
+        data = config.data
+        size, batch = data.image_size, data.batch_size
         # Full training batches only (a shuffled remainder is seen next
         # epoch): a batch of one breaks batch normalisation, and PyTorch's
         # CPU convolution backward fails on it.
         train_size = source.sizes.get("train")
-        targets = config["attention_targets"]
+        targets = data.attention_targets
         self.train_ds = pipeline.prepare(
             sources.with_attention_targets(source, "train", targets), size, batch,
-            training=True, crop_scale=tuple(config["crop_scale"]), flip=config["flip"],
-            seed=int(config["seed"]), cache=config["cache"],
+            training=True, crop_scale=tuple(data.crop_scale), flip=data.flip,
+            seed=int(config.runtime.seed), cache=data.cache,
             drop_remainder=train_size is None or train_size >= batch,
         )
         self.val_ds = None
         if source.sizes.get("val") != 0:
             self.val_ds = pipeline.prepare(
                 sources.with_attention_targets(source, "val", targets), size, batch,
-                training=False, resize_ratio=self.resize_ratio, cache=config["cache"],
+                training=False, resize_ratio=self.resize_ratio, cache=data.cache,
             )
         self.preview = np.zeros((0,))
-        count = config["attention_images"]
+        count = config.runtime.attention_images
         if count > 0 and self.val_ds is not None:
             batch = next(iter(pipeline.prepare(
                 source.examples("val"), size, count, training=False,
@@ -202,7 +211,7 @@ class _Training:
             stage = stages[index]
             completed = state["completed_epochs"] if index == state["stage_index"] else 0
             model, completed = self._start(stage, completed, previous=model)
-            epochs = stage_epochs(self.config, stage)
+            epochs = stage_epochs(self.config.model, self.config.schedule, stage)
             if completed < epochs:
                 self._fit(model, stage, index, completed, epochs)
             final = "abn.keras" if stage == "abn" and index < len(stages) - 1 else "model.keras"
@@ -224,22 +233,26 @@ class _Training:
         `previous` is the model the stage before trained in this process: the
         proposed model copies its weights from it instead of reloading them
         from `abn.keras`."""
-        config = self.config
+        config = self.config.model
         last = self.run.path("checkpoints", f"{stage}-last.keras")
         if completed > 0 and os.path.isfile(last):
             self.log(f"Resuming stage {stage!r} after epoch {completed} from {last}")
             return runs.load_model(last), completed
         architecture = "abn" if stage == "abn" else "proposed"
-        model = build_model(config, architecture, self.source.class_names, self.resize_ratio)
-        init = config["init_from"]
+        model = build_model(
+            config, architecture, self.source.class_names, self.config.data.image_size,
+            resize_ratio=self.resize_ratio,
+            attention_targets=self.config.data.attention_targets is not None,
+        )
+        init = config.init_from
         if stage == "abn" and init:
             path = runs.Run.open(init).model_path
             self.log(f"Fine-tuning the ABN from {path}")
             model.transfer_weights_from(runs.load_model(path))
         elif stage == "abn":
-            copied = model.load_backbone_weights(config["weights"])
+            copied = model.load_backbone_weights(config.weights)
             if copied:
-                self.log(f"Loaded {config['weights']} backbone weights ({copied} layers)")
+                self.log(f"Loaded {config.weights} backbone weights ({copied} layers)")
         else:
             path = runs.Run.open(init).model_path if init else self.run.path("abn.keras")
             if previous is not None and init is None:
@@ -253,7 +266,8 @@ class _Training:
             if model.pc:
                 self._initialize_centers(model)
         model.compile(
-            optimizers.make_optimizer(config["optimizer"]), jit_compile=config["jit_compile"]
+            optimizers.make_optimizer(self.config.schedule.optimizer),
+            jit_compile=self.config.runtime.jit_compile,
         )
         return model, 0
 
@@ -261,8 +275,8 @@ class _Training:
         """The training split without augmentation (centers, force log)."""
         return pipeline.prepare(
             sources.with_attention_targets(self.source, "train",
-                                           self.config["attention_targets"]),
-            self.config["image_size"], self.config["batch_size"], training=False,
+                                           self.config.data.attention_targets),
+            self.config.data.image_size, self.config.data.batch_size, training=False,
             resize_ratio=self.resize_ratio,
         )
 
@@ -278,13 +292,13 @@ class _Training:
         )
 
     def _fit(self, model, stage, index, completed, epochs):
-        config = self.config
-        base = float(config["optimizer"]["learning_rate"])
+        schedule = self.config.schedule
+        base = float(schedule.optimizer["learning_rate"])
         checkpoint = amb_callbacks.EpochCheckpoint(self.run, stage, index)
         callbacks = [
             keras.callbacks.LearningRateScheduler(
                 lambda epoch, lr: schedules.learning_rate_at(
-                    config["lr_schedule"], base, epoch, epochs
+                    schedule.lr_schedule, base, epoch, epochs
                 )
             ),
             amb_callbacks.StopOnNonFinite(stage, checkpoint_path=checkpoint.last_path),
@@ -315,8 +329,8 @@ class _Training:
             metrics = {}
         else:
             test_ds = pipeline.prepare(
-                self.source.examples("test"), self.config["image_size"],
-                self.config["batch_size"], training=False, resize_ratio=self.resize_ratio,
+                self.source.examples("test"), self.config.data.image_size,
+                self.config.data.batch_size, training=False, resize_ratio=self.resize_ratio,
             )
             metrics = model.evaluate(test_ds, verbose=0, return_dict=True)
             metrics = {k: float(v) for k, v in metrics.items()}
@@ -336,5 +350,4 @@ def resume(run_dir, log=None, verbose=None):
 
     run = runs.Run.open(run_dir)
     config = amb_config.resolve(run.path("config.yaml"))
-    config.pop("config_file", None)
     return train(config, run_dir=run.run_dir, resume=True, log=log, verbose=verbose)

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from keras_amb import ablation
+from keras_amb.run_config import ModelConfig
+from keras_amb.run_config import RunConfig
 from tests.conftest import keras_amb_cli
 
 
@@ -48,7 +50,8 @@ def test_summary_table_and_report(tmp_path):
     assert table["AMB"]["top1"]["mean"] == pytest.approx(
         np.mean([r["top1"] for r in results["AMB"]]))
     assert "vs_abn" not in table["ABN"] and "top1" in table["AMB"]["vs_abn"]
-    config = {"dataset": "synthetic", "weights": None, "backbone": "resnet_tiny"}
+    config = RunConfig.from_dict({"dataset": "synthetic", "weights": None,
+                                  "backbone": "resnet_tiny"})
     text = ablation.write_report(table, config, str(tmp_path))
     assert "both parts covered" in text and "Paired difference to ABN" in text
     assert "The paper's numbers are not shown" in text
@@ -58,13 +61,13 @@ def test_summary_table_and_report(tmp_path):
 
 def test_paper_numbers_only_beside_the_papers_setup():
     paper, note = ablation.paper_comparison(
-        {"dataset": "caltech_birds2010", "weights": None, "backbone": "resnet50_official"})
+        "caltech_birds2010", ModelConfig(weights=None, backbone="resnet50_official"))
     assert paper["ABN"][0] == 31.68 and note == ""
     paper, note = ablation.paper_comparison(
-        {"dataset": "caltech_birds2010", "weights": "imagenet", "backbone": "resnet50"})
+        "caltech_birds2010", ModelConfig(weights="imagenet", backbone="resnet50"))
     assert paper is None and "from scratch" in note and "caltech_birds2010_paper" in note
     paper, note = ablation.paper_comparison(
-        {"dataset": "stanford_dogs", "weights": None, "backbone": "resnet_small"})
+        "stanford_dogs", ModelConfig(weights=None, backbone="resnet_small"))
     assert paper is None and "ResNet-50" in note
 
 

@@ -59,6 +59,39 @@ def test_print_config_shows_the_resolved_config(tmp_path):
     assert config["epochs"] == 3 and config["flip"] is False
     assert config["crop_scale"] == [0.5, 0.9] and config["synthetic"]["version"] == "2"
     assert not os.path.exists("saved_models/synthetic-proposed") and "Run " not in result.stdout
+    # --set reaches keys no option has, dotted and by section; it comes last.
+    result = keras_amb_cli(["train", "--config", "synthetic_v2", "--lr", "0.2", "--print-config",
+                            "--set", "optimizer.momentum=0.5", "--set", "model.pc_weight=1e-2",
+                            "--set", "synthetic.train_size=300", "--set", "schedule.epochs=2"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = yaml.safe_load(result.stdout)
+    assert config["optimizer"]["learning_rate"] == 0.2 and config["optimizer"]["momentum"] == 0.5
+    assert config["pc_weight"] == 0.01 and config["epochs"] == 2
+    assert config["synthetic"]["train_size"] == 300 and config["synthetic"]["version"] == "2"
+    result = keras_amb_cli(["train", "--set", "runtime.epochs=2", "--print-config"])
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "Error: command line: --set runtime.epochs: 'epochs' is in the schedule section, "
+        "not runtime (write schedule.epochs or epochs)"]
+
+
+@pytest.mark.backend_independent
+def test_each_train_option_names_the_section_of_its_key():
+    import re
+
+    import keras_amb.cli.main  # noqa: F401 (imports the commands in order)
+    from keras_amb.cli.train import _KEYS
+    from keras_amb.cli.train import train
+    from keras_amb.run_config import SECTION_OF
+
+    labelled = 0
+    for param in train.params:
+        if param.name in _KEYS:
+            label = re.match(r"\[(\w+)\]", param.help)
+            assert label, param.name
+            assert label.group(1) == SECTION_OF[_KEYS[param.name].split(".")[0]], param.name
+            labelled += 1
+    assert labelled == len(_KEYS) > 25
 
 
 def test_train_end_to_end_writes_a_complete_run(trained):

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import time
 
@@ -299,11 +300,65 @@ def test_config_order_defaults_file_command_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("epochs: 5\nbatch_size: 8\noptimizer: {learning_rate: 0.2}\n")
     config = amb_config.resolve(str(path), {"epochs": 2, "seed": None})
-    assert config["epochs"] == 2  # command line beats file
-    assert config["batch_size"] == 8  # file beats defaults
-    assert config["optimizer"]["learning_rate"] == 0.2
-    assert config["optimizer"]["momentum"] == 0.9  # defaults fill the rest
-    assert config["seed"] == 0  # options not given do not override
+    assert config.schedule.epochs == 2  # command line beats file
+    assert config.data.batch_size == 8  # file beats defaults
+    assert config.schedule.optimizer["learning_rate"] == 0.2
+    assert config.schedule.optimizer["momentum"] == 0.9  # defaults fill the rest
+    assert config.runtime.seed == 0  # options not given do not override
+    assert config.config_file == str(path)
+
+
+def test_config_sections_and_dotted_overrides(tmp_path):
+    from keras_amb.run_config import RunConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text("pc_weight: 0.5\nsynthetic: {version: '2', train_size: 100}\n")
+    config = amb_config.resolve(
+        str(path),
+        {"optimizer.learning_rate": 0.01, "model.amb_weight": 0.1, "crop_scale": (0.5, 1.0)},
+        ["optimizer.momentum=0.8", "schedule.epochs=3", "data.synthetic.val_size=40",
+         "amb_weight=1e-2", "weights=null", "pc=false"],
+    )
+    assert config.schedule.optimizer == {"name": "sgd", "learning_rate": 0.01,
+                                         "momentum": 0.8, "weight_decay": 1e-4}
+    assert config.schedule.epochs == 3
+    # A nested mapping is merged key by key: the file's keys stay.
+    assert config.data.synthetic == {"version": "2", "train_size": 100, "val_size": 40}
+    assert config.model.amb_weight == 0.01  # --set comes last; 1e-2 is a number
+    assert config.model.pc is False and config.model.pc_weight == 0.5
+    assert config.data.crop_scale == [0.5, 1.0]  # a tuple becomes YAML's list
+    flat = config.to_dict()
+    assert list(flat) == list(amb_config.DEFAULTS) and "config_file" not in flat
+    assert RunConfig.from_dict(flat) == dataclasses.replace(config, config_file=None)
+    # replace routes flat keys to their sections and leaves the original alone.
+    variant = config.replace(seed=3, architecture="abn", image_size=96)
+    assert (variant.runtime.seed, variant.model.architecture, variant.data.image_size) \
+        == (3, "abn", 96)
+    assert (config.runtime.seed, config.model.architecture) == (0, "proposed")
+    with pytest.raises(ValueError, match="'epochz'"):
+        config.replace(epochz=3)
+
+
+@pytest.mark.parametrize("assignment, needle", [
+    ("model.epochs=3", "'epochs' is in the schedule section, not model"),
+    ("epochz=3", "unknown option 'epochz'"),
+    ("optimizer.momentum=2", "--set optimizer.momentum must be a number in [0, 1), got 2"),
+    ("pc_weight", "expected KEY=VALUE"),
+    ("seed=[1", "is not a YAML value"),
+])
+def test_bad_assignments_name_the_option(assignment, needle):
+    with pytest.raises(amb_config.ConfigError) as info:
+        amb_config.resolve(None, {}, [assignment])
+    assert needle in str(info.value)
+
+
+def test_a_mapping_config_is_checked_like_a_file():
+    config = amb_config.as_run_config({"epochs": 2, "pc": False})
+    assert (config.schedule.epochs, config.model.pc, config.data.dataset) \
+        == (2, False, "synthetic")
+    assert amb_config.as_run_config(config) is config
+    with pytest.raises(amb_config.ConfigError, match="epochs must be a positive integer"):
+        amb_config.as_run_config({"epochs": 0})
 
 
 def test_bundled_configs_carry_the_paper_settings():
@@ -311,19 +366,20 @@ def test_bundled_configs_carry_the_paper_settings():
     birds = amb_config.resolve(None, {"dataset": "caltech_birds2010"})
     # The default for a TFDS dataset is the ImageNet-initialised config, and
     # its name says so.
-    assert dogs["config_file"].endswith("stanford_dogs_imagenet.yaml")
+    assert dogs.config_file.endswith("stanford_dogs_imagenet.yaml")
     for name in ("stanford_dogs_paper", "caltech_birds2010_paper"):
         paper = amb_config.resolve(name)
-        assert paper["weights"] is None and paper["backbone"] == "resnet50_official"
-        assert paper["batch_size"] == 16 and paper["pretrain_epochs"] == paper["epochs"] == 300
+        assert paper.model.weights is None and paper.model.backbone == "resnet50_official"
+        assert paper.data.batch_size == 16
+        assert paper.schedule.pretrain_epochs == paper.schedule.epochs == 300
     for config in (dogs, birds):
-        assert config["backbone"] == "resnet50" and config["weights"] == "imagenet"
-        assert config["image_size"] == 224 and config["batch_size"] == 16
-        assert config["amb_weight"] == 1e-4
-    assert dogs["mask_threshold"] == 0.40 and birds["mask_threshold"] == 0.78
-    assert amb_config.resolve("stanford_dogs_paper")["mask_threshold"] == 0.40
+        assert config.model.backbone == "resnet50" and config.model.weights == "imagenet"
+        assert config.data.image_size == 224 and config.data.batch_size == 16
+        assert config.model.amb_weight == 1e-4
+    assert dogs.model.mask_threshold == 0.40 and birds.model.mask_threshold == 0.78
+    assert amb_config.resolve("stanford_dogs_paper").model.mask_threshold == 0.40
     v2 = amb_config.resolve("synthetic_v2.yaml")
-    assert v2["synthetic"]["version"] == "2"
+    assert v2.data.synthetic["version"] == "2"
 
 
 def test_renamed_options_say_their_new_name(tmp_path):

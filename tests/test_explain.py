@@ -140,7 +140,6 @@ TRAIN = {
 
 def train_here(run_dir, **overrides):
     config = amb_config.resolve(None, dict(TRAIN, **overrides))
-    config.pop("config_file", None)
     return trainer.train(config, run_dir=run_dir, verbose=0, log=lambda line: None).run_dir
 
 

@@ -426,8 +426,7 @@ def test_resume_of_a_damaged_run_is_one_line(state, config, reason, tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    resolved = amb_config.resolve(None, {})
-    resolved.pop("config_file", None)
+    resolved = amb_config.resolve(None, {}).to_dict()
     resolved.update(config or {})
     (run / "config.yaml").write_text(yaml.safe_dump(resolved))
     (run / "state.json").write_text(state)
@@ -449,10 +448,8 @@ def folder_dataset(root, classes=("ant", "bee", "cat"), per_class=10, hidden=(".
 def tiny_config(dataset):
     from keras_amb import config as amb_config
 
-    config = amb_config.resolve(None, dict(TINY_TRAIN, dataset=dataset))
-    config.pop("config_file", None)
-    config["weights"] = None  # folder.yaml's imagenet is for resnet50
-    return config
+    # folder.yaml's imagenet weights are for resnet50
+    return amb_config.resolve(None, dict(TINY_TRAIN, dataset=dataset), ["weights=null"])
 
 
 @pytest.mark.backend_independent
@@ -483,7 +480,7 @@ def killed_everywhere(tmp_path_factory):
     dataset = folder_dataset(root / "data")
     run_dir = str(root / "run")
     config = tiny_config(dataset)
-    runs.Run(run_dir).initialise(config, ["ant", "bee", "cat"], trainer.stages_for(config))
+    runs.Run(run_dir).initialise(config, ["ant", "bee", "cat"], trainer.stages_for(config.model, config.schedule))
     open(os.path.join(run_dir, runs.LOCK_FILE), "w").close()
     snapshots, real_replace = [], os.replace
 

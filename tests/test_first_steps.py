@@ -40,7 +40,8 @@ def run(tmp_path_factory):
     run = root / "synthetic-proposed-20261201-201411"
     run.mkdir()
     (root / "tiny.yaml").write_text(CONFIG)
-    amb_config.dump(amb_config.resolve(str(root / "tiny.yaml")), str(run / "config.yaml"))
+    amb_config.dump(amb_config.resolve(str(root / "tiny.yaml")).to_dict(),
+                    str(run / "config.yaml"))
     model = AttentionMiningNetwork(num_classes=8, backbone="resnet_tiny", image_size=32,
                                    class_names=CLASSES)
     model(keras.ops.zeros((1, 32, 32, 3)))

@@ -30,7 +30,6 @@ BASE = {
 
 def _train(root, name, **overrides):
     config = amb_config.resolve(None, dict(BASE, **overrides))
-    config.pop("config_file", None)
     return trainer.train(config, run_dir=str(root / name), verbose=0,
                          log=lambda line: None).run_dir
 
@@ -38,7 +37,7 @@ def _train(root, name, **overrides):
 def _val_top1_and_norm(run_dir):
     model = runs.Run.open(run_dir).load_model()
     config = amb_config.resolve(None, BASE)
-    source = sources.source_for_config(config, progress=False)
+    source = sources.source_for_data(config.data, progress=False)
     batches = pipeline.prepare(source.examples("val"), 32, 32, training=False,
                                resize_ratio=1.0)
     hits, norms = [], []

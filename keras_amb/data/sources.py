@@ -292,27 +292,32 @@ def load_source(dataset, data_dir=None, skip_bad_images=False, synthetic_params=
     )
 
 
-def source_for_config(config, progress=True):
-    """The `DataSource` of a resolved config (dataset, data_dir,
-    skip_bad_images, synthetic, attention_targets)."""
+def source_for_data(data, progress=True):
+    """The `DataSource` of a config's data section.
+
+    Args:
+        data: `keras_amb.run_config.DataConfig` (its `dataset`, `data_dir`,
+            `skip_bad_images`, `synthetic` and `attention_targets` are read).
+        progress: bool, show progress while a folder is checked.
+    """
     from keras_amb.errors import ConfigError
 
-    targets = config.get("attention_targets")
+    targets = data.attention_targets
     if targets not in (None, "masks") and not os.path.isdir(str(targets)):
         raise ConfigError(
             f"attention_targets must be 'masks' or a folder of corrected maps; "
             f"{targets!r} is neither"
         )
-    if config["dataset"] == "synthetic":
+    if data.dataset == "synthetic":
         try:
-            synthetic.make_config(config.get("synthetic"))
+            synthetic.make_config(data.synthetic)
         except ValueError as error:
             raise ConfigError(f"synthetic: {error}") from None
     return load_source(
-        config["dataset"],
-        data_dir=config.get("data_dir"),
-        skip_bad_images=config.get("skip_bad_images", False),
-        synthetic_params=config.get("synthetic"),
+        data.dataset,
+        data_dir=data.data_dir,
+        skip_bad_images=data.skip_bad_images,
+        synthetic_params=data.synthetic,
         progress=progress,
         attention_targets_dir=targets if targets not in (None, "masks") else None,
     )
