@@ -176,7 +176,8 @@ def _train(config_file, resume, assignments, print_config, output, options):
         path = os.path.join(resume, "config.yaml")
         if not os.path.isfile(path):
             raise amb_config.ConfigError(f"{resume}: no config.yaml; not a keras-amb run folder")
-        if runs.Run.open(resume).check_state().get("finished"):
+        run = runs.Run.open(resume)  # opened once: trainer.resume takes it
+        if run.check_state().get("finished"):
             click.echo(f"{resume} is already finished; nothing to resume (nothing changed).")
             return
         # The run's own backend, before anything imports Keras.
@@ -200,7 +201,7 @@ def _train(config_file, resume, assignments, print_config, output, options):
 
     log = lambda line: click.echo(line)  # noqa: E731
     if resume:
-        result = trainer.resume(resume, log=log)
+        result = trainer.resume(run, log=log)
     else:
         result = trainer.train(config, run_dir=output, log=log)
     m = result.test_metrics

@@ -60,7 +60,8 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None):
     Args:
         config: a `RunConfig` (`keras_amb.config.resolve`), or a flat
             mapping as a run's `config.yaml` holds (checked the same way).
-        run_dir: str, the run folder (default: a new one under saved_models/).
+        run_dir: str, the run folder (default: a new one under saved_models/);
+            with `resume`, also an opened `runs.Run`.
         resume: bool, continue the run in `run_dir` from its last epoch.
         verbose: Keras `fit` verbosity (default: a progress bar on a terminal,
             one line per epoch otherwise).
@@ -71,7 +72,8 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None):
     config = amb_config.as_run_config(config)
     log = log or _print
     if resume:
-        run = runs.Run.open(run_dir)
+        run = run_dir if isinstance(run_dir, runs.Run) else runs.Run.open(run_dir)
+        run_dir = run.run_dir
         state = run.check_state()
         if state.get("finished"):
             # Stops here: nothing is evaluated again, nothing is written.
@@ -343,11 +345,11 @@ class _Training:
 
 
 def resume(run_dir, log=None, verbose=None):
-    """Continues the run in `run_dir` (a run folder, or a file inside one)
-    from its last completed epoch with its saved config: what
-    `keras-amb train --resume` does. Returns a `TrainResult`."""
+    """Continues the run in `run_dir` (a run folder, a file inside one, or an
+    opened `runs.Run`) from its last completed epoch with its saved config:
+    what `keras-amb train --resume` does. Returns a `TrainResult`."""
     from keras_amb import config as amb_config
 
-    run = runs.Run.open(run_dir)
+    run = run_dir if isinstance(run_dir, runs.Run) else runs.Run.open(run_dir)
     config = amb_config.resolve(run.path("config.yaml"))
-    return train(config, run_dir=run.run_dir, resume=True, log=log, verbose=verbose)
+    return train(config, run_dir=run, resume=True, log=log, verbose=verbose)
