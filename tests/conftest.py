@@ -69,6 +69,22 @@ def keras_amb_cli(args, timeout=600, env=None, **kwargs):
     )
 
 
+def keras_amb_cli_here(args):
+    """`keras-amb ARGS` in this process (click's CliRunner), for calls whose
+    output is under test and not the process's start: what only a fresh
+    process shows (choosing the backend, deferring imports, TensorFlow's log
+    lines kept off the output) stays with `keras_amb_cli`, which every such
+    test calls first. A fresh process costs 6-10 s of imports on the 2-core
+    CPU. Returns what `keras_amb_cli` returns (returncode, stdout, stderr);
+    an exception the command does not turn into a message propagates."""
+    from click.testing import CliRunner
+
+    from keras_amb.cli.main import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
 RESUMABLE_CONFIG = """\
 synthetic: {num_classes: 4, image_size: 32, train_size: 48, val_size: 16, test_size: 16}
 backbone: resnet_tiny

@@ -2,6 +2,10 @@
 keras-hub's `TestCase`: run a layer, round-trip its config, and save, load
 and predict a model. Each asserts with real numbers and fails loudly."""
 
+import fcntl
+import os
+import shutil
+
 import keras
 import numpy as np
 
@@ -44,3 +48,31 @@ def saved_model_round_trip(model, x, path, atol=1e-6):
     expected, got = model.predict(x, verbose=0), loaded.predict(x, verbose=0)
     assert_all_close(expected, got, atol=atol)
     return loaded, got
+
+
+def trained_once(key, train, into):
+    """A training whose result does not depend on the backend under test
+    (one that always trains under TensorFlow, say), done once for all the
+    suites of one `tests/run_backends.sh` and copied to `into`.
+
+    `train(folder)` trains into `folder`. The script gives its suites one
+    shared folder (KERAS_AMB_TEST_SHARED): the first suite to need `key`
+    trains it there, holding a lock, and the others wait and copy it.
+    Without the variable (pytest on its own), `train(into)` runs here.
+    Returns `into`.
+    """
+    shared = os.environ.get("KERAS_AMB_TEST_SHARED")
+    if not shared:
+        train(into)
+        return into
+    os.makedirs(shared, exist_ok=True)
+    done = os.path.join(shared, key)
+    with open(done + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isdir(done):
+            partial = done + ".partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            train(partial)
+            os.rename(partial, done)
+    shutil.copytree(done, into)
+    return into

@@ -20,6 +20,9 @@ backends=${KERAS_AMB_TEST_BACKENDS:-"tensorflow jax torch"}
 jobs=${KERAS_AMB_TEST_JOBS:-$(wc -w <<<"$backends")}
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
+# Trainings that do not depend on the backend under test are done once for
+# all the suites and copied (tests/helpers.py, trained_once).
+export KERAS_AMB_TEST_SHARED=${KERAS_AMB_TEST_SHARED:-"$logs/shared"}
 # Ctrl-C reaches every process of the terminal's group; a TERM sent to this
 # script alone (a CI timeout, say) is passed on to the background backends.
 stop_backends() {

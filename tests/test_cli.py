@@ -11,6 +11,7 @@ from PIL import Image
 
 from tests.conftest import TINY_CONFIG
 from tests.conftest import keras_amb_cli
+from tests.conftest import keras_amb_cli_here
 from tests.images import write_bad_images
 from tests.images import write_good_images
 from tests.images import write_halves_dataset
@@ -60,15 +61,16 @@ def test_print_config_shows_the_resolved_config(tmp_path):
     assert config["crop_scale"] == [0.5, 0.9] and config["synthetic"]["version"] == "2"
     assert not os.path.exists("saved_models/synthetic-proposed") and "Run " not in result.stdout
     # --set reaches keys no option has, dotted and by section; it comes last.
-    result = keras_amb_cli(["train", "--config", "synthetic_v2", "--lr", "0.2", "--print-config",
-                            "--set", "optimizer.momentum=0.5", "--set", "model.pc_weight=1e-2",
-                            "--set", "synthetic.train_size=300", "--set", "schedule.epochs=2"])
+    result = keras_amb_cli_here([
+        "train", "--config", "synthetic_v2", "--lr", "0.2", "--print-config",
+        "--set", "optimizer.momentum=0.5", "--set", "model.pc_weight=1e-2",
+        "--set", "synthetic.train_size=300", "--set", "schedule.epochs=2"])
     assert result.returncode == 0, result.stderr[-2000:]
     config = yaml.safe_load(result.stdout)
     assert config["optimizer"]["learning_rate"] == 0.2 and config["optimizer"]["momentum"] == 0.5
     assert config["pc_weight"] == 0.01 and config["epochs"] == 2
     assert config["synthetic"]["train_size"] == 300 and config["synthetic"]["version"] == "2"
-    result = keras_amb_cli(["train", "--set", "runtime.epochs=2", "--print-config"])
+    result = keras_amb_cli_here(["train", "--set", "runtime.epochs=2", "--print-config"])
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         "Error: command line: --set runtime.epochs: 'epochs' is in the schedule section, "
@@ -231,8 +233,8 @@ def test_predict_writes_one_record_per_image(trained, tmp_path):
         assert path in by_path[path]["error"] and path in result.stderr
     # The same predictions as CSV, to a file.
     out = tmp_path / "preds.csv"
-    result = keras_amb_cli(args + ["--format", "csv", "--output", str(out),
-                                   "--save-maps", str(tmp_path / "maps")])
+    result = keras_amb_cli_here(args + ["--format", "csv", "--output", str(out),
+                                        "--save-maps", str(tmp_path / "maps")])
     assert result.returncode == 1
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == len(records)
@@ -253,15 +255,15 @@ def test_a_bare_model_file_predicts_like_its_run(trained, tmp_path):
     image = write_good_images(str(tmp_path / "in"))["rgb.jpg"]
     outputs = []
     for model in (trained["run"], str(bare)):
-        result = keras_amb_cli(["predict", image, "--model", model, "--top-k", "4"])
+        result = keras_amb_cli_here(["predict", image, "--model", model, "--top-k", "4"])
         assert result.returncode == 0, result.stderr[-2000:]
         outputs.append(json.loads(result.stdout)["top_k"])
     assert outputs[0] == outputs[1]
     labels = open(os.path.join(trained["run"], "labels.txt")).read().split()
     assert sorted(e["class"] for e in outputs[0]) == sorted(labels)
-    result = keras_amb_cli(["info", str(bare)])
+    result = keras_amb_cli_here(["info", str(bare)])
     assert result.returncode == 0 and labels[0] in result.stdout
-    result = keras_amb_cli(["evaluate", "--model", str(bare), "--json", "--limit", "8"])
+    result = keras_amb_cli_here(["evaluate", "--model", str(bare), "--json", "--limit", "8"])
     assert result.returncode != 0 and "pass --dataset" in result.stderr
 
 
@@ -297,12 +299,12 @@ def test_visualize_labels_rows_and_keeps_every_models_maps(trained, tmp_path):
     cams = []
     for name in labels[1:3]:
         folder = tmp_path / f"vis-{name}"
-        result = keras_amb_cli(["visualize", image, "--model", run, "--method", "cam",
-                                "--class", name, "--save-maps", "--output", str(folder)])
+        result = keras_amb_cli_here(["visualize", image, "--model", run, "--method", "cam",
+                                     "--class", name, "--save-maps", "--output", str(folder)])
         assert result.returncode == 0, result.stderr[-2000:]
         (cam,) = [f for f in os.listdir(folder / "maps") if f.endswith(".cam.npy")]
         cams.append(np.load(folder / "maps" / cam))
     assert cams[0].shape == cams[1].shape and np.abs(cams[0] - cams[1]).max() > 1e-3
-    result = keras_amb_cli(["visualize", image, "--model", run, "--class", "no_such_bird",
-                            "--output", str(tmp_path / "vis3")])
+    result = keras_amb_cli_here(["visualize", image, "--model", run, "--class", "no_such_bird",
+                                 "--output", str(tmp_path / "vis3")])
     assert result.returncode != 0 and "'no_such_bird' is not a class" in result.stderr

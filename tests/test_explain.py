@@ -16,6 +16,7 @@ from keras_amb.runs import load_model
 from tests.conftest import BACKEND
 from tests.conftest import keras_amb_cli
 from tests.conftest import run_python
+from tests.helpers import trained_once
 from tests.images import write_bad_images
 from tests.images import write_good_images
 from tests.images import write_huge_image
@@ -148,14 +149,20 @@ def _train(root, name, **overrides):
     loads under every backend, tests/test_model.py): these tests are about
     the maps of a trained model, and TensorFlow trains this one 2-3x faster
     than torch and JAX here. Training on each backend, attention targets
-    included, is tested in tests/test_cli.py."""
-    run_dir = str(root / name)
-    if BACKEND == "tensorflow":
-        return train_here(run_dir, **overrides)
-    done = run_python(f"from tests.test_explain import train_here; "
-                      f"train_here({run_dir!r}, **{overrides!r})", backend="tensorflow", timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return run_dir
+    included, is tested in tests/test_cli.py. So the same run serves every
+    backend's suite: trained once per `tests/run_backends.sh`
+    (`trained_once`; about 50 s of the 2 cores saved for each other backend)."""
+
+    def train(run_dir):
+        if BACKEND == "tensorflow":
+            train_here(run_dir, **overrides)
+            return
+        done = run_python(f"from tests.test_explain import train_here; "
+                          f"train_here({run_dir!r}, **{overrides!r})", backend="tensorflow",
+                          timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    return trained_once(f"explain-{name}", train, str(root / name))
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from keras_amb import config as amb_config
 from keras_amb.files import atomic_write_text
 from keras_amb.runs import Run
 from tests.conftest import keras_amb_cli
+from tests.conftest import keras_amb_cli_here
 from tests.conftest import run_python
 
 pytestmark = pytest.mark.backend_independent
@@ -122,7 +123,7 @@ def test_evaluate_all_methods_json_is_one_object_and_progress_is_on_stderr(run, 
         assert summary["params"] == saved["params"] and summary["rise_insertion"] == (
             saved["rise_insertion"]), method
     assert result.stderr.count("/image") == 1  # one pass over the split for every method
-    result = keras_amb_cli(args)
+    result = keras_amb_cli_here(args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "/image" in result.stderr and "/image" not in result.stdout
     assert result.stdout.lstrip().startswith("synthetic-proposed-20261201-201411 on synthetic")
