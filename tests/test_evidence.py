@@ -201,6 +201,19 @@ def test_term_gradient_norms_name_each_force_on_the_map():
     doubled = train_steps.term_gradient_norms(double, (x, y),
                                               double.attention_branch.map_variables)
     assert doubled["pc_loss"] == pytest.approx(2 * norms["pc_loss"], rel=1e-3)
+    # One forward pass per step serves every term: each norm is that of the
+    # term's own gradient, taken alone.
+    from keras_amb.layers.batch_normalization import frozen_statistics
+
+    for mode, name in (("main", "att_loss"), ("main", "pc_loss"), ("complement", "cot_loss")):
+        def alone(mode=mode, name=name):
+            with frozen_statistics():
+                outputs = model(x, training=True, mode=mode)
+            return model.weighted_terms(model.compute_losses(outputs, y, mode)[1], mode)[name]
+
+        grads = gradients.variable_gradients(alone, model.attention_branch.map_variables)
+        expected = np.sqrt(sum(np.sum(np.square(_numpy(g))) for g in grads))
+        assert norms[name] == pytest.approx(expected, rel=1e-4), name
 
 
 def test_history_keeps_an_older_files_columns(tmp_path):

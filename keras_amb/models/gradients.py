@@ -55,6 +55,45 @@ def variable_gradients(loss_fn, variables):
     return gradient(loss_fn, variables)[0]
 
 
+def term_gradients(terms_fn, variables):
+    """Gradients over `variables` of each scalar of `terms_fn()` (a dict of
+    name to scalar), from one forward pass: TensorFlow keeps its tape,
+    PyTorch its graph, and JAX pulls each term back through one `jax.vjp`.
+    Returns a dict of name to a None-free list of gradients."""
+    if _BACKEND == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def stateless(values):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return terms_fn()
+
+        terms, pullback = jax.vjp(stateless, [v.value for v in variables])
+        grads = {}
+        for name in terms:
+            cotangent = {k: jnp.asarray(k == name, v.dtype) for k, v in terms.items()}
+            grads[name] = pullback(cotangent)[0]
+        return grads
+    if _BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape(persistent=True) as tape:
+            terms = terms_fn()
+        grads = {name: _fill_missing(tape.gradient(value, variables), variables)
+                 for name, value in terms.items()}
+        del tape
+        return grads
+    import torch
+
+    terms = terms_fn()
+    values = [v.value for v in variables]
+    return {
+        name: _fill_missing(list(torch.autograd.grad(
+            value, values, retain_graph=True, allow_unused=True)), variables)
+        for name, value in terms.items()
+    }
+
+
 # === Input gradients (Grad-CAM) ===
 
 

@@ -16,7 +16,7 @@ writes them.
 
 Each adapter's gradient comes from `models/gradients.py`, which also gives
 the gradients explanations and the force log need (`input_gradient` for
-Grad-CAM, `variable_gradients`). Compiled inference
+Grad-CAM, `term_gradients` for the force log). Compiled inference
 lives with its users, in `keras_amb/explain/compiled.py`.
 
 Why this module is long (about 380 lines): the three backends' adapters
@@ -371,17 +371,15 @@ def term_gradient_norms(model, data, variables):
     modes = ["main"] + (["complement"] if model.has_second_step else [])
     norms = {}
     for mode in modes:
-        probe = model(x, training=False, mode=mode)
-        _, parts = model.compute_losses(probe, y, mode, **extra)
-        for name in model.weighted_terms(parts, mode):
 
-            def loss_fn(mode=mode, name=name):
-                with frozen_statistics():
-                    outputs = model(x, training=True, mode=mode)
-                _, parts = model.compute_losses(outputs, y, mode, **extra)
-                return model.weighted_terms(parts, mode)[name]
+        def terms_fn(mode=mode):
+            with frozen_statistics():
+                outputs = model(x, training=True, mode=mode)
+            _, parts = model.compute_losses(outputs, y, mode, **extra)
+            return model.weighted_terms(parts, mode)
 
-            grads = gradients.variable_gradients(loss_fn, variables)
+        # One forward pass per step, each term pulled back through it.
+        for name, grads in gradients.term_gradients(terms_fn, variables).items():
             total = sum(float(keras.ops.sum(keras.ops.square(g))) for g in grads)
             norms[name] = total**0.5
     return norms
