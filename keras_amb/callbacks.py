@@ -231,7 +231,7 @@ class MapGradientNorms(keras.callbacks.Callback):
     """Logs which force drives the attention map, each epoch.
 
     At the end of each epoch, the norm of the gradient that each weighted
-    loss term (eq. 5's, and the second step's) sends to the attention map's
+    loss term (eq. 5's, and the complement step's) sends to the attention map's
     weights, on one fixed training batch, as `map_grad_<term>` (history.csv);
     not under a TensorFlow distribution strategy (`--distribute`).
 

@@ -134,8 +134,8 @@ def make_optimizer(spec):
 class DualOptimizer(keras.optimizers.Optimizer):
     """The main optimizer (eq. 5) and the complement optimizer (COT) as one.
 
-    Complement Objective Training takes a second step on each batch with a
-    second optimizer that has its own state (COT's reference code does the
+    Complement Objective Training takes its complement step on each batch
+    with a second optimizer that has its own state (COT's reference code does the
     same). Keras only carries `model.optimizer` through `fit` (on JAX, only
     `model.optimizer.variables` are part of the compiled training state) and
     through `model.save`, so the pair travels as one optimizer whose
@@ -265,7 +265,7 @@ def for_model(model, optimizer, complement_optimizer=None):
         main = _loss_scaled(main)
         if complement is not None:
             complement = _loss_scaled(complement)
-    if not model.has_second_step:
+    if not model.has_complement_step:
         return main
     if complement is None:
         inner = main.inner_optimizer if isinstance(

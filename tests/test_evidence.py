@@ -104,7 +104,7 @@ def test_centers_get_no_weight_decay():
     assert all(decayed)
 
 
-# === eq. 5 and the second step ===
+# === eq. 5 and the complement step ===
 
 
 def test_eq5_weights_and_l_am_left_out_with_cot():
@@ -137,7 +137,7 @@ def test_compute_losses_sums_the_weighted_terms():
 
 def test_attention_only_mining_moves_only_the_map_weights():
     model = _model(cot=False, pc=False, amb_weight=1.0, amb_gradient="attention")
-    assert model.has_second_step
+    assert model.has_complement_step
     assert {id(v) for v in model.complement_variables} == {
         id(v) for v in model.attention_branch.map_variables}
     x, y = _batch(8)

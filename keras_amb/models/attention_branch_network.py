@@ -55,9 +55,12 @@ class AttentionBranchNetwork(keras.Model):
     `F* = F - T(A) * F` (the attention mining branch, AMB).
 
     The train step (eq. 5) minimizes `L_att + L_per (+ L_PC) (+ w_amb * L_am)`
-    with the main optimizer; with `cot=True` it then takes a second step on
-    the same batch, with a fresh forward pass and a second optimizer, on the
-    complement entropy of the AMB output (L_am is then left out of eq. 5).
+    with the main optimizer; with `cot=True` it then takes the complement
+    step (COT's name for its second update) on the same batch, with a fresh
+    forward pass and the complement optimizer, on the complement entropy of
+    the AMB output (L_am is then left out of eq. 5). With
+    `amb_gradient="attention"` and no COT, L_am takes the complement step's
+    place, on the attention map's weights alone.
     `AttentionBranchNetwork()` with its defaults is ABN;
     `AttentionMiningNetwork` has the proposed model's defaults.
 
@@ -83,8 +86,8 @@ class AttentionBranchNetwork(keras.Model):
         amb: bool, add the attention mining branch (AMB).
         pc: bool, add the prototype conformity loss, with learnable centers on
             the perception and attention-module features.
-        cot: bool, complement objective training: a second step on the AMB
-            output (needs `amb=True`).
+        cot: bool, complement objective training: the complement step on
+            the AMB output (needs `amb=True`).
         mask_threshold: float, sigma of the mask T(A) (paper: 0.78 CUB,
             0.40 Stanford Dogs).
         mask_slope: float, omega of the soft mask (default 10).
@@ -341,7 +344,7 @@ class AttentionBranchNetwork(keras.Model):
                 )
         if self.amb and (
             mode in ("complement", "eval")
-            or (mode == "main" and not self.has_second_step)
+            or (mode == "main" and not self.has_complement_step)
         ):
             outputs["amb_logits"] = self.forward_amb(features, attention, training=training)
         if self.pc and mode in ("main", "eval"):
@@ -397,7 +400,7 @@ class AttentionBranchNetwork(keras.Model):
         maps = ops.einsum("nhwc,ck->nhwk", ops.cast(feature_map, "float32"), kernel)
         return ops.relu(maps)
 
-    # === Losses (eq. 5 and the second step: `objective.py`) ===
+    # === Losses (eq. 5 and the complement step: `objective.py`) ===
 
     def compute_losses(
         self, outputs, y, mode="main", attention_target=None,
@@ -418,9 +421,10 @@ class AttentionBranchNetwork(keras.Model):
     # === Training ===
 
     @property
-    def has_second_step(self):
-        """Whether each iteration takes a second step: COT's, or L_am's on
-        the attention map alone (`amb_gradient="attention"`)."""
+    def has_complement_step(self):
+        """Whether each iteration takes the complement step after eq. 5's:
+        COT's, or L_am's on the attention map alone
+        (`amb_gradient="attention"`)."""
         return self.cot or (self.amb and self.amb_gradient == "attention")
 
     @property
@@ -441,7 +445,7 @@ class AttentionBranchNetwork(keras.Model):
 
     @property
     def complement_variables(self):
-        """The weights the second step changes: every weight that feeds the
+        """The weights the complement step changes: every weight that feeds the
         AMB output (feature extractor, attention map, perception branch), not
         the attention branch's logits head nor the PC centers; with
         `amb_gradient="attention"`, the attention map's weights alone."""
@@ -476,7 +480,7 @@ class AttentionBranchNetwork(keras.Model):
 
         Args:
             optimizer: the optimizer of eq. 5.
-            complement_optimizer: the optimizer of COT's second step; by
+            complement_optimizer: the optimizer of COT's complement step; by
                 default a copy of `optimizer` with its own state. Ignored
                 unless `cot=True`.
             jit_compile: `"auto"` compiles with XLA where it is fast (JAX,

@@ -9,10 +9,10 @@ where L_att and L_per are the cross entropies of the attention and
 perception branches, L_PC is the prototype conformity loss summed over the
 two PC features (the perception branch's pooled feature and the attention
 branch's pooled class maps), and L_am is the attention mining loss on the
-AMB output. L_am is left out of eq. 5 whenever a second update takes it: with
+AMB output. L_am is left out of eq. 5 whenever the complement step takes it: with
 COT (the paper: "COT replaces L_am") and with `amb_gradient="attention"`.
 
-The second update minimizes COT's complement entropy of the AMB output,
+The complement step minimizes COT's complement entropy of the AMB output,
 with the true class zeroed (the masked features must not name the true
 class and must not favour any other), or, without COT and with
 `amb_gradient="attention"`, `amb_weight * L_am` on the attention map alone.
@@ -45,7 +45,7 @@ def compute_losses(model, outputs, y, mode="main", attention_target=None,
         model: the `AttentionBranchNetwork` whose outputs these are.
         outputs: the dict of `model(images, mode=mode)`.
         y: integer labels, `(N,)`.
-        mode: `"main"` (eq. 5), `"complement"` (the second update) or
+        mode: `"main"` (eq. 5), `"complement"` (the complement step) or
             `"eval"` (eq. 5 plus whatever else is defined, for logging).
         attention_target: corrected attention maps, `(N, h, w, 1)`, or None.
         has_attention_target: `(N,)`, 1 where an image has a corrected map.
@@ -93,7 +93,7 @@ def weighted_terms(model, parts, mode="main"):
     """Each term of the loss that the update of `mode` minimizes, weighted.
 
     Eq. 5 (`"main"`, `"eval"`): `L_att + L_per + pc_weight * L_PC +
-    amb_weight * L_am`, L_am only when no second update takes it, plus
+    amb_weight * L_am`, L_am only when no complement step takes it, plus
     `attention_target_weight *` the corrected-map loss. `"complement"`: the
     complement entropy with COT, else `amb_weight * L_am`.
 
@@ -112,7 +112,7 @@ def weighted_terms(model, parts, mode="main"):
     terms = {"att_loss": parts["att_loss"], "per_loss": parts["per_loss"]}
     if "pc_loss" in parts:
         terms["pc_loss"] = model.pc_weight * parts["pc_loss"]
-    if "amb_loss" in parts and not model.has_second_step:
+    if "amb_loss" in parts and not model.has_complement_step:
         terms["amb_loss"] = model.amb_weight * parts["amb_loss"]
     if "attention_target_loss" in parts:
         terms["attention_target_loss"] = (

@@ -99,7 +99,7 @@ def _train_sequence(model, steps):
     live (variables on TensorFlow and PyTorch, explicit state on JAX).
 
     Returns:
-        `(outputs, parts)` of the main step, with the second step's parts.
+        `(outputs, parts)` of the main step, with the complement step's parts.
     """
     complement_indices, center_indices = _indices(model)
     multiplier = model.center_lr_multiplier
@@ -109,7 +109,7 @@ def _train_sequence(model, steps):
     if rescale:
         after = steps.read(center_indices)
         steps.write(center_indices, [_rescale(b, a, multiplier) for b, a in zip(before, after)])
-    if model.has_second_step:
+    if model.has_complement_step:
         complement = optimizers.complement_optimizer(model.optimizer)
         _, second = steps.minimize("complement", complement, complement_indices)
         parts.update(second)
@@ -359,7 +359,7 @@ def term_gradient_norms(model, data, variables):
     `variables` (e.g. the attention map's weights), on one batch.
 
     The terms are those each step minimizes (`model.weighted_terms`): eq. 5's
-    for the main step, COT's (or L_am's) for the second step. Forward passes
+    for the main step, COT's (or L_am's) for the complement step. Forward passes
     run in training mode without touching batch-norm moving statistics.
 
     Returns:
@@ -368,7 +368,7 @@ def term_gradient_norms(model, data, variables):
     from keras_amb.layers.batch_normalization import frozen_statistics
 
     x, y, extra = _unpack(data)
-    modes = ["main"] + (["complement"] if model.has_second_step else [])
+    modes = ["main"] + (["complement"] if model.has_complement_step else [])
     norms = {}
     for mode in modes:
 
