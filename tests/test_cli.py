@@ -145,7 +145,8 @@ def test_bad_config_is_one_clear_line(tmp_path):
     assert "needs amb=True" in result.stderr
 
 
-@pytest.mark.backend_independent
+# Under torch: the TensorFlow suite is the longest (its distribution tests).
+@pytest.mark.backend_independent("torch")
 def test_folder_with_bad_images(tmp_path):
     root = tmp_path / "images"
     write_halves_dataset(root)

@@ -217,7 +217,7 @@ def test_nearly_full_disk_is_refused_before_training(tmp_path, monkeypatch):
         runs.check_writable(str(tmp_path / "run"))
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")  # the TensorFlow suite is the longest
 @pytest.mark.slow
 def test_evaluate_on_a_folder_with_awkward_files(tmp_path):
     from tests.images import write_bad_images
