@@ -52,6 +52,7 @@ def test_old_abn_file_loads_and_its_weights_transfer(expected):
     assert np.abs(after - before).max() > 1e-4
 
 
+@pytest.mark.slow  # trains the run's last epoch (29 s under JAX)
 def test_old_run_folder_resumes_to_the_end(tmp_path, monkeypatch):
     run_dir = str(tmp_path / "run")
     shutil.copytree(FIXTURE, run_dir)
