@@ -7,6 +7,7 @@ import time
 import click
 
 from keras_amb.cli.main import BACKENDS
+from keras_amb.cli.main import refuse_backend_assignment
 from keras_amb.cli.main import run_reporting_errors
 from keras_amb.cli.main import set_backend
 
@@ -53,6 +54,7 @@ def ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, assig
       keras-amb ablate --dataset synthetic --config synthetic_v2        # 3 seeds
       keras-amb ablate --dataset synthetic --seeds 1 --epochs 2 --pretrain-epochs 2
     """
+    refuse_backend_assignment(assignments)
     set_backend(backend)
     run_reporting_errors(_ablate, dataset, config_file, seeds, epochs, pretrain_epochs,
                          data_dir, assignments, output, limit, as_json)

@@ -47,6 +47,15 @@ def _import_tensorflow_quietly():
         os.close(null)
 
 
+def refuse_backend_assignment(assignments):
+    """`--set backend=...` comes too late: the backend is chosen before Keras
+    loads. A usage error points to `--backend`."""
+    for assignment in assignments:
+        key = assignment.partition("=")[0].strip()
+        if key in ("backend", "runtime.backend"):
+            raise click.UsageError(f"--set {key}: use --backend instead")
+
+
 def set_backend(backend):
     """Chooses the Keras backend; must run before Keras is imported."""
     if not _verbose():

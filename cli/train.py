@@ -4,6 +4,7 @@ import click
 
 from keras_amb import arguments
 from keras_amb.cli.main import BACKENDS
+from keras_amb.cli.main import refuse_backend_assignment
 from keras_amb.cli.main import run_reporting_errors
 from keras_amb.cli.main import set_backend
 
@@ -150,6 +151,7 @@ def train(config_file, resume, assignments, print_config, output, **options):
       keras-amb train --set model.pc_weight=1 --set optimizer.momentum=0.8
       keras-amb train --resume saved_models/synthetic-proposed-20260101-120000
     """
+    refuse_backend_assignment(assignments)
     if not resume:
         set_backend(options.get("backend"))
     run_reporting_errors(_train, config_file, resume, assignments, print_config, output,

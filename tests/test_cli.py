@@ -70,6 +70,9 @@ def test_print_config_shows_the_resolved_config(tmp_path):
     assert config["optimizer"]["learning_rate"] == 0.2 and config["optimizer"]["momentum"] == 0.5
     assert config["pc_weight"] == 0.01 and config["epochs"] == 2
     assert config["synthetic"]["train_size"] == 300 and config["synthetic"]["version"] == "2"
+    result = keras_amb_cli_here(["train", "--set", "runtime.backend=jax", "--print-config"])
+    assert result.returncode == 2 and "--set runtime.backend: use --backend instead" in (
+        result.stderr)
     result = keras_amb_cli_here(["train", "--set", "runtime.epochs=2", "--print-config"])
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
