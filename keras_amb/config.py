@@ -137,9 +137,9 @@ def merged(config_file=None, overrides=None):
     """Defaults, config file and overrides merged, not yet validated: a flat
     dict (YAML form) with the file's path under "config_file".
 
-    `overrides` are nested mappings (`nest_overrides`); None values are
-    options not given."""
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    `overrides` is a nested mapping (`nest_overrides`, which leaves out
+    options not given); a None value sets the key to None."""
+    overrides = overrides or {}
     config = copy.deepcopy(DEFAULTS)
     if config_file is None:
         config_file = default_config_file(overrides.get("dataset", DEFAULTS["dataset"]))
@@ -189,25 +189,17 @@ def resolve(config_file=None, overrides=None, assignments=(), option_names=None)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
-        name = option_names.get(key) or option_name(".".join(key_path(key)))
+        path = ".".join(key_path(key))
+        name = option_names.get(key) or option_name(path)
         if isinstance(value, dict):
-            given.update({f"{key}.{sub}": name for sub in value})
+            given.update({f"{path}.{sub}": name for sub in value})
         else:
-            given[".".join(key_path(key))] = name
-    nested = nest_overrides(overrides or {})
+            given[path] = name
     assigned = parse_assignments(assignments)
-    for key in assigned:
-        given[".".join(key_path(key))] = f"--set {key}"
-    extra = nest_overrides(assigned, keep_none=True)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(nested.get(key), dict):
-            nested[key] = {**nested[key], **value}
-        else:
-            nested[key] = value
+    given.update({".".join(key_path(key)): f"--set {key}" for key in assigned})
+    nested = nest_overrides(overrides or {})
+    nest_overrides(assigned, keep_none=True, into=nested)
     config = merged(config_file, nested)
-    for key, value in extra.items():  # `--set weights=null` sets None
-        if value is None:
-            _merge(config, {key: None}, "command line")
     config_file = config.pop("config_file", None)
     validate(config, config_file or "command line", given=given)
     return RunConfig.from_dict(config, config_file=config_file)

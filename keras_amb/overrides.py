@@ -50,18 +50,21 @@ def key_path(key, where="command line"):
     return parts
 
 
-def nest_overrides(overrides, where="command line", keep_none=False):
+def nest_overrides(overrides, where="command line", keep_none=False, into=None):
     """Flat overrides with dotted keys as the nested mapping YAML would give:
     `{"optimizer.learning_rate": 0.1, "model.pc": False}` ->
     `{"optimizer": {"learning_rate": 0.1}, "pc": False}`. Tuples become
     lists, as in YAML. None values (options not given) are left out unless
-    `keep_none`."""
-    nested = {}
+    `keep_none` (`--set weights=null` sets None). Merged into `into` when
+    given (a mapping this function made), else into a new mapping."""
+    nested = {} if into is None else into
     for key, value in overrides.items():
         if value is None and not keep_none:
             continue
         if isinstance(value, tuple):
             value = list(value)
+        elif isinstance(value, dict):
+            value = dict(value)  # later keys merge into it, not into the caller's
         parts = key_path(key, where)
         target = nested
         for part in parts[:-1]:
