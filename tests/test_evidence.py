@@ -47,7 +47,7 @@ def test_centers_start_at_the_class_means_of_the_pc_features():
     model = _model(cot=False)
     x, y = _batch(8)
     found = model.initialize_centers([(x[:4], y[:4]), ({"images": x[4:]}, y[4:])])
-    out = model(x, training=False, mode="main")
+    out = model.forward_step(x, "main", training=False)
     for name in ("perception", "attention"):
         feats = _numpy(out[f"{name}_features"])
         expected = np.stack([feats[y == k].mean(0) for k in range(4)])
@@ -75,7 +75,7 @@ def _center_gradient(pc_weight):
     variables = model.center_variables
 
     def loss_fn():
-        out = model(x, training=False, mode="main")
+        out = model.forward_step(x, "main", training=False)
         return model.compute_losses(out, y, "main")[0]
 
     return [_numpy(g) for g in gradients.variable_gradients(loss_fn, variables)]
@@ -128,7 +128,7 @@ def test_eq5_weights_and_l_am_left_out_with_cot():
 def test_compute_losses_sums_the_weighted_terms():
     model = _model(cot=False, pc=True, pc_weight=0.1, amb_weight=0.5)
     x, y = _batch(8)
-    out = model(x, training=False, mode="main")
+    out = model.forward_step(x, "main", training=False)
     total, parts = model.compute_losses(out, y, "main")
     expected = (float(parts["att_loss"]) + float(parts["per_loss"])
                 + 0.1 * float(parts["pc_loss"]) + 0.5 * float(parts["amb_loss"]))
@@ -141,9 +141,9 @@ def test_attention_only_mining_moves_only_the_map_weights():
     assert {id(v) for v in model.complement_variables} == {
         id(v) for v in model.attention_branch.map_variables}
     x, y = _batch(8)
-    out = model(x, training=True, mode="main")
+    out = model.forward_step(x, "main", training=True)
     assert "amb_logits" not in out  # L_am is not in the main step
-    loss, parts = model.compute_losses(model(x, training=True, mode="complement"), y,
+    loss, parts = model.compute_losses(model.forward_step(x, "complement", training=True), y,
                                        "complement")
     assert float(loss) == pytest.approx(float(parts["amb_loss"]))
     paper = _model(cot=True, pc=False)
@@ -175,7 +175,7 @@ def test_feature_statistics_are_logged():
     model.compile(optimizers.SGD(0.01))
     x, y = _batch(8)
     logs = model.train_on_batch(x, y, return_dict=True)
-    out = model(x, training=False, mode="main")
+    out = model.forward_step(x, "main", training=False)
     assert 0.0 <= logs["per_feature_zero_fraction"] <= 1.0
     assert logs["per_feature_norm"] > 0 and logs["att_feature_norm"] > 0
     features = np.zeros((2, 3), "float32")
@@ -205,11 +205,11 @@ def test_term_gradient_norms_name_each_force_on_the_map():
     # term's own gradient, taken alone.
     from keras_amb.layers.batch_normalization import frozen_statistics
 
-    for mode, name in (("main", "att_loss"), ("main", "pc_loss"), ("complement", "cot_loss")):
-        def alone(mode=mode, name=name):
+    for step, name in (("main", "att_loss"), ("main", "pc_loss"), ("complement", "cot_loss")):
+        def alone(step=step, name=name):
             with frozen_statistics():
-                outputs = model(x, training=True, mode=mode)
-            return model.weighted_terms(model.compute_losses(outputs, y, mode)[1], mode)[name]
+                outputs = model.forward_step(x, step, training=True)
+            return model.weighted_terms(model.compute_losses(outputs, y, step)[1], step)[name]
 
         grads = gradients.variable_gradients(alone, model.attention_branch.map_variables)
         expected = np.sqrt(sum(np.sum(np.square(_numpy(g))) for g in grads))

@@ -126,7 +126,7 @@ def test_center_lr_multiplier_scales_the_centers_update_with_any_optimizer(optim
 
 
 def _amb_complement_entropy(model, x, y):
-    out = model(x, training=True, mode="complement")
+    out = model.forward_step(x, "complement", training=True)
     return float(losses.complement_entropy(y, out["amb_logits"], zero_true_class=True))
 
 
@@ -409,6 +409,6 @@ def test_forward_amb_is_the_perception_branch_on_the_masked_features():
     expected = model.perception_branch(features * (1 - mask))["logits"]
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model.forward_amb(features, attention)),
                                keras.ops.convert_to_numpy(expected), atol=1e-5)
-    outputs = model(x, mode="eval")
+    outputs = model.forward_step(x, "eval", training=False)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(outputs["amb_logits"]),
                                keras.ops.convert_to_numpy(expected), atol=1e-5)

@@ -42,7 +42,7 @@ def _val_top1_and_norm(run_dir):
                                resize_ratio=1.0)
     hits, norms = [], []
     for images, labels in batches:
-        out = model(images, training=False, mode="main")
+        out = model.forward_step(images, "main", training=False)
         probs = keras.ops.convert_to_numpy(out["probabilities"])
         hits.append(np.argmax(probs, -1) == np.asarray(labels))
         features = keras.ops.convert_to_numpy(out["perception_features"])

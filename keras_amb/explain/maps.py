@@ -6,7 +6,7 @@ CAM and Grad-CAM have no fixed scale and are min-max normalised to `[0, 1]`.
 
 - CAM is the perception branch's class activation map (its last stage
   weighted by the classifier's weights for the class), a by-product of the
-  forward pass (`model(x, mode="explain")`).
+  forward pass (`model.forward_with_cams(x)`).
 - Grad-CAM is taken at the feature extractor's output F (stage 3), the map
   the attention mechanism acts on, so it has the attention map's resolution;
   at the last stage of a GAP + dense head it would equal CAM.
@@ -60,8 +60,8 @@ def _explain_forward(model, images):
         import torch
 
         with torch.no_grad():
-            return model(images, training=False, mode="explain")
-    return model(images, training=False, mode="explain")
+            return model.forward_with_cams(images)
+    return model.forward_with_cams(images)
 
 
 def _gradcam_pass(model, images, one_hot):

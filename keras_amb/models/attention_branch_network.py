@@ -37,11 +37,28 @@ from keras_amb.models.objective import FEATURE_STATISTICS
 from keras_amb.models.objective import feature_statistics
 from keras_amb.models import train_steps
 
-# What a forward pass computes: "predict" (the outputs users see),
-# "explain" (plus the perception branch's class activation maps), "main" and
-# "complement" (the two steps of the train step), "eval" (everything, for
-# validation losses).
-MODES = ("predict", "explain", "main", "complement", "eval")
+# The steps of section 3.5's iteration whose losses `forward_step` feeds
+# (with "eval", every loss, for validation).
+STEPS = ("main", "complement", "eval")
+
+
+def _attention_outputs(attention, attention_logits):
+    return {
+        "attention": attention[..., 0],
+        "attention_logits": attention_logits,
+        "attention_probabilities": ops.softmax(attention_logits),
+    }
+
+
+def _predictions(head):
+    """The outputs users see, from `forward_head`'s: the perception branch's
+    logits and probabilities (the reported predictions), the attention map
+    `(N, h, w)` and the attention branch's logits and probabilities."""
+    outputs = _attention_outputs(head["attention"], head["attention_logits"])
+    outputs["logits"] = head["logits"]
+    outputs["probabilities"] = ops.softmax(head["logits"])
+    return outputs
+
 
 @keras.saving.register_keras_serializable(package="keras_amb")
 class AttentionBranchNetwork(keras.Model):
@@ -273,16 +290,12 @@ class AttentionBranchNetwork(keras.Model):
             self.attention_centers.build()
         self.built = True
 
-    def call(self, inputs, training=None, mode="predict"):
-        """Forward pass; `mode` (one of `MODES`) selects what is computed."""
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
+    def call(self, inputs, training=None):
+        """Figure 1 at inference: F, the attention branch, the attention
+        mechanism and the perception branch (the outputs of `predict`)."""
         images = inputs["images"] if isinstance(inputs, dict) else inputs
-        # COT's step recomputes a batch the main step has already counted in
-        # the batch-norm statistics.
-        counted = mode == "complement" and not self.naive_bn_statistics
-        with frozen_statistics() if counted else contextlib.nullcontext():
-            return self._forward(images, training, mode)
+        features = self.forward_features(images, training=training)
+        return _predictions(self.forward_head(features, training=training))
 
     def forward_features(self, images, training=False):
         """The feature extractor's output F (stage 3), which the attention
@@ -318,42 +331,60 @@ class AttentionBranchNetwork(keras.Model):
         outputs.update(self.perception_branch(attended, training=training))
         return outputs
 
-    def _forward(self, images, training, mode):
-        features = self.forward_features(images, training=training)
-        if mode == "complement":  # the AMB alone reads the attention
-            attention_out = self.attention_branch(features, training=training)
-            head = {"attention": attention_out["attention"],
-                    "attention_logits": attention_out["logits"]}
-        else:
-            head = self.forward_head(features, training=training)
-        attention = head["attention"]
-        outputs = {
-            "attention": attention[..., 0],
-            "attention_logits": head["attention_logits"],
-            "attention_probabilities": ops.softmax(head["attention_logits"]),
-        }
-        if mode != "complement":
-            outputs["logits"] = head["logits"]
-            outputs["probabilities"] = ops.softmax(head["logits"])
-            if mode in ("main", "eval"):
+    def forward_with_cams(self, images):
+        """`call`'s outputs (inference mode) plus `class_activation_maps`,
+        `(N, h, w, K)`: CAM of every class, the perception branch's last
+        stage weighted by its classifier, non-negative."""
+        features = self.forward_features(images)
+        head = self.forward_head(features)
+        outputs = _predictions(head)
+        kernel = ops.cast(self.perception_branch.classifier.kernel, "float32")
+        maps = ops.einsum("nhwc,ck->nhwk", ops.cast(head["feature_map"], "float32"), kernel)
+        outputs["class_activation_maps"] = ops.relu(maps)
+        return outputs
+
+    def forward_step(self, inputs, step, training=True):
+        """The forward pass whose outputs the loss of `step` reads.
+
+        Section 3.5's iteration: `"main"` (eq. 5: `call`'s outputs, the two
+        PC features and centers, and the AMB logits when L_am is in eq. 5),
+        `"complement"` (COT's step: the attention map and the AMB logits;
+        the perception branch runs on F* only) and `"eval"` (everything, for
+        validation losses). The complement step recomputes a batch the main
+        step has already counted, so its forward pass leaves batch-norm
+        moving statistics alone (unless `naive_bn_statistics`).
+
+        Args:
+            inputs: images `(N, H, W, 3)`, or a dict with `"images"`.
+            step: str, one of `STEPS`.
+            training: bool.
+
+        Returns:
+            A dict of tensors, the loss's inputs (see `objective.compute_losses`).
+        """
+        if step not in STEPS:
+            raise ValueError(f"`step` must be one of {STEPS}. Received: step={step!r}")
+        images = inputs["images"] if isinstance(inputs, dict) else inputs
+        counted = step == "complement" and not self.naive_bn_statistics
+        with frozen_statistics() if counted else contextlib.nullcontext():
+            features = self.forward_features(images, training=training)
+            if step == "complement":  # the AMB alone reads the attention
+                branch = self.attention_branch(features, training=training)
+                attention = branch["attention"]
+                outputs = _attention_outputs(attention, branch["logits"])
+            else:
+                head = self.forward_head(features, training=training)
+                attention = head["attention"]
+                outputs = _predictions(head)
                 outputs["perception_features"] = head["features"]
                 outputs["attention_features"] = head["attention_features"]
-            if mode == "explain":
-                outputs["class_activation_maps"] = self._class_activation_maps(
-                    head["feature_map"]
-                )
-        if self.amb and (
-            mode in ("complement", "eval")
-            or (mode == "main" and not self.has_complement_step)
-        ):
-            outputs["amb_logits"] = self.forward_amb(features, attention, training=training)
-        if self.pc and mode in ("main", "eval"):
-            outputs["perception_centers"] = ops.convert_to_tensor(
-                self.perception_centers.centers
-            )
-            outputs["attention_centers"] = ops.convert_to_tensor(
-                self.attention_centers.centers
-            )
+                if self.pc:
+                    outputs["perception_centers"] = ops.convert_to_tensor(
+                        self.perception_centers.centers)
+                    outputs["attention_centers"] = ops.convert_to_tensor(
+                        self.attention_centers.centers)
+            if self.amb and (step != "main" or not self.has_complement_step):
+                outputs["amb_logits"] = self.forward_amb(features, attention, training=training)
         return outputs
 
     def forward_amb(self, features, attention, training=False):
@@ -393,30 +424,23 @@ class AttentionBranchNetwork(keras.Model):
         """
         return self.forward_head(self.forward_features(images), attention)["logits"]
 
-    def _class_activation_maps(self, feature_map):
-        """CAM of every class: the last stage weighted by the classifier,
-        `(N, h, w, K)`, non-negative."""
-        kernel = ops.cast(self.perception_branch.classifier.kernel, "float32")
-        maps = ops.einsum("nhwc,ck->nhwk", ops.cast(feature_map, "float32"), kernel)
-        return ops.relu(maps)
-
     # === Losses (eq. 5 and the complement step: `objective.py`) ===
 
     def compute_losses(
-        self, outputs, y, mode="main", attention_target=None,
+        self, outputs, y, step="main", attention_target=None,
         has_attention_target=None, sample_weight=None,
     ):
-        """The loss the step of `mode` minimizes, and each named component
-        (see `objective.compute_losses`)."""
+        """The loss `step` minimizes, from `forward_step(x, step)`'s
+        outputs, and each named component (see `objective.compute_losses`)."""
         return objective.compute_losses(
-            self, outputs, y, mode, attention_target=attention_target,
+            self, outputs, y, step, attention_target=attention_target,
             has_attention_target=has_attention_target, sample_weight=sample_weight,
         )
 
-    def weighted_terms(self, parts, mode="main"):
-        """Each term of the loss the step of `mode` minimizes, weighted
+    def weighted_terms(self, parts, step="main"):
+        """Each term of the loss `step` minimizes, weighted
         (see `objective.weighted_terms`)."""
-        return objective.weighted_terms(self, parts, mode)
+        return objective.weighted_terms(self, parts, step)
 
     # === Training ===
 

@@ -37,15 +37,15 @@ FEATURE_STATISTICS = (
 )
 
 
-def compute_losses(model, outputs, y, mode="main", attention_target=None,
+def compute_losses(model, outputs, y, step="main", attention_target=None,
                    has_attention_target=None, sample_weight=None):
-    """The loss the update of `mode` minimizes, and each named component.
+    """The loss the update of `step` minimizes, and each named component.
 
     Args:
         model: the `AttentionBranchNetwork` whose outputs these are.
-        outputs: the dict of `model(images, mode=mode)`.
+        outputs: the dict of `model.forward_step(images, step)`.
         y: integer labels, `(N,)`.
-        mode: `"main"` (eq. 5), `"complement"` (the complement step) or
+        step: `"main"` (eq. 5), `"complement"` (the complement step) or
             `"eval"` (eq. 5 plus whatever else is defined, for logging).
         attention_target: corrected attention maps, `(N, h, w, 1)`, or None.
         has_attention_target: `(N,)`, 1 where an image has a corrected map.
@@ -53,7 +53,7 @@ def compute_losses(model, outputs, y, mode="main", attention_target=None,
 
     Returns:
         `(loss, parts)`: the loss is the sum of `weighted_terms(model, parts,
-        mode)`; `parts` holds each unweighted component (and, except in
+        step)`; `parts` holds each unweighted component (and, except in
         `"complement"`, the total as `"loss"`).
     """
     w = sample_weight
@@ -64,8 +64,8 @@ def compute_losses(model, outputs, y, mode="main", attention_target=None,
         if model.cot:
             parts["cot_loss"] = losses.complement_entropy(
                 y, outputs["amb_logits"], zero_true_class=True, sample_weight=w)
-    if mode == "complement":
-        return sum(weighted_terms(model, parts, mode).values()), parts
+    if step == "complement":
+        return sum(weighted_terms(model, parts, step).values()), parts
     parts["att_loss"] = losses.cross_entropy(y, outputs["attention_logits"], w)
     parts["per_loss"] = losses.cross_entropy(y, outputs["logits"], w)
     if model.pc:
@@ -84,13 +84,13 @@ def compute_losses(model, outputs, y, mode="main", attention_target=None,
             weights = w if weights is None else weights * w
         parts["attention_target_loss"] = losses.attention_target_loss(
             outputs["attention"], attention_target, weights=weights)
-    total = sum(weighted_terms(model, parts, mode).values())
+    total = sum(weighted_terms(model, parts, step).values())
     parts["loss"] = total
     return total, parts
 
 
-def weighted_terms(model, parts, mode="main"):
-    """Each term of the loss that the update of `mode` minimizes, weighted.
+def weighted_terms(model, parts, step="main"):
+    """Each term of the loss that the update of `step` minimizes, weighted.
 
     Eq. 5 (`"main"`, `"eval"`): `L_att + L_per + pc_weight * L_PC +
     amb_weight * L_am`, L_am only when no complement step takes it, plus
@@ -100,12 +100,12 @@ def weighted_terms(model, parts, mode="main"):
     Args:
         model: the model, for its switches and weights.
         parts: the components from `compute_losses`.
-        mode: `"main"`, `"eval"` or `"complement"`.
+        step: `"main"`, `"eval"` or `"complement"`.
 
     Returns:
         A dict, component name to its weighted value.
     """
-    if mode == "complement":
+    if step == "complement":
         if model.cot:
             return {"cot_loss": parts["cot_loss"]}
         return {"amb_loss": model.amb_weight * parts["amb_loss"]}
@@ -158,7 +158,7 @@ def initialize_centers(model, batches):
     for batch in batches:
         x, y = batch[0], batch[1]
         images = x["images"] if isinstance(x, dict) else x
-        outputs = model(images, training=False, mode="main")
+        outputs = model.forward_step(images, "main", training=False)
         labels = np.asarray(ops.convert_to_numpy(y)).reshape(-1).astype(int)
         one_hot = np.eye(model.num_classes)[labels]
         counts += one_hot.sum(0)

@@ -3,7 +3,8 @@
 Each backend computes gradients its own way (TensorFlow's GradientTape,
 PyTorch's autograd, JAX's stateless `value_and_grad`); the forward pass, the
 losses and the metrics are the model's backend-agnostic methods:
-`model(x, mode=...)`, `model.compute_losses(...)`, `model.update_metrics(...)`.
+`model.forward_step(x, step)`, `model.compute_losses(...)`,
+`model.update_metrics(...)`.
 
 One training iteration (paper, section 3.5):
   main step: eq. 5 over all trainable weights, main optimizer;
@@ -91,8 +92,8 @@ def _rescale(before, after, multiplier):
 def _train_sequence(model, steps):
     """The paper's training iteration on a backend's `steps` adapter.
 
-    `steps.minimize(mode, optimizer, indices)` takes one gradient step of
-    the loss of `mode` over the trainable variables at `indices` (None: all)
+    `steps.minimize(step, optimizer, indices)` takes one gradient step of
+    the loss of `step` over the trainable variables at `indices` (None: all)
     and returns `(outputs, parts)`; `steps.read(indices)` and
     `steps.write(indices, values)` read and set trainable values. The
     adapters differ only in how a gradient is taken and where the weights
@@ -128,17 +129,17 @@ class _VariableSteps:
         variables = self.model.trainable_variables
         return variables if indices is None else [variables[i] for i in indices]
 
-    def _loss(self, mode, optimizer):
-        outputs = self.model(self.x, training=True, mode=mode)
-        loss, parts = self.model.compute_losses(outputs, self.y, mode, **self.extra)
+    def _loss(self, step, optimizer):
+        outputs = self.model.forward_step(self.x, step, training=True)
+        loss, parts = self.model.compute_losses(outputs, self.y, step, **self.extra)
         return optimizer.scale_loss(self.per_replica(loss)), outputs, parts
 
     def per_replica(self, loss):
         return loss
 
-    def minimize(self, mode, optimizer, indices):
+    def minimize(self, step, optimizer, indices):
         variables = self._variables(indices)
-        grads, (_, outputs, parts) = self.gradients(lambda: self._loss(mode, optimizer),
+        grads, (_, outputs, parts) = self.gradients(lambda: self._loss(step, optimizer),
                                                     variables)
         self.apply(optimizer, grads, variables)
         return outputs, parts
@@ -191,7 +192,7 @@ def _tf_train_step(model, data):
 
 def _eval_step(model, data):
     x, y, extra = _unpack(data)
-    outputs = model(x, training=False, mode="eval")
+    outputs = model.forward_step(x, "eval", training=False)
     _, parts = model.compute_losses(outputs, y, "eval", **extra)
     return model.update_metrics(parts, outputs, y, extra["sample_weight"])
 
@@ -234,6 +235,17 @@ def _torch_test_step(model, data):
 # === JAX ===
 
 
+def _jax_forward_step(model, trainable, non_trainable, x, step, training):
+    """`model.forward_step(x, step)` on explicit weights, as
+    `Layer.stateless_call` does for `call`: returns the outputs and the
+    non-trainable values after the pass (batch-norm moving statistics)."""
+    mapping = list(zip(model.trainable_variables, trainable)) + list(
+        zip(model.non_trainable_variables, non_trainable))
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        outputs = model.forward_step(x, step, training=training)
+    return outputs, [scope.get_current_value(v) for v in model.non_trainable_variables]
+
+
 def _jax_stateless_metrics(model, metrics_variables, parts, outputs, y, sample_weight):
     mapping = list(zip(model.metrics_variables, metrics_variables))
     with keras.StatelessScope(state_mapping=mapping) as scope:
@@ -260,7 +272,7 @@ class _JaxSteps:
         self.non_trainable = non_trainable
         self.optimizer_states = optimizer_states  # id(optimizer) -> its values
 
-    def minimize(self, mode, optimizer, indices):
+    def minimize(self, step, optimizer, indices):
         import jax
 
         if indices is None:
@@ -271,10 +283,10 @@ class _JaxSteps:
             trainable = list(self.trainable)
             for i, value in zip(indices, subset):
                 trainable[i] = value
-            outputs, non_trainable = self.model.stateless_call(
-                trainable, non_trainable, self.x, training=True, mode=mode
+            outputs, non_trainable = _jax_forward_step(
+                self.model, trainable, non_trainable, self.x, step, training=True
             )
-            loss, parts = self.model.compute_losses(outputs, self.y, mode, **self.extra)
+            loss, parts = self.model.compute_losses(outputs, self.y, step, **self.extra)
             # Gradients of the scaled loss: the loss-scale optimizer divides
             # them by the same scale.
             return _jax_scaled(optimizer, state, loss), (outputs, parts, non_trainable)
@@ -318,8 +330,8 @@ def _jax_train_step(model, state, data):
 def _jax_test_step(model, state, data):
     trainable, non_trainable, metrics_variables = state
     x, y, extra = _unpack(data)
-    outputs, non_trainable = model.stateless_call(
-        trainable, non_trainable, x, training=False, mode="eval"
+    outputs, non_trainable = _jax_forward_step(
+        model, trainable, non_trainable, x, "eval", training=False
     )
     _, parts = model.compute_losses(outputs, y, "eval", **extra)
     logs, metrics_variables = _jax_stateless_metrics(
@@ -368,15 +380,15 @@ def term_gradient_norms(model, data, variables):
     from keras_amb.layers.batch_normalization import frozen_statistics
 
     x, y, extra = _unpack(data)
-    modes = ["main"] + (["complement"] if model.has_complement_step else [])
+    steps = ["main"] + (["complement"] if model.has_complement_step else [])
     norms = {}
-    for mode in modes:
+    for step in steps:
 
-        def terms_fn(mode=mode):
+        def terms_fn(step=step):
             with frozen_statistics():
-                outputs = model(x, training=True, mode=mode)
-            _, parts = model.compute_losses(outputs, y, mode, **extra)
-            return model.weighted_terms(parts, mode)
+                outputs = model.forward_step(x, step, training=True)
+            _, parts = model.compute_losses(outputs, y, step, **extra)
+            return model.weighted_terms(parts, step)
 
         # One forward pass per step, each term pulled back through it.
         for name, grads in gradients.term_gradients(terms_fn, variables).items():
