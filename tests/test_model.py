@@ -48,6 +48,32 @@ def test_predict_returns_perception_and_attention():
     np.testing.assert_allclose(out["attention_probabilities"].sum(-1), 1.0, atol=1e-5)
 
 
+
+def test_entry_points_compose_figure_1():
+    """call, forward_with_cams and each step's forward pass read the same
+    graph: the same predictions in inference mode, and what each step's loss
+    needs, no more."""
+    model = _model()
+    x, _ = _batch(3)
+    seen = {k: keras.ops.convert_to_numpy(v) for k, v in model(x).items()}
+    assert sorted(seen) == ["attention", "attention_logits", "attention_probabilities",
+                            "logits", "probabilities"]
+    cams = model.forward_with_cams(x)
+    evaluated = model.forward_step(x, "eval", training=False)
+    for key, value in seen.items():
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(cams[key]), value, atol=1e-5)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(evaluated[key]), value, atol=1e-5)
+    assert cams["class_activation_maps"].shape == (3, SIZE // 8, SIZE // 8, 4)
+    # With COT, L_am is not in eq. 5: the main step does not run the AMB,
+    # the complement step runs only the attention branch and the AMB.
+    assert "amb_logits" not in model.forward_step(x, "main", training=False)
+    assert sorted(model.forward_step(x, "complement", training=False)) == [
+        "amb_logits", "attention", "attention_logits", "attention_probabilities"]
+    assert {"amb_logits", "perception_features", "attention_features", "perception_centers",
+            "attention_centers"} <= set(evaluated)
+    with pytest.raises(ValueError, match="step='predict'"):
+        model.forward_step(x, "predict")
+
 def test_argument_checks_quote_the_value():
     with pytest.raises(ValueError, match="amb=False"):
         _model(AttentionBranchNetwork, cot=True)

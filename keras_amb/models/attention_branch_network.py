@@ -1,15 +1,26 @@
 """The model of the paper's Figure 1: ABN and, with its switches, the
 proposed model (`AttentionMiningNetwork`).
 
-Why this module is long (about 650 lines, 200 of them docstrings): it
+Why this module is long (about 700 lines, 250 of them docstrings): it
 is one `keras.Model` subclass, and what Keras requires on the class stays on
 it: the constructor storing the 20-odd arguments `get_config` returns, the
-entry points of the graph (`forward_features`, `forward_head`,
-`forward_amb`), the metric trackers, `compile` with its two optimizers,
-checkpoint helpers and `get_config`. What is not the class is elsewhere:
-the loss (eq. 5) in `objective.py`, the backend-specific step in
-`train_steps.py`, the argument checks in `keras_amb/arguments.py`, the
-layers in `keras_amb/layers/`.
+entry points of the graph (`call`, `forward_features`, `forward_head`,
+`forward_amb`, `forward_with_cams`, `forward_step`), the metric trackers,
+`compile` with its two optimizers, checkpoint helpers and `get_config`.
+What is not the class is elsewhere: the loss (eq. 5) in `objective.py`, the
+backend-specific step in `train_steps.py`, the argument checks in
+`keras_amb/arguments.py`, the layers in `keras_amb/layers/`.
+
+Why it is a subclassed model and not a functional one (as keras-hub's
+backbones are): Keras saves a functional model's weights under
+`layers/<layer name>/...` (`saving_lib._walk_saveable` yields `"layers"`
+first for `Functional`), a subclassed one's under its attribute names
+(`feature_extractor/...`, `attention_branch/...`). Every `.keras` file and
+checkpoint saved so far uses the second form, and the compatibility fixture
+(`tests/fixtures/run_2026_12`) must keep loading; a functional graph would
+need a private-API path translation on every load. The graph is instead
+written once, as the entry points above, which each training step, the
+explanations and the intervention test compose.
 """
 
 import contextlib
