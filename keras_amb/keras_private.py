@@ -62,3 +62,19 @@ def in_multi_worker_mode(strategy):
     need the fix).
     """
     return strategy.extended._in_multi_worker_mode()
+
+
+class BuiltBeforeFit:
+    """A mixin for a `keras.Model` that builds itself in `__init__` and its
+    optimizers in `compile`: `fit` skips Keras's symbolic build.
+
+    Why: the TensorFlow trainer's `_maybe_symbolic_build` (private) first
+    reduces a distributed batch across replicas, which fails under
+    `MultiWorkerMirroredStrategy` on several hosts; a model and optimizer
+    already built need none of it. Other backends never call it.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self.built and getattr(self, "optimizer", None) is not None and self.optimizer.built:
+            return
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)

@@ -72,7 +72,7 @@ def _predictions(head):
 
 
 @keras.saving.register_keras_serializable(package="keras_amb")
-class AttentionBranchNetwork(keras.Model):
+class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
     """Attention Branch Network, optionally with the paper's improvements.
 
     Figure 1 of the paper: a feature extractor (stem + stages 1..3) gives F;
@@ -546,15 +546,6 @@ class AttentionBranchNetwork(keras.Model):
         # torch, jit_compile=True would mean a slow torch.compile).
         config["jit_compile"] = "auto"
         self.compile(**config)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # TensorFlow trainer only. The model is built in __init__ and its
-        # optimizers in compile; Keras's symbolic build would first reduce a
-        # distributed batch across replicas, which fails under
-        # MultiWorkerMirroredStrategy (several hosts).
-        if self.built and getattr(self, "optimizer", None) is not None and self.optimizer.built:
-            return
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def train_step(self, *args):
         return train_steps.train_step(self, *args)
