@@ -100,7 +100,15 @@ def conv2d_channels_last(x, kernel, strides, padding, dilation_rate, groups=1):
 
     x, kernel = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(kernel)
     view = x.permute(0, 3, 1, 2)
-    weight = kernel.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
+    weight = kernel.permute(3, 2, 0, 1)
+    if weight.dtype == torch.float32:
+        weight = weight.contiguous(memory_format=torch.channels_last)
+    else:
+        # Half precision on a CPU without oneDNN's bfloat16 (no AVX512-BF16)
+        # falls back to `slow_conv2d`, whose backward refuses a channels-last
+        # weight gradient (a 3x3 conv to one channel, the attention map's,
+        # failed so on an AVX2 CPU): a plain contiguous weight there.
+        weight = weight.contiguous()
     pad = 0
     if padding == "same":
         pads = [
