@@ -14,6 +14,11 @@ Configurations:
                        training pipeline of the synthetic dataset (decode,
                        random-resized crop, flip, batch)
   keras-tensorflow-xla the same with jit_compile=True
+  keras-tensorflow-onednn / -eigen
+                       TensorFlow with its oneDNN kernels forced on / off
+                       (TF_ENABLE_ONEDNN_OPTS=1 / 0; TensorFlow's own default
+                       is on only for CPUs with AVX512_VNNI, AVX512_BF16 or
+                       AMX, and keras-amb's is on everywhere)
 
     python benchmarks/peer_tiny.py                          # 2 rounds, 32/64 px, batch 32/64
     python benchmarks/peer_tiny.py --rounds 3 --shapes 64x32 --configs reference keras-torch
@@ -33,7 +38,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PEER = os.path.join(HERE, "..", "..", "shared", "peers", "tiny_abn_torch.py")
-CONFIGS = ("reference", "keras-tensorflow", "keras-tensorflow-xla", "keras-jax", "keras-torch")
+CONFIGS = ("reference", "keras-tensorflow", "keras-tensorflow-xla", "keras-tensorflow-onednn",
+           "keras-tensorflow-eigen", "keras-jax", "keras-torch")
+# The environment each TensorFlow variant adds (read before TensorFlow loads).
+CONFIG_ENV = {"keras-tensorflow-onednn": {"TF_ENABLE_ONEDNN_OPTS": "1"},
+              "keras-tensorflow-eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
 NUM_CLASSES = 24
 
 
@@ -115,8 +124,8 @@ def run_config(config, args):
                "--backbone", args.backbone]
     command += ["--profile"] if args.profile else []
     try:
-        return run_isolated(__file__, command, env={"KERAS_BACKEND": config.split("-")[1]},
-                            timeout=args.timeout)
+        env = dict(CONFIG_ENV.get(config, {}), KERAS_BACKEND=config.split("-")[1])
+        return run_isolated(__file__, command, env=env, timeout=args.timeout)
     except RuntimeError as error:
         return {"error": str(error).strip().splitlines()[-1]}
 

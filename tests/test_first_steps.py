@@ -146,3 +146,26 @@ def test_export_goes_beside_the_run(run, tmp_path):
     bare.write_bytes(open(os.path.join(run["run"], "model.keras"), "rb").read())
     assert default_output(Run.open(str(bare)), "savedmodel") == str(
         tmp_path / "elsewhere" / "copy-serving")
+
+
+def test_tensorflow_runs_its_onednn_kernels_unless_told_otherwise():
+    """TensorFlow turns oneDNN on by default only on AVX512_VNNI/BF16/AMX
+    CPUs; on AVX2 CPUs its Eigen kernels trained the small models at half the
+    speed (benchmarks/results/cpu_2core_avx2_peer_tiny.md). Importing
+    keras_amb first turns it on, and a user's own setting wins."""
+    import subprocess
+
+    code = ("import os, keras_amb, tensorflow as tf; tf.constant(1.0);"
+            "print(os.environ['TF_ENABLE_ONEDNN_OPTS'])")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env.update(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="0")
+    for setting, expected in ((None, "1"), ("0", "0")):
+        if setting is not None:
+            env["TF_ENABLE_ONEDNN_OPTS"] = setting
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split()[-1] == expected
+        # TensorFlow's own word, logged when it loads.
+        assert ("oneDNN custom operations are on" in done.stderr) == (expected == "1"), (
+            done.stderr[-2000:])
