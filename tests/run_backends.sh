@@ -63,7 +63,7 @@ run_one() {  # backend [pytest args...]; writes $logs/<backend>.log and .rc
 # already set is kept.
 if [ "$jobs" -gt 1 ]; then
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-  export XLA_FLAGS=${XLA_FLAGS:-"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+  export XLA_FLAGS=${XLA_FLAGS:-"--xla_cpu_multi_thread_eigen=false"}
 fi
 
 start=$SECONDS

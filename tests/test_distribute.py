@@ -148,8 +148,11 @@ def _hosts(tmp_path, backend_env, references, workers=2, timeout=300):
     results = {}
     for mode in references:
         out = str(tmp_path / f"{mode}.npz")
-        # The workers' XLA flags (run_backends.sh's thread count) plus two devices.
-        flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+        # Two devices plus the workers' XLA flags (run_backends.sh's thread
+        # count), first: XLA stops reading XLA_FLAGS at a token it cannot
+        # parse, and the "devices" run then had one device (the replica
+        # count below caught it).
+        flags = "--xla_force_host_platform_device_count=2 " + os.environ.get("XLA_FLAGS", "")
         env = {"XLA_FLAGS": flags.strip()} if mode == "devices" else None
         done = run_python(script.read_text().replace(
             "sys.argv[1], sys.argv[2], sys.argv[3]", f"{mode!r}, {weights!r}, {out!r}"), env=env)
