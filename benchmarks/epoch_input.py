@@ -11,8 +11,11 @@ One process, resnet_tiny ABN on the synthetic dataset's training split
     KERAS_BACKEND=tensorflow python benchmarks/epoch_input.py
 """
 
+import os
 import statistics
 import time
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # keras-amb's default (keras_amb/__init__.py), before any TensorFlow import here
 
 
 def main():

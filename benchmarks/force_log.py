@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # keras-amb's default (keras_amb/__init__.py), before any TensorFlow import here
+
 CHILD = r"""
 import json, sys, time
 import numpy as np

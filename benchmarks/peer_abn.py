@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # keras-amb's default (keras_amb/__init__.py), before any TensorFlow import here
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PEER = os.path.join(HERE, "..", "..", "shared", "peers", "attention_branch_network",
                             "resnet.py")

@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # keras-amb's default (keras_amb/__init__.py), before any TensorFlow import here
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PEER = os.path.join(HERE, "..", "..", "shared", "peers", "tiny_abn_torch.py")
 

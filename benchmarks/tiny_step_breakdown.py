@@ -19,9 +19,12 @@ backward pass and the update.
     KERAS_BACKEND=torch python benchmarks/tiny_step_breakdown.py --image-size 32 --batch-size 64
 """
 
+import os
 import argparse
 import statistics
 import time
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # keras-amb's default (keras_amb/__init__.py), before any TensorFlow import here
 
 
 def main():
