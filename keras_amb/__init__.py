@@ -25,7 +25,7 @@ __version__ = "0.2.0"
 # TensorFlow's oneDNN kernels are on by default only on CPUs with
 # AVX512_VNNI, AVX512_BF16 or AMX. Elsewhere (AVX2 CPUs, most laptops and
 # cloud machines) TensorFlow falls back to Eigen kernels built for AVX, which
-# trained resnet_tiny's ABN at 0.5x and AMB + PC + COT at 0.4x the speed
+# trained resnet_tiny's ABN at 0.5-0.6x and AMB + PC + COT at 0.4x the speed
 # with oneDNN on a 2-core AVX2 CPU (benchmarks/results/cpu_2core_avx2_peer_tiny.md).
 # keras-amb turns them on everywhere unless TF_ENABLE_ONEDNN_OPTS is set; it
 # is read when TensorFlow loads, so this works when keras_amb is imported
