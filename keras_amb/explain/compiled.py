@@ -9,6 +9,8 @@ import weakref
 
 import keras
 
+from keras_amb.models import gradients
+
 _BACKEND = keras.backend.backend()
 _COMPILED = weakref.WeakKeyDictionary()
 
@@ -38,11 +40,8 @@ def compiled(model, name, fn):
         import jax
 
         def stateless(trainable, non_trainable, *args):
-            mapping = list(zip(model.trainable_variables, trainable)) + list(
-                zip(model.non_trainable_variables, non_trainable)
-            )
-            with keras.StatelessScope(state_mapping=mapping):
-                return fn(model, *args)
+            return gradients.stateless(model, trainable, non_trainable,
+                                       lambda: fn(model, *args))[0]
 
         jitted = jax.jit(stateless)
 

@@ -37,6 +37,17 @@ def torch_gradients(loss_fn, variables):
     return _fill_missing(list(grads), variables), result
 
 
+def stateless(model, trainable, non_trainable, fn):
+    """`fn()` run on explicit values of `model`'s weights (JAX), as
+    `Layer.stateless_call` runs `call`: returns `fn()`'s result and the
+    non-trainable values after it (batch-norm moving statistics)."""
+    mapping = list(zip(model.trainable_variables, trainable)) + list(
+        zip(model.non_trainable_variables, non_trainable))
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        result = fn()
+    return result, [scope.get_current_value(v) for v in model.non_trainable_variables]
+
+
 # === Which force drives the map ===
 
 

@@ -236,14 +236,10 @@ def _torch_test_step(model, data):
 
 
 def _jax_forward_step(model, trainable, non_trainable, x, step, training):
-    """`model.forward_step(x, step)` on explicit weights, as
-    `Layer.stateless_call` does for `call`: returns the outputs and the
-    non-trainable values after the pass (batch-norm moving statistics)."""
-    mapping = list(zip(model.trainable_variables, trainable)) + list(
-        zip(model.non_trainable_variables, non_trainable))
-    with keras.StatelessScope(state_mapping=mapping) as scope:
-        outputs = model.forward_step(x, step, training=training)
-    return outputs, [scope.get_current_value(v) for v in model.non_trainable_variables]
+    """`model.forward_step(x, step)` on explicit weights: the outputs and
+    the non-trainable values after the pass."""
+    return gradients.stateless(model, trainable, non_trainable,
+                               lambda: model.forward_step(x, step, training=training))
 
 
 def _jax_stateless_metrics(model, metrics_variables, parts, outputs, y, sample_weight):
