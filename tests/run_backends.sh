@@ -61,10 +61,20 @@ run_one() {  # backend [pytest args...]; writes $logs/<backend>.log and .rc
 # --deterministic runs logged epoch losses that differed in the 7th digit
 # (2 runs in 3 under load; 0 in 3 with the default pools). A variable
 # already set is kept.
+# XLA (JAX) compiles every new program of the suite's small models, and
+# compiling costs more than running them: at LLVM optimisation level 0 a tiny
+# `keras-amb train --distribute` took 58 CPU-s instead of 82, four
+# test_model tests 67 instead of 102, and a 10-epoch training
+# (test_pc_training) 94 instead of 101 (each alone, on the 2-core AVX-512
+# CPU). The programs are the same, compiled with less optimisation (their
+# float32 results may differ in the last bits, as they do between CPUs).
+# Users' runs keep XLA's default.
+xla_flags="--xla_backend_optimization_level=0"
 if [ "$jobs" -gt 1 ]; then
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-  export XLA_FLAGS=${XLA_FLAGS:-"--xla_cpu_multi_thread_eigen=false"}
+  xla_flags="$xla_flags --xla_cpu_multi_thread_eigen=false"
 fi
+export XLA_FLAGS=${XLA_FLAGS:-"$xla_flags"}
 
 start=$SECONDS
 if [ "$jobs" -le 1 ]; then

@@ -7,30 +7,41 @@ from keras_amb.models import backbones
 from keras_amb.models import WeightsUnavailableError
 
 
+@pytest.fixture(scope="module")
+def resnet50_abn():
+    """One ResNet-50 ABN for the tests that only read its structure or load
+    weights into it (building one takes 4-10 s of the 2 cores, most under
+    JAX, which compiles each new initializer shape)."""
+    return AttentionBranchNetwork(num_classes=3, backbone="resnet50", image_size=64)
+
+
 @pytest.mark.parametrize("name, size, expected", [
     ("resnet_tiny", 32, 8), ("resnet_small", 64, 16), ("resnet50", 64, 4),
 ])
-def test_feature_extractor_split_points(name, size, expected):
-    model = backbones.feature_extractor(name)
+def test_feature_extractor_split_points(name, size, expected, request):
+    if name == "resnet50":
+        model = request.getfixturevalue("resnet50_abn").feature_extractor
+    else:
+        model = backbones.feature_extractor(name)
     shape = model.compute_output_shape((1, size, size, 3))
     assert shape[1:3] == (expected, expected)
 
 
-def test_resnet50_shapes_match_the_paper():
-    model = AttentionBranchNetwork(num_classes=3, backbone="resnet50", image_size=224)
+def test_resnet50_shapes_match_the_paper(resnet50_abn):
+    model = resnet50_abn  # the layers do not depend on image_size
     features = model.feature_extractor.compute_output_shape((1, 224, 224, 3))
     assert features == (1, 14, 14, 1024)
     assert model.perception_branch.feature_dim == 2048
     assert len(model.attention_branch.stage) == 3
 
 
-def test_resnet50_loads_a_local_keras_applications_weights_file(tmp_path):
+def test_resnet50_loads_a_local_keras_applications_weights_file(tmp_path, resnet50_abn):
     source = keras.applications.ResNet50(
         include_top=False, weights=None, input_shape=(None, None, 3)
     )
     path = str(tmp_path / "resnet50_notop.weights.h5")
     source.save_weights(path)
-    model = AttentionBranchNetwork(num_classes=3, backbone="resnet50", image_size=64)
+    model = resnet50_abn
     copied = model.load_backbone_weights(path)
     with_weights = [l.name for l in source.layers if l.weights]
     # Every source layer, plus stage 4 again for the attention branch's copy.
@@ -45,12 +56,12 @@ def test_resnet50_loads_a_local_keras_applications_weights_file(tmp_path):
         )
 
 
-def test_offline_imagenet_weights_give_one_clear_error(monkeypatch):
+def test_offline_imagenet_weights_give_one_clear_error(monkeypatch, resnet50_abn):
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
 
     monkeypatch.setattr(keras.applications, "ResNet50", offline)
-    model = AttentionBranchNetwork(num_classes=3, backbone="resnet50", image_size=64)
+    model = resnet50_abn
     with pytest.raises(WeightsUnavailableError) as info:
         model.load_backbone_weights("imagenet")
     message = str(info.value)
@@ -58,8 +69,8 @@ def test_offline_imagenet_weights_give_one_clear_error(monkeypatch):
     assert backbones.RESNET50_WEIGHTS_FILE in message and "--weights" in message
 
 
-def test_missing_weights_file_and_small_backbone_are_refused(tmp_path):
-    model = AttentionBranchNetwork(num_classes=3, backbone="resnet50", image_size=64)
+def test_missing_weights_file_and_small_backbone_are_refused(tmp_path, resnet50_abn):
+    model = resnet50_abn
     with pytest.raises(WeightsUnavailableError, match="nope.h5"):
         model.load_backbone_weights(str(tmp_path / "nope.h5"))
     small = AttentionBranchNetwork(num_classes=3, backbone="resnet_tiny", image_size=32)
@@ -67,7 +78,7 @@ def test_missing_weights_file_and_small_backbone_are_refused(tmp_path):
         small.load_backbone_weights("imagenet")
 
 
-def test_official_resnet50_has_the_official_structure():
+def test_official_resnet50_has_the_official_structure(resnet50_abn):
     model = AttentionBranchNetwork(num_classes=3, backbone="resnet50_official", image_size=64)
     convs = [l for l in model.feature_extractor.layers if l.__class__.__name__ == "Conv2D"]
     blocks = [l for l in model.feature_extractor.layers if hasattr(l, "convs")]
@@ -81,9 +92,8 @@ def test_official_resnet50_has_the_official_structure():
     kernel = keras.ops.convert_to_numpy(first_strided.convs[1].kernel)
     expected = np.sqrt(2.0 / (3 * 3 * kernel.shape[-1]))
     assert kernel.std() == pytest.approx(expected, rel=0.05)
-    keras_apps = AttentionBranchNetwork(num_classes=3, backbone="resnet50", image_size=64)
     features = model.feature_extractor.compute_output_shape((1, 224, 224, 3))
-    assert features == keras_apps.feature_extractor.compute_output_shape((1, 224, 224, 3))
+    assert features == resnet50_abn.feature_extractor.compute_output_shape((1, 224, 224, 3))
     with pytest.raises(ValueError, match="resnet50_official"):
         model.load_backbone_weights("imagenet")
 

@@ -11,11 +11,19 @@ from tests.conftest import run_python
 pytestmark = pytest.mark.slow
 
 
+def _two_xla_devices():
+    """XLA_FLAGS for two XLA host devices, followed by the suite's own flags
+    (run_backends.sh's). The device count comes first: XLA stops reading
+    XLA_FLAGS at a token it cannot parse, and the "devices" run below then
+    had one device (its replica count caught it)."""
+    return ("--xla_force_host_platform_device_count=2 " + os.environ.get("XLA_FLAGS", "")).strip()
+
+
 @pytest.mark.skipif(BACKEND == "torch", reason="--distribute uses TensorFlow strategies or JAX DataParallel")
 def test_train_cli_distribute(tiny_config, tmp_path):
     result = keras_amb_cli(["train", "--config", tiny_config, "--distribute",
                             "--output", str(tmp_path / "run")],
-                           env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+                           env={"XLA_FLAGS": _two_xla_devices()})
     assert result.returncode == 0, result.stderr[-3000:]
     if BACKEND == "jax":  # the two host devices XLA_FLAGS asks for
         replicas = "2 JAX device(s)"
@@ -148,12 +156,7 @@ def _hosts(tmp_path, backend_env, references, workers=2, timeout=300):
     results = {}
     for mode in references:
         out = str(tmp_path / f"{mode}.npz")
-        # Two devices plus the workers' XLA flags (run_backends.sh's thread
-        # count), first: XLA stops reading XLA_FLAGS at a token it cannot
-        # parse, and the "devices" run then had one device (the replica
-        # count below caught it).
-        flags = "--xla_force_host_platform_device_count=2 " + os.environ.get("XLA_FLAGS", "")
-        env = {"XLA_FLAGS": flags.strip()} if mode == "devices" else None
+        env = {"XLA_FLAGS": _two_xla_devices()} if mode == "devices" else None
         done = run_python(script.read_text().replace(
             "sys.argv[1], sys.argv[2], sys.argv[3]", f"{mode!r}, {weights!r}, {out!r}"), env=env)
         assert done.returncode == 0, done.stderr[-3000:]
