@@ -9,6 +9,7 @@ from keras_amb import ablation
 from keras_amb.run_config import ModelConfig
 from keras_amb.run_config import RunConfig
 from tests.conftest import keras_amb_cli
+from tests.conftest import keras_amb_cli_here
 
 
 def _run(per_image):
@@ -106,7 +107,7 @@ def test_ablate_end_to_end_and_resume(tmp_path):
     # trained again, the lost evaluation redone, everything else reused.
     os.remove(out / "seed0-amb-pc" / "ablation-evaluation.json")
     shutil.rmtree(out / "seed0-amb")
-    resumed = keras_amb_cli(args + ["--json"])
+    resumed = keras_amb_cli_here(args + ["--json"])  # in this process: started just above
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = resumed.stdout + resumed.stderr
     assert log.count("Stage 'proposed'") == 1 and "Stage 'abn'" not in log  # only AMB trains

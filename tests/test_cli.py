@@ -143,7 +143,7 @@ def test_bad_config_is_one_clear_line(tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "'epochz'" in result.stderr and str(path) in result.stderr
-    result = keras_amb_cli(["train", "--no-amb", "--cot", "--output", str(tmp_path / "r2")])
+    result = keras_amb_cli_here(["train", "--no-amb", "--cot", "--output", str(tmp_path / "r2")])
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "needs amb=True" in result.stderr
 
@@ -167,7 +167,7 @@ def test_folder_with_bad_images(tmp_path):
     for path in list(good.values()) + [huge]:
         assert path not in result.stderr, path
     assert not os.path.exists(tmp_path / "r1" / "model.keras")
-    result = keras_amb_cli(args + ["--skip-bad-images", "--output", str(tmp_path / "r2")])
+    result = keras_amb_cli_here(args + ["--skip-bad-images", "--output", str(tmp_path / "r2")])
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Left out {len(bad)} unreadable image(s)" in result.stdout
     assert os.path.isfile(tmp_path / "r2" / "model.keras")
@@ -184,25 +184,26 @@ def test_edited_maps_feed_back_into_training(tmp_path):
                             "--output", str(tmp_path / "abn")] + args)
     assert result.returncode == 0, result.stderr[-3000:]
     maps = tmp_path / "vis"
-    result = keras_amb_cli(["visualize", str(root / "left"), "--model", str(tmp_path / "abn"),
-                            "--save-maps", "--output", str(maps)])
+    # The commands after the first run in this process (keras_amb_cli_here).
+    result = keras_amb_cli_here(["visualize", str(root / "left"), "--model", str(tmp_path / "abn"),
+                                 "--save-maps", "--output", str(maps)])
     assert result.returncode == 0, result.stderr[-3000:]
     edited = maps / "maps" / "left0.png"
     grey = np.asarray(Image.open(edited))
     assert grey.shape == (24, 24)  # the original image's size
     correction = np.where(np.arange(24)[None, :] < 12, 255, 0).astype(np.uint8).repeat(24, 0)
     Image.fromarray(correction).save(edited)  # the "person's" correction
-    result = keras_amb_cli(["train", "--dataset", str(root), "--architecture", "abn",
-                            "--attention-targets", str(maps / "maps"),
-                            "--init-from", str(tmp_path / "abn"),
-                            "--output", str(tmp_path / "human")] + args)
+    result = keras_amb_cli_here(["train", "--dataset", str(root), "--architecture", "abn",
+                                 "--attention-targets", str(maps / "maps"),
+                                 "--init-from", str(tmp_path / "abn"),
+                                 "--output", str(tmp_path / "human")] + args)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "human" / "history.csv") as f:
         row = next(csv.DictReader(f))
     # One image in 16 has a map (the corrected one): a real, positive loss.
     assert 0.0 < float(row["attention_target_loss"]) < 1.0
-    result = keras_amb_cli(["train", "--attention-targets", str(tmp_path / "nope"),
-                            "--architecture", "abn", "--output", str(tmp_path / "bad")] + args)
+    result = keras_amb_cli_here(["train", "--attention-targets", str(tmp_path / "nope"),
+                                 "--architecture", "abn", "--output", str(tmp_path / "bad")] + args)
     assert result.returncode != 0 and "attention_targets" in result.stderr
 
 

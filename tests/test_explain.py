@@ -240,7 +240,7 @@ def test_evaluate_reports_part_coverage_and_occlusion_on_two_part_data():
     from keras_amb.explain import evaluation
 
     source = load_source("synthetic", synthetic_params={
-        "version": "2", "train_size": 8, "val_size": 8, "test_size": 24})
+        "version": "2", "train_size": 8, "val_size": 8, "test_size": 12})
     model = AttentionBranchNetwork(num_classes=source.num_classes, backbone="resnet_tiny",
                                    image_size=64)
     model.compile("sgd")
@@ -249,7 +249,7 @@ def test_evaluate_reports_part_coverage_and_occlusion_on_two_part_data():
     per_image = result["per_image"]
     for key in ("energy_part1", "energy_part2", "coverage_both_parts",
                 "top1_occluded_part1", "top1_occluded_part2"):
-        assert len(per_image[key]) == 24, key
+        assert len(per_image[key]) == 12, key
         assert result[key] == pytest.approx(np.nanmean(per_image[key]))
     # The two parts' shares of the map add up to the share of their union.
     np.testing.assert_allclose(
@@ -270,7 +270,7 @@ def test_evaluate_reports_part_coverage_and_occlusion_on_two_part_data():
     for key, values in alone["per_image"].items():
         np.testing.assert_allclose(together["gradcam"]["per_image"][key], values,
                                    atol=1e-6, err_msg=key)
-    assert together["cam"]["method"] == "cam" and together["cam"]["examples"] == 24
+    assert together["cam"]["method"] == "cam" and together["cam"]["examples"] == 12
 
 
 @pytest.mark.slow

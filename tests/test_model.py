@@ -1,3 +1,4 @@
+import functools
 import json
 
 import keras
@@ -172,6 +173,7 @@ def _moving_statistics(model):
             for v in model.non_trainable_variables if "moving" in v.path}
 
 
+@functools.lru_cache(maxsize=None)  # the reference serves both parametrisations
 def _statistics_after_one_frozen_step(**kwargs):
     keras.utils.set_random_seed(2)
     model = _model(**kwargs)
@@ -220,6 +222,7 @@ def _weight_change_in_one_epoch(policy):
         keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow  # an epoch of training under each policy
 def test_mixed_float16_trains_as_far_as_float32():
     if BACKEND == "torch":
         pytest.skip("PyTorch has no float16 convolution backward on the CPU")

@@ -12,6 +12,7 @@ from keras_amb import AttentionMiningNetwork
 from tests.conftest import BACKEND
 from tests.conftest import RESUMABLE_CONFIG
 from tests.conftest import keras_amb_cli
+from tests.conftest import keras_amb_cli_here
 from tests.conftest import start_keras_amb
 
 
@@ -172,7 +173,7 @@ def test_killed_at_any_point_nothing_is_lost(tmp_path):
     assert _load_every_model_file(run) == [
         "abn.keras", "checkpoints/abn-best.keras", "checkpoints/abn-last.keras",
         "checkpoints/proposed-best.keras", "checkpoints/proposed-last.keras", "model.keras"]
-    result = keras_amb_cli(["train", "--resume", run, "--epochs", "4"])
+    result = keras_amb_cli_here(["train", "--resume", run, "--epochs", "4"])
     assert result.returncode != 0 and "do not combine" in result.stderr
 
 
@@ -234,8 +235,9 @@ def test_evaluate_on_a_folder_with_awkward_files(tmp_path):
     write_good_images(str(root / "left" / "odd"))
     write_huge_image(root / "left" / "huge.jpg", (220, 60, 60))
     bad = write_bad_images(str(root / "right"))
-    result = keras_amb_cli(["evaluate", "--model", str(tmp_path / "run"), "--dataset", str(root),
-                            "--split", "train", "--json"])
+    # In this process: the command's start was under test just above.
+    result = keras_amb_cli_here(["evaluate", "--model", str(tmp_path / "run"), "--dataset",
+                                 str(root), "--split", "train", "--json"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     for path in bad.values():
