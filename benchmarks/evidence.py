@@ -180,7 +180,7 @@ def _evaluated(root, rows, pc_weights, seeds):
 
 def write(results, args, start, evaluate_fn):
     """Writes evidence.md / evidence.json from the runs so far."""
-    from keras_amb import ablation
+    from keras_amb import ablation_report
 
     premise = []
     for seed in range(args.seeds):
@@ -191,10 +191,10 @@ def write(results, args, start, evaluate_fn):
         with open(path, encoding="utf-8") as f:
             premise.append(json.load(f))
     everything = {"ABN, pre-trained (premise)": premise, **results}
-    table = ablation.summarise(everything)
-    for name, runs in everything.items():  # the columns ablation.COLUMNS lacks
+    table = ablation_report.summarise(everything)
+    for name, runs in everything.items():  # the columns ablation_report.COLUMNS lacks
         for key, _, _ in COLUMNS:
-            stats = ablation._mean_std([r.get(key) for r in runs])
+            stats = ablation_report.mean_std([r.get(key) for r in runs])
             if stats is not None:
                 table[name][key] = stats
     text = report(table, args, time.time() - start) + "\n\n" + seed_intervals(everything)

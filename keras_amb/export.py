@@ -8,6 +8,12 @@ Signatures:
 - `predict_images`: `images`, uint8 `(N, S, S, 3)` already at the input size.
 Both return `probabilities` (N, K), `top_k_ids`, `top_k_scores`,
 `top_k_names` (N, k) and `attention` (N, h, w) in [0, 1].
+
+Why this module is long (about 320 lines): the serving graph
+(`serving_module`) and the guard it needs against hostile images
+(`header_size`, about 75 lines: the image size read from each format's
+header before anything is decoded) belong together, and the ONNX export
+beside them shares the input contract.
 """
 
 import base64

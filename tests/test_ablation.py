@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from keras_amb import ablation
+from keras_amb import ablation_report
 from keras_amb.run_config import ModelConfig
 from keras_amb.run_config import RunConfig
 from tests.conftest import keras_amb_cli
@@ -21,7 +22,7 @@ def test_paired_difference_and_its_bootstrap_interval():
     base = [_run({"top1": rng.integers(0, 2, 200).astype(float)}) for _ in range(3)]
     better = [_run({"top1": np.minimum(b["per_image"]["top1"] + (rng.random(200) < 0.3), 1)})
               for b in base]
-    diff = ablation.paired_difference(better, base, "top1")
+    diff = ablation_report.paired_difference(better, base, "top1")
     expected = np.mean([np.mean(v["per_image"]["top1"] - b["per_image"]["top1"])
                         for v, b in zip(better, base)])
     assert diff["mean"] == pytest.approx(expected)
@@ -29,13 +30,13 @@ def test_paired_difference_and_its_bootstrap_interval():
     low, high = diff["ci95"]
     assert 0 < low < diff["mean"] < high
     # The same models against themselves: a difference of exactly 0.
-    same = ablation.paired_difference(base, base, "top1")
+    same = ablation_report.paired_difference(base, base, "top1")
     assert same["mean"] == 0 and same["ci95"] == [0.0, 0.0]
     # A noise-only difference: the interval spans 0.
     noise = [_run({"top1": rng.integers(0, 2, 200).astype(float)}) for _ in range(3)]
-    low, high = ablation.paired_difference(noise, base, "top1")["ci95"]
+    low, high = ablation_report.paired_difference(noise, base, "top1")["ci95"]
     assert low < 0 < high
-    assert ablation.paired_difference(better, base, "no_such_metric") is None
+    assert ablation_report.paired_difference(better, base, "no_such_metric") is None
 
 
 def test_summary_table_and_report(tmp_path):
@@ -46,14 +47,14 @@ def test_summary_table_and_report(tmp_path):
                for _ in range(2)]
         for name in ("ABN", "AMB", "AMB + PC + COT")
     }
-    table = ablation.summarise(results)
+    table = ablation_report.summarise(results)
     assert table["AMB"]["top1"]["n"] == 2
     assert table["AMB"]["top1"]["mean"] == pytest.approx(
         np.mean([r["top1"] for r in results["AMB"]]))
     assert "vs_abn" not in table["ABN"] and "top1" in table["AMB"]["vs_abn"]
     config = RunConfig.from_dict({"dataset": "synthetic", "weights": None,
                                   "backbone": "resnet_tiny"})
-    text = ablation.write_report(table, config, str(tmp_path))
+    text = ablation_report.write_report(table, config, str(tmp_path))
     assert "both parts covered" in text and "Paired difference to ABN" in text
     assert "The paper's numbers are not shown" in text
     for name in ("ablation.md", "ablation.json", "ablation.png"):
@@ -61,13 +62,13 @@ def test_summary_table_and_report(tmp_path):
 
 
 def test_paper_numbers_only_beside_the_papers_setup():
-    paper, note = ablation.paper_comparison(
+    paper, note = ablation_report.paper_comparison(
         "caltech_birds2010", ModelConfig(weights=None, backbone="resnet50_official"))
     assert paper["ABN"][0] == 31.68 and note == ""
-    paper, note = ablation.paper_comparison(
+    paper, note = ablation_report.paper_comparison(
         "caltech_birds2010", ModelConfig(weights="imagenet", backbone="resnet50"))
     assert paper is None and "from scratch" in note and "caltech_birds2010_paper" in note
-    paper, note = ablation.paper_comparison(
+    paper, note = ablation_report.paper_comparison(
         "stanford_dogs", ModelConfig(weights=None, backbone="resnet_small"))
     assert paper is None and "ResNet-50" in note
 

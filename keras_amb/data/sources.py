@@ -7,6 +7,12 @@ Each source gives, per split, a `tf.data.Dataset` of example dicts with
 `object_mask` (HxW, 1 on the object: synthetic objects, CUB segmentation
 masks, Stanford Dogs boxes), `part_mask` (the synthetic discriminative
 parts) and, for synthetic version 2, `part1_mask` and `part2_mask`.
+
+Why this module is long (about 350 lines): the one `DataSource` type, the
+synthetic and folder sources that build it, the choice between the three
+kinds (`load_source`, `source_for_data`) and the attention targets joined
+to any of them are one contract: every caller gets the same example dicts,
+whatever the source.
 """
 
 import dataclasses
