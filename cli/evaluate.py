@@ -58,7 +58,7 @@ def evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshold
       keras-amb evaluate --model saved_models/synthetic-proposed-... --json
       keras-amb evaluate --model saved_models/synthetic-proposed-... --method all > report.txt
     """
-    set_backend(backend)
+    set_backend(backend, models=[run])
     run_reporting_errors(_evaluate, run, dataset, data_dir, split, method, limit, batch_size,
                          thresholds, rise_steps, as_json, output)
 

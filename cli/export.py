@@ -49,7 +49,7 @@ def export(run, fmt, output, version, max_pixels, max_aspect_ratio):
           -e MODEL_NAME=amb tensorflow/serving
       keras-amb export --model saved_models/<run> --format onnx
     """
-    set_backend("tensorflow")
+    set_backend("tensorflow", models=[run])
     run_reporting_errors(_export, run, fmt, output, version, max_pixels, max_aspect_ratio)
 
 

@@ -56,8 +56,14 @@ def refuse_backend_assignment(assignments):
             raise click.UsageError(f"--set {key}: use --backend instead")
 
 
-def set_backend(backend):
-    """Chooses the Keras backend; must run before Keras is imported."""
+def set_backend(backend, models=()):
+    """Chooses the Keras backend; must run before Keras is imported.
+
+    `models` (the run folders or `.keras` files the command will load; None
+    is skipped) are checked first from their archives alone
+    (`Run.check_model`), so that a file that is not a keras-amb model is
+    refused in a second, before TensorFlow's 5-10 s of imports.
+    """
     if not _verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         # Keras's ONNX export asks numpy for `np.object`, which warns.
@@ -69,7 +75,17 @@ def set_backend(backend):
                 f"--backend {backend}: Keras was already imported with another backend"
             )
         os.environ["KERAS_BACKEND"] = backend
+    if any(model is not None for model in models):
+        run_reporting_errors(_check_models, models)
     _import_tensorflow_quietly()
+
+
+def _check_models(models):
+    from keras_amb.runs import Run
+
+    for model in models:
+        if model is not None:
+            Run.open(model).check_model()
 
 
 class UserError(click.ClickException):

@@ -46,7 +46,7 @@ def predict(inputs, run, top_k, fmt, output, save_maps, batch_size, backend):
       keras-amb predict a.jpg b.png --model model.keras --format csv --top-k 3
       keras-amb predict photos/ --model RUN --output preds.csv --format csv --save-maps maps/
     """
-    set_backend(backend)
+    set_backend(backend, models=[run])
     errors = run_reporting_errors(_predict, inputs, run, top_k, fmt, output, save_maps,
                                   batch_size)
     if errors:

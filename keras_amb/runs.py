@@ -242,6 +242,13 @@ class Run:
             f"resume the run with `keras-amb train --resume {self.run_dir}`."
         )
 
+    def check_model(self):
+        """Refuses a model file that is not a keras-amb model
+        (`check_model_file`), reading only its archive: the commands call it
+        before Keras and TensorFlow load, so a wrong file is refused in a
+        second rather than after 5-10 s of imports."""
+        check_model_file(self.model_path)
+
     def config(self):
         """The run's resolved config (`{}` for a bare model file)."""
         from keras_amb import config as amb_config

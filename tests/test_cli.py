@@ -51,7 +51,7 @@ def test_help_teaches():
         assert result.returncode == 0 and "Example" in result.stdout, command
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")  # spreads the suites' time: TensorFlow's is the longest
 def test_print_config_shows_the_resolved_config(tmp_path):
     result = keras_amb_cli(["train", "--config", "synthetic_v2", "--epochs", "3", "--no-flip",
                             "--crop-scale", "0.5", "0.9", "--print-config"])

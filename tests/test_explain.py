@@ -174,7 +174,7 @@ def runs_dir(tmp_path_factory):
     }
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")  # spreads the suites' time: TensorFlow's is the longest
 @pytest.mark.slow  # the trainings of `runs_dir` are the slow tier's
 def test_an_abn_run_keeps_one_model_under_both_names(runs_dir):
     # Copied, not serialised twice: the same bytes, and it loads.

@@ -137,7 +137,7 @@ def test_export_serves_the_models_answers(trained_run, tmp_path):
     assert got["still_serving"] == [1, 4]
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")  # spreads the suites' time: TensorFlow's is the longest
 @pytest.mark.slow
 def test_export_never_overwrites_a_version(trained_run, tmp_path):
     out = str(tmp_path / "serving")
@@ -171,7 +171,7 @@ print(json.dumps(result))
 '''
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")  # spreads the suites' time: TensorFlow's is the longest
 @pytest.mark.slow
 def test_served_signature_on_awkward_files(trained_run, tmp_path):
     from tests.conftest import REPO

@@ -60,12 +60,40 @@ def test_model_file_from_elsewhere_is_refused_without_running_code(tmp_path):
     assert marker.exists()
     marker.unlink()
     (tmp_path / "junk.keras").write_bytes(b"PK\x03\x04 not really a zip")
-    # Refused from the archive's config.json, before Keras loads anything.
+    # Refused from the archive's config.json, before Keras loads anything:
+    # by the installed command, and by every command that takes a model in a
+    # process that then has imported neither Keras nor a backend.
+    result = keras_amb_cli(["evaluate", "--model", str(tmp_path / "lambda.keras"),
+                            "--dataset", "synthetic"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "lambda.keras: not a keras-amb model (it holds a Functional)" in result.stderr
+    from tests.conftest import run_python
+    from tests.images import write_good_images
+
+    image = write_good_images(str(tmp_path / "in"))["rgb.jpg"]
+    code = f"""
+import sys
+from keras_amb.cli.main import cli
+for name in ("lambda.keras", "junk.keras"):
+    model = {str(tmp_path)!r} + "/" + name
+    for args in (["evaluate", "--model", model, "--dataset", "synthetic"],
+                 ["predict", {image!r}, "--model", model],
+                 ["visualize", {image!r}, "--model", model],
+                 ["export", "--model", model]):
+        try:
+            cli.main(args)
+        except SystemExit as exit:
+            print(args[0], "exit code", exit.code)
+print("imported:", sorted(m for m in ("keras", "tensorflow", "jax", "torch") if m in sys.modules))
+"""
+    # (KERAS_AMB_DEFER_IMPORTS: as the installed `keras-amb` runs, importing
+    # keras_amb loads no Keras until a command needs it.)
+    done = run_python(code, env={"KERAS_AMB_DEFER_IMPORTS": "1"})
+    assert done.stdout.count("exit code 1") == 8, (done.stdout, done.stderr[-3000:])
+    assert "imported: []" in done.stdout, done.stdout
     for name, reason in (("lambda.keras", "not a keras-amb model (it holds a Functional)"),
                          ("junk.keras", "not a .keras model file (not a zip archive)")):
-        result = keras_amb_cli(["evaluate", "--model", str(tmp_path / name), "--dataset", "synthetic"])
-        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
-        assert reason in result.stderr and name in result.stderr
+        assert done.stderr.count(f"{name}: {reason}") == 4, done.stderr[-3000:]
     assert not marker.exists()
 
 
