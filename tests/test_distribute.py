@@ -245,7 +245,10 @@ def test_readme_recipe_two_tensorflow_workers_through_the_cli(tiny_config, tmp_p
     import sys
 
     exe = os.path.join(os.path.dirname(sys.executable), "keras-amb")
-    commands = [[exe, "train", "--config", tiny_config, "--distribute",
+    # The ABN alone: the workers' start is under test here; the proposed
+    # stage under --distribute is test_train_cli_distribute's, and two
+    # workers' numbers with the proposed model the test above.
+    commands = [[exe, "train", "--config", tiny_config, "--distribute", "--architecture", "abn",
                  "--output", str(tmp_path / f"run{i}")] for i in range(2)]
     envs = [dict(env, KERAS_BACKEND="tensorflow") for env in _tf_config_env(_free_ports(2))]
     for returncode, out, err in _run_together(commands, envs, timeout=300):
