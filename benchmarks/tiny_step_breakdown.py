@@ -19,8 +19,8 @@ backward pass and the update.
     KERAS_BACKEND=torch python benchmarks/tiny_step_breakdown.py --image-size 32 --batch-size 64
 """
 
-import os
 import argparse
+import os
 import statistics
 import time
 

@@ -13,6 +13,7 @@ from tests.conftest import BACKEND
 from tests.conftest import RESUMABLE_CONFIG
 from tests.conftest import keras_amb_cli
 from tests.conftest import keras_amb_cli_here
+from tests.conftest import run_python
 from tests.conftest import start_keras_amb
 
 
@@ -67,7 +68,6 @@ def test_model_file_from_elsewhere_is_refused_without_running_code(tmp_path):
                             "--dataset", "synthetic"])
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "lambda.keras: not a keras-amb model (it holds a Functional)" in result.stderr
-    from tests.conftest import run_python
     from tests.images import write_good_images
 
     image = write_good_images(str(tmp_path / "in"))["rgb.jpg"]
