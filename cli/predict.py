@@ -46,8 +46,10 @@ def predict(inputs, run, top_k, fmt, output, save_maps, batch_size, backend):
       keras-amb predict a.jpg b.png --model model.keras --format csv --top-k 3
       keras-amb predict photos/ --model RUN --output preds.csv --format csv --save-maps maps/
     """
+    # Listed before TensorFlow loads: nothing to predict is said at once.
+    paths = image_paths(inputs, exclude=[save_maps])
     set_backend(backend, models=[run])
-    errors = run_reporting_errors(_predict, inputs, run, top_k, fmt, output, save_maps,
+    errors = run_reporting_errors(_predict, inputs, paths, run, top_k, fmt, output, save_maps,
                                   batch_size)
     if errors:
         raise UserError(f"{errors} file(s) could not be read (see their records)")
@@ -74,7 +76,7 @@ def _csv_row(record, top_k):
     return row
 
 
-def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
+def _predict(inputs, paths, run, top_k, fmt, output, save_maps, batch_size):
     from keras_amb import safety
     from keras_amb.data import map_store
     from keras_amb.explain.visualize import save_map
@@ -83,7 +85,6 @@ def _predict(inputs, run, top_k, fmt, output, save_maps, batch_size):
     from keras_amb.runs import Run
 
     opened = Run.open(run)
-    paths = image_paths(inputs, exclude=[save_maps])
     # Before any work: outputs that can be written and destroy no input.
     if output:
         safety.check_not_an_input(output, "--output", paths, opened.protected_files())

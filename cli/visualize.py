@@ -50,8 +50,10 @@ def visualize(inputs, run, compare, method, class_name, alpha, output, save_maps
       keras-amb visualize bird.jpg --model ABN_RUN --compare AMB_RUN
       keras-amb visualize bird.jpg --method cam --class cardinal --alpha 0.6
     """
+    # Nothing to draw is a usage error, said before TensorFlow loads; folders
+    # stay folders (map keys).
+    image_paths(inputs)
     set_backend(backend, models=[run, *compare])
-    image_paths(inputs)  # nothing to draw is a usage error; folders stay folders (map keys)
     failed = run_reporting_errors(_visualize, inputs, run, compare, method, class_name, alpha,
                                   output, save_maps)
     if failed:

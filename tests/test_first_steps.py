@@ -16,7 +16,9 @@ from tests.conftest import keras_amb_cli
 from tests.conftest import keras_amb_cli_here
 from tests.conftest import run_python
 
-pytestmark = pytest.mark.backend_independent
+# Under torch: its suite is the shortest (the TensorFlow and JAX suites set the
+# time of the three run at once).
+pytestmark = pytest.mark.backend_independent("torch")
 
 CLASSES = ["red_solid_head", "green_solid_head", "blue_solid_head", "yellow_solid_head",
            "magenta_solid_head", "cyan_solid_head", "red_stripes_head", "green_stripes_head"]
@@ -105,6 +107,20 @@ def test_nothing_to_do_exits_2_naming_the_folder(run, tmp_path):
                              "GIF and WebP)") and len(lines) == 3, (command, result.stderr)
         assert not result.stdout, command
     assert not os.path.exists(os.path.join(run["run"], "visualize"))
+    # Said before TensorFlow loads (a second, not TensorFlow's 5-10 s of imports).
+    code = f"""
+import sys
+from keras_amb.cli.main import cli
+for command in ("visualize", "predict"):
+    try:
+        cli.main([command, {str(empty)!r}, "--model", {run["run"]!r}])
+    except SystemExit as exit:
+        print(command, "exit code", exit.code)
+print("imported:", sorted(m for m in ("keras", "tensorflow", "jax", "torch") if m in sys.modules))
+"""
+    done = run_python(code, env={"KERAS_AMB_DEFER_IMPORTS": "1"})
+    assert done.stdout.count("exit code 2") == 2, (done.stdout, done.stderr[-2000:])
+    assert "imported: []" in done.stdout, done.stdout
 
 
 def test_evaluate_all_methods_json_is_one_object_and_progress_is_on_stderr(run, tmp_path):
