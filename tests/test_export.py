@@ -102,6 +102,12 @@ print(json.dumps(result))
 '''
 
 
+# Once, under TensorFlow: the export always runs there. A model trained
+# under JAX or torch is TensorFlow's to load like any other
+# (test_model.py's files saved under each backend); `keras-amb export`
+# switching to TensorFlow from another backend is run by the tests below,
+# under torch. Under each backend this cost 40-60 s of the suite's time.
+@pytest.mark.backend_independent
 @pytest.mark.slow
 def test_export_serves_the_models_answers(trained_run, tmp_path):
     out = str(tmp_path / "serving")
