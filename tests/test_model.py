@@ -303,6 +303,10 @@ def _archive_layout(path):
     # jit_compile default; each backend reads the optimizer's name and config.
     optimizer = config.pop("compile_config")["optimizer"]
     config["optimizer"] = (optimizer["class_name"], optimizer["config"])
+    # Names are unique per process (`attention_branch_network_12` after
+    # eleven others); no backend reads them to load.
+    config["config"].pop("name")
+    optimizer["config"].pop("name")
     layout = []
 
     def add(name, item):
