@@ -7,16 +7,23 @@ from keras_amb.models import backbones
 from keras_amb.models import WeightsUnavailableError
 
 
+# The ResNet-50 tests read its structure or load weight files into it, which
+# no backend changes: they run once, under torch (the shortest suite). Under
+# JAX, which compiles each new initializer shape, they cost 48 s of its suite.
+RESNET50_ONCE = pytest.mark.backend_independent("torch")
+
+
 @pytest.fixture(scope="module")
 def resnet50_abn():
     """One ResNet-50 ABN for the tests that only read its structure or load
     weights into it (building one takes 4-10 s of the 2 cores, most under
-    JAX, which compiles each new initializer shape)."""
+    JAX)."""
     return AttentionBranchNetwork(num_classes=3, backbone="resnet50", image_size=64)
 
 
 @pytest.mark.parametrize("name, size, expected", [
-    ("resnet_tiny", 32, 8), ("resnet_small", 64, 16), ("resnet50", 64, 4),
+    ("resnet_tiny", 32, 8), ("resnet_small", 64, 16),
+    pytest.param("resnet50", 64, 4, marks=RESNET50_ONCE),
 ])
 def test_feature_extractor_split_points(name, size, expected, request):
     if name == "resnet50":
@@ -27,6 +34,7 @@ def test_feature_extractor_split_points(name, size, expected, request):
     assert shape[1:3] == (expected, expected)
 
 
+@RESNET50_ONCE
 def test_resnet50_shapes_match_the_paper(resnet50_abn):
     model = resnet50_abn  # the layers do not depend on image_size
     features = model.feature_extractor.compute_output_shape((1, 224, 224, 3))
@@ -35,6 +43,7 @@ def test_resnet50_shapes_match_the_paper(resnet50_abn):
     assert len(model.attention_branch.stage) == 3
 
 
+@RESNET50_ONCE
 def test_resnet50_loads_a_local_keras_applications_weights_file(tmp_path, resnet50_abn):
     source = keras.applications.ResNet50(
         include_top=False, weights=None, input_shape=(None, None, 3)
@@ -56,6 +65,7 @@ def test_resnet50_loads_a_local_keras_applications_weights_file(tmp_path, resnet
         )
 
 
+@RESNET50_ONCE
 def test_offline_imagenet_weights_give_one_clear_error(monkeypatch, resnet50_abn):
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
@@ -69,6 +79,7 @@ def test_offline_imagenet_weights_give_one_clear_error(monkeypatch, resnet50_abn
     assert backbones.RESNET50_WEIGHTS_FILE in message and "--weights" in message
 
 
+@RESNET50_ONCE
 def test_missing_weights_file_and_small_backbone_are_refused(tmp_path, resnet50_abn):
     model = resnet50_abn
     with pytest.raises(WeightsUnavailableError, match="nope.h5"):
@@ -78,6 +89,7 @@ def test_missing_weights_file_and_small_backbone_are_refused(tmp_path, resnet50_
         small.load_backbone_weights("imagenet")
 
 
+@RESNET50_ONCE
 def test_official_resnet50_has_the_official_structure(resnet50_abn):
     model = AttentionBranchNetwork(num_classes=3, backbone="resnet50_official", image_size=64)
     convs = [l for l in model.feature_extractor.layers if l.__class__.__name__ == "Conv2D"]
