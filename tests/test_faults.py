@@ -33,6 +33,9 @@ from keras_amb import runs
 from keras_amb import trainer
 from keras_amb.cli.main import cli
 
+# What no backend changes here (files, outputs, messages) runs once, under
+# torch, the shortest suite; the TensorFlow suite sets the time of the three.
+ONCE_UNDER = "torch"
 SIZE = 32
 CLASSES = ["wren", "finch", "crow", "jay"]
 TINY_TRAIN = {
@@ -118,7 +121,7 @@ def photos(tmp_path):
 
 # === 1. Never destroy an input ===
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("tensorflow")  # runs `export` in this process
 @pytest.mark.parametrize("case", ["predict_image", "predict_model", "save_maps", "visualize",
                                   "onnx_model"])
 def test_an_output_that_is_an_input_is_refused_before_any_work(case, model_file, photos,
@@ -144,7 +147,7 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(case, model_file,
     assert sorted(os.listdir(folder)) == ["a.png", "b.png"]
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_an_output_over_a_run_folders_own_files_is_refused(model_file, photos, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -158,7 +161,7 @@ def test_an_output_over_a_run_folders_own_files_is_refused(model_file, photos, t
     assert hashes(run) == before
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_visualize_never_reads_its_own_earlier_figures(model_file, photos):
     folder = os.path.dirname(photos[0])
     out = os.path.join(folder, "vis")
@@ -170,7 +173,7 @@ def test_visualize_never_reads_its_own_earlier_figures(model_file, photos):
     assert not [f for f in os.listdir(out) if f.startswith(".tmp")]
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_predict_output_is_written_whole_or_not_at_all(model_file, photos, tmp_path,
                                                        monkeypatch):
     out = str(tmp_path / "nodir" / "p.jsonl")  # its folder is made
@@ -200,7 +203,7 @@ def test_predict_output_is_written_whole_or_not_at_all(model_file, photos, tmp_p
 
 # === 3. What an image may cost ===
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_read_image_refuses_bombs_and_slivers_from_the_header(tmp_path):
     from keras_amb.data.image_io import ImageReadError
     from keras_amb.data.image_io import read_image
@@ -219,7 +222,7 @@ def test_read_image_refuses_bombs_and_slivers_from_the_header(tmp_path):
         read_image(write_png(tmp_path / "ok.png"), max_pixels=100)
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_predict_refuses_a_sliver_and_predicts_the_rest(model_file, photos, tmp_path):
     sliver = str(tmp_path / "sliver.png")
     Image.new("L", (1, 60000)).save(sliver, optimize=True)
@@ -229,7 +232,7 @@ def test_predict_refuses_a_sliver_and_predicts_the_rest(model_file, photos, tmp_
     assert "top_k" in records[0] and "too elongated" in records[1]["error"]
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_model_arguments_have_upper_limits(tmp_path):
     from keras_amb import config as amb_config
 
@@ -260,7 +263,7 @@ def _reset_peak_rss():
         return False
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("tensorflow")  # runs `export` in this process
 def test_exported_saved_model_refuses_hostile_images_in_bounded_memory(model_file, photos,
                                                                        tmp_path):
     import tensorflow as tf
@@ -298,7 +301,7 @@ def test_exported_saved_model_refuses_hostile_images_in_bounded_memory(model_fil
 
 # === 4. Files others can read; 5. one-line errors ===
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_atomic_writes_keep_the_users_umask(umask, tmp_path):
     old = os.umask(umask)
@@ -313,7 +316,7 @@ def test_atomic_writes_keep_the_users_umask(umask, tmp_path):
         assert os.stat(tmp_path / name).st_mode & 0o777 == 0o666 & ~umask
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_full_disk_keeps_the_old_file_and_names_the_new_one(tmp_path, monkeypatch):
     state = tmp_path / "run" / "state.json"
     files.atomic_write_text(str(state), '{"stage": "abn"}')
@@ -328,7 +331,7 @@ def test_full_disk_keeps_the_old_file_and_names_the_new_one(tmp_path, monkeypatc
     assert os.listdir(tmp_path / "run") == ["state.json"]
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("tensorflow")  # runs `export` in this process
 def test_model_files_that_are_not_keras_amb_models(model_file, tmp_path, monkeypatch):
     empty = tmp_path / "empty.keras"
     empty.write_bytes(b"")
@@ -359,7 +362,7 @@ def test_model_files_that_are_not_keras_amb_models(model_file, tmp_path, monkeyp
         runs.check_model_file(model_file)
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("tensorflow")  # runs `export` in this process
 def test_unwritable_outputs_fail_before_any_work(model_file, photos, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -390,7 +393,7 @@ CONFIG_CASES = [
 ]
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 @pytest.mark.parametrize("text,key", CONFIG_CASES)
 def test_bad_config_values_fail_before_the_run_folder_exists(text, key, tmp_path):
     path = tmp_path / "bad.yaml"
@@ -401,7 +404,7 @@ def test_bad_config_values_fail_before_the_run_folder_exists(text, key, tmp_path
     assert not run.exists()
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_the_command_line_is_blamed_for_its_own_options(tmp_path):
     one_line_error(invoke("train", "--epochs", "0", "--output", tmp_path / "r"),
                    "command line: --epochs must be a positive integer, got 0")
@@ -414,7 +417,7 @@ def test_the_command_line_is_blamed_for_its_own_options(tmp_path):
     assert printed["lr_schedule"]["name"] == "cosine"
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 @pytest.mark.parametrize("state,config,reason", [
     ('{"stages": ["abn"], "stage', None, "state.json: damaged, not JSON"),
     ("[]", None, "state.json: damaged, must hold a JSON object"),
@@ -452,7 +455,7 @@ def tiny_config(dataset):
     return amb_config.resolve(None, dict(TINY_TRAIN, dataset=dataset), ["weights=null"])
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_a_start_that_fails_leaves_nothing_behind(tmp_path, monkeypatch):
     from keras_amb import trainer
     from keras_amb.errors import DatasetError
@@ -521,7 +524,7 @@ def _complete(path):
     return text.endswith("\n")
 
 
-@pytest.mark.backend_independent("torch")  # spreads the suites' time
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_a_killed_start_is_reused_and_hidden_classes_are_reported(killed_everywhere):
     log = "\n".join(killed_everywhere["log"])
     assert "never finished an epoch; starting it again" in log
@@ -539,7 +542,7 @@ def test_a_killed_start_is_reused_and_hidden_classes_are_reported(killed_everywh
         assert os.stat(run.path(name)).st_mode & 0o777 == 0o666 & ~files.current_umask(), name
 
 
-@pytest.mark.backend_independent("torch")  # spreads the suites' time
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_a_kill_during_any_write_leaves_whole_files(killed_everywhere):
     snapshots = killed_everywhere["snapshots"]
     written = {name for name, _ in snapshots}
@@ -567,7 +570,7 @@ def test_a_kill_during_any_write_leaves_whole_files(killed_everywhere):
     assert os.path.isfile(result.model_path) and "top1" in result.test_metrics
 
 
-@pytest.mark.backend_independent("torch")  # spreads the suites' time
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_resume_of_a_finished_run_stops_and_changes_nothing(killed_everywhere, tmp_path):
     run = str(tmp_path / "finished")
     shutil.copytree(killed_everywhere["run"], run)
@@ -597,7 +600,7 @@ for _ in range(10):
 """
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_racing_processes_leave_one_whole_file(tmp_path):
     path = str(tmp_path / "out.jsonl")
     env = dict(os.environ, KERAS_AMB_DEFER_IMPORTS="1")  # no Keras: starts in a blink
@@ -612,7 +615,7 @@ def test_racing_processes_leave_one_whole_file(tmp_path):
     assert os.listdir(tmp_path) == ["out.jsonl"]  # no temporary file left
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent(ONCE_UNDER)
 def test_racing_exports_never_share_a_version(tmp_path, monkeypatch):
     import time
 
