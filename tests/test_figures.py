@@ -7,7 +7,8 @@ from PIL import Image
 
 from keras_amb.explain import visualize as explain_visualize
 
-pytestmark = pytest.mark.backend_independent
+# Under torch, the shortest suite (the TensorFlow suite sets the time of the three).
+pytestmark = pytest.mark.backend_independent("torch")
 
 
 def _row(label, class_names, rng):

@@ -16,7 +16,8 @@ from keras_amb.data.map_store import MapStore
 from keras_amb.data.pipeline import prepare
 from keras_amb.data.sources import load_source
 
-pytestmark = pytest.mark.backend_independent
+# Under torch, the shortest suite (the TensorFlow suite sets the time of the three).
+pytestmark = pytest.mark.backend_independent("torch")
 
 
 def _grey(value, size=8):

@@ -20,6 +20,8 @@ from keras_amb.review.session import Review  # noqa: E402
 from keras_amb.review.images import image_set  # noqa: E402
 from keras_amb.runs import Run  # noqa: E402
 
+# The backend-independent tests run under torch, the shortest suite (the
+# TensorFlow suite sets the time of the three run at once).
 WIDTH, HEIGHT = 24, 20
 
 
@@ -76,7 +78,7 @@ def _first_key(client):
     return client.get("/api/gallery?per_page=1").get_json()["items"][0]["key"]
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_page_and_info(client, review):
     page = client.get("/")
     assert page.status_code == 200 and b"<canvas" in page.data
@@ -93,7 +95,7 @@ def test_page_and_info(client, review):
     assert "--backbone resnet_tiny --image-size 32 --weights none" in command
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_gallery_orders_filters_and_pages(client, review):
     body = client.get("/api/gallery?per_page=200").get_json()
     items = body["items"]
@@ -123,7 +125,7 @@ def test_gallery_orders_filters_and_pages(client, review):
         assert response.status_code == 400 and response.get_json()["error"], query
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_order_uses_attention_energy_in_the_object_where_masks_exist(setup, tmp_path,
                                                                     monkeypatch):
     from keras_amb.data import sources
@@ -154,7 +156,7 @@ def test_order_uses_attention_energy_in_the_object_where_masks_exist(setup, tmp_
     assert all(it["energy_in_object"] is not None for it in items)
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_pages_are_scored_on_demand_in_batches(review):
     assert not review.scored.any()
     body = review.page(0, per_page=5)
@@ -192,7 +194,7 @@ def test_image_routes(client, review):
     assert client.post("/api/info").status_code == 405
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_save_writes_the_keyed_map_and_refuses_stale_versions(client, review):
     key = _keys(review, "jay")[0]
     twin = "cardinal/" + key.split("/")[1]
@@ -231,7 +233,7 @@ def test_save_writes_the_keyed_map_and_refuses_stale_versions(client, review):
         [path, os.path.join(review.maps_dir, "index.json")])
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_bad_uploads_write_nothing(client, review, setup):
     key = _keys(review, "cardinal")[0]
     good = np.zeros((HEIGHT, WIDTH), np.uint8)
@@ -267,7 +269,7 @@ def test_bad_uploads_write_nothing(client, review, setup):
     assert _all_files(review.output_dir) == []
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_keys_are_never_paths(client, review, setup, tmp_path):
     before = _all_files(setup["root"])
     secret = tmp_path / "secret.png"
@@ -286,7 +288,7 @@ def test_keys_are_never_paths(client, review, setup, tmp_path):
     assert _all_files(review.output_dir) == []
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_token_guards_every_route(review):
     client = create_app(review, token="s3cret-token").test_client()
     for route in ("/", "/static/app.js", "/api/info", "/api/gallery",
@@ -306,7 +308,7 @@ def test_token_guards_every_route(review):
     assert fresh.get(f"/api/image/{review.images.keys[0]}/picture.png").status_code == 200
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_other_sites_and_hosts_are_refused(client, review):
     data = _png(np.zeros((HEIGHT, WIDTH), np.uint8))
     key = review.images.keys[0]
@@ -327,7 +329,7 @@ def test_other_sites_and_hosts_are_refused(client, review):
         [review.store.path(key), os.path.join(review.maps_dir, "index.json")])
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_concurrent_saves_one_wins_the_other_is_told(review):
     app = create_app(review)
     key = _keys(review, "jay")[-1]
@@ -352,7 +354,7 @@ def test_concurrent_saves_one_wins_the_other_is_told(review):
     assert np.array_equal(saved, winner)
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_fine_tuning_requests(client, review, setup, tmp_path):
     assert client.get("/api/finetune").get_json()["state"] == "idle"
     no_maps = client.post("/api/finetune", json={"epochs": 1})
@@ -377,7 +379,7 @@ def test_fine_tuning_requests(client, review, setup, tmp_path):
     assert response.status_code == 400 and "--dataset" in response.get_json()["error"]
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 def test_command_line(setup, monkeypatch, tmp_path):
     import importlib.util
 
@@ -417,7 +419,7 @@ def test_command_line(setup, monkeypatch, tmp_path):
         'Error: keras-amb review needs Flask: pip install "keras-amb[review]"'
 
 
-@pytest.mark.backend_independent
+@pytest.mark.backend_independent("torch")
 @pytest.mark.parametrize("version", ["2", "3"])
 def test_review_draws_each_synthetic_version_with_its_own_generator(version):
     # The review drew every synthetic version with version 1's generator:
