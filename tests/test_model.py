@@ -1,6 +1,5 @@
 import functools
 import io
-import json
 import os
 import zipfile
 
@@ -293,20 +292,11 @@ BACKEND_FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fix
 SAVED_UNDER = ("tensorflow", "jax", "torch")
 
 
-def _archive_layout(path):
-    """What another backend reads from a `.keras` file: the model's config
-    and each weight's path, shape and dtype in `model.weights.h5`."""
+def _weights_layout(path):
+    """What another backend must find in a `.keras` file's `model.weights.h5`:
+    each weight's path, shape and dtype."""
     with zipfile.ZipFile(path) as archive:
-        config = json.loads(archive.read("config.json"))
         weights = io.BytesIO(archive.read("model.weights.h5"))
-    # The compile config names the backend's own optimizer class and its
-    # jit_compile default; each backend reads the optimizer's name and config.
-    optimizer = config.pop("compile_config")["optimizer"]
-    config["optimizer"] = (optimizer["class_name"], optimizer["config"])
-    # Names are unique per process (`attention_branch_network_12` after
-    # eleven others); no backend reads them to load.
-    config["config"].pop("name")
-    optimizer["config"].pop("name")
     layout = []
 
     def add(name, item):
@@ -319,7 +309,7 @@ def _archive_layout(path):
 
     with h5py.File(weights, "r") as h5:
         h5.visititems(add)
-    return config, sorted(layout)
+    return sorted(layout)
 
 
 @pytest.mark.slow
@@ -340,20 +330,21 @@ def test_a_model_saved_under_any_backend_loads_and_predicts_the_same(saved_under
 @pytest.mark.slow
 def test_a_model_saved_here_is_laid_out_as_every_backend_loads_it(tmp_path):
     # The files above load under every backend; one saved by today's code
-    # under this backend has their config and weights, so it loads there too
-    # (without starting a process per backend).
+    # under this backend holds the same weights under the same names, so it
+    # loads there too (without starting a process per backend). Should the
+    # model gain or rename weights on purpose, the files above must still
+    # load; write a new set beside them for this check, never over them.
     model = _model(AttentionBranchNetwork)
     model.compile(keras.optimizers.SGD(0.01))
     model.fit(*_batch(), epochs=1, verbose=0)
     path = str(tmp_path / "model.keras")
     model.save(path)
-    config, layout = _archive_layout(path)
-    assert len(layout) > 50 and config["class_name"] == "AttentionBranchNetwork"
+    layout = _weights_layout(path)
+    assert len(layout) > 50 and any(name.startswith("optimizer/") for name, _, _ in layout)
     for saved_under in SAVED_UNDER:
-        their_config, their_layout = _archive_layout(
-            os.path.join(BACKEND_FIXTURES, f"abn-{saved_under}.keras"))
+        their_layout = _weights_layout(os.path.join(BACKEND_FIXTURES, f"abn-{saved_under}.keras"))
         assert layout == their_layout, saved_under
-        assert config == their_config, saved_under
+    assert type(keras.saving.load_model(path, safe_mode=True)) is AttentionBranchNetwork
 
 
 def test_proposed_model_initialised_from_abn_has_its_attention():
