@@ -56,13 +56,16 @@ def refuse_backend_assignment(assignments):
             raise click.UsageError(f"--set {key}: use --backend instead")
 
 
-def set_backend(backend, models=()):
+def set_backend(backend, models=(), load=True):
     """Chooses the Keras backend; must run before Keras is imported.
 
     `models` (the run folders or `.keras` files the command will load; None
     is skipped) are checked first from their archives alone
     (`Run.check_model`), so that a file that is not a keras-amb model is
-    refused in a second, before TensorFlow's 5-10 s of imports.
+    refused in a second, before TensorFlow's 5-10 s of imports. With
+    `load=False` TensorFlow is not imported yet (a command that may stop
+    before it needs it, as `train --print-config` or a bad config does,
+    calls `load_backend` when it does).
     """
     if not _verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -77,6 +80,12 @@ def set_backend(backend, models=()):
         os.environ["KERAS_BACKEND"] = backend
     if any(model is not None for model in models):
         run_reporting_errors(_check_models, models)
+    if load:
+        load_backend()
+
+
+def load_backend():
+    """Imports TensorFlow (quietly) after `set_backend(..., load=False)`."""
     _import_tensorflow_quietly()
 
 

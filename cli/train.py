@@ -4,6 +4,7 @@ import click
 
 from keras_amb import arguments
 from keras_amb.cli.main import BACKENDS
+from keras_amb.cli.main import load_backend
 from keras_amb.cli.main import refuse_backend_assignment
 from keras_amb.cli.main import run_reporting_errors
 from keras_amb.cli.main import set_backend
@@ -153,7 +154,9 @@ def train(config_file, resume, assignments, print_config, output, **options):
     """
     refuse_backend_assignment(assignments)
     if not resume:
-        set_backend(options.get("backend"))
+        # The config is read and checked first: a bad value, or
+        # --print-config, answers without TensorFlow's imports.
+        set_backend(options.get("backend"), load=False)
     run_reporting_errors(_train, config_file, resume, assignments, print_config, output,
                          options)
 
@@ -187,7 +190,7 @@ def _train(config_file, resume, assignments, print_config, output, options):
         if saved_backend not in (None, *BACKENDS):
             raise amb_config.ConfigError(
                 f"{path}: backend must be tensorflow, jax or torch, got {saved_backend!r}")
-        set_backend(saved_backend or options.get("backend"))
+        set_backend(saved_backend or options.get("backend"), load=False)
         if print_config:
             click.echo(amb_config.to_yaml(amb_config.resolve(path).to_dict()), nl=False)
             return
@@ -199,6 +202,7 @@ def _train(config_file, resume, assignments, print_config, output, options):
             click.echo(amb_config.to_yaml(config.to_dict()), nl=False)
             return
 
+    load_backend()
     from keras_amb import trainer
 
     log = lambda line: click.echo(line)  # noqa: E731

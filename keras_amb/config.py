@@ -28,6 +28,7 @@ from keras_amb.overrides import key_path
 from keras_amb.overrides import nest_overrides
 from keras_amb.overrides import parse_assignments
 from keras_amb.run_config import RunConfig
+from keras_amb.schedules import NAMES as SCHEDULES
 
 # The built-in defaults, flat as in YAML: read from the typed sections
 # field defaults (`keras_amb.run_config`), where the keys are written once.
@@ -40,9 +41,11 @@ RENAMED = {
 }
 # Mappings that may be given by their name alone (`optimizer: adam`).
 SHORT_FORMS = ("optimizer", "lr_schedule")
+# The `optimizer:` section: its names (`keras_amb.optimizers.make_optimizer`
+# builds each) and keys.
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 OPTIMIZER_KEYS = ("name", "learning_rate", "momentum", "nesterov", "weight_decay")
 SCHEDULE_KEYS = ("name", "milestones", "gamma")
-SCHEDULES = ("step", "cosine", "constant")
 # The config a dataset gets when no --config is given. ImageNet-initialised
 # configs say so in their names; the paper's from-scratch setups are
 # `<dataset>_paper`.
@@ -324,9 +327,6 @@ def validate(config, source="config", given=()):
         origin, name = where(key) if key in config else (source, key)
         message = str(error).replace(f"`{key}`", name, 1).replace("`", "")
         raise ConfigError(f"{origin}: {message}") from None
-    from keras_amb.optimizers import NAMES
-
-
     def section(key, keys, names, example):
         """A mapping with a known `name` and only `keys`; returns it."""
         value = config[key]
@@ -336,7 +336,7 @@ def validate(config, source="config", given=()):
         check(value.get("name") in names, f"{key}.name", value.get("name"), f"one of {names}")
         return value
 
-    optimizer = section("optimizer", OPTIMIZER_KEYS, NAMES,
+    optimizer = section("optimizer", OPTIMIZER_KEYS, OPTIMIZER_NAMES,
                         "{name: sgd, learning_rate: 0.05, ...}")
     lr = optimizer.get("learning_rate")
     check(_is_number(lr) and lr > 0, "optimizer.learning_rate", lr, "a number > 0")

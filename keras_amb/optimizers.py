@@ -15,8 +15,7 @@
 import keras
 
 from keras_amb import keras_private
-
-NAMES = ("sgd", "adam", "adamw")
+from keras_amb.config import OPTIMIZER_NAMES as NAMES
 
 
 class _CoupledWeightDecay:

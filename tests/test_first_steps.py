@@ -123,6 +123,32 @@ print("imported:", sorted(m for m in ("keras", "tensorflow", "jax", "torch") if 
     assert "imported: []" in done.stdout, done.stdout
 
 
+def test_train_checks_its_config_before_tensorflow_loads(tmp_path):
+    """A bad value and --print-config answer from the config alone (a
+    fraction of a second, not TensorFlow's 5-10 s of imports)."""
+    code = f"""
+import sys
+import yaml
+from keras_amb.cli.main import cli
+for args in (["--epochs", "0"], ["--set", "optimizer.name=rmsprop"],
+             ["--config", "synthetic_v2", "--lr", "0.2", "--print-config"]):
+    try:
+        cli.main(["train", *args, "--output", {str(tmp_path / "run")!r}])
+    except SystemExit as exit:
+        print("exit code", exit.code)
+print("imported:", sorted(m for m in ("keras", "tensorflow", "jax", "torch") if m in sys.modules))
+"""
+    done = run_python(code, env={"KERAS_AMB_DEFER_IMPORTS": "1"})
+    assert done.stdout.count("exit code 1") == 2 and "exit code 0" in done.stdout, (
+        done.stdout, done.stderr[-2000:])
+    assert "--epochs must be a positive integer, got 0" in done.stderr
+    assert "--set optimizer.name must be one of ('sgd', 'adam', 'adamw'), got 'rmsprop'" in (
+        done.stderr)
+    assert "  learning_rate: 0.2" in done.stdout and "version: '2'" in done.stdout, done.stdout
+    assert "imported: []" in done.stdout, done.stdout
+    assert not (tmp_path / "run").exists()
+
+
 def test_evaluate_all_methods_json_is_one_object_and_progress_is_on_stderr(run, tmp_path):
     args = ["evaluate", "--model", run["run"], "--limit", "4", "--batch-size", "4",
             "--thresholds", "3", "--rise-steps", "2", "--output", str(tmp_path)]
