@@ -273,6 +273,10 @@ def test_evaluate_reports_part_coverage_and_occlusion_on_two_part_data():
     assert together["cam"]["method"] == "cam" and together["cam"]["examples"] == 12
 
 
+# The files (formats, a huge image, broken ones) are what is under test, and
+# no backend decodes them: `--method all --compare` itself is run under each
+# backend by tests/test_cli.py::test_visualize_labels_rows_and_keeps_every_models_maps.
+@pytest.mark.backend_independent("torch")
 @pytest.mark.slow
 def test_visualize_every_kind_of_image(runs_dir, tmp_path):
     inputs = tmp_path / "in"

@@ -214,6 +214,9 @@ print(json.dumps({
 '''
 
 
+# The ONNX file is converted from TensorFlow whatever the backend (the command
+# switches to it, as the SavedModel export tests check from JAX and torch).
+@pytest.mark.backend_independent("torch")
 @pytest.mark.slow
 def test_onnx_export_gives_the_models_answers(trained_run, tmp_path):
     path = str(tmp_path / "model.onnx")
