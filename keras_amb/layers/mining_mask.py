@@ -35,6 +35,11 @@ class MiningMask(keras.layers.Layer):
         self.threshold = float(threshold)
         self.slope = float(slope)
         self.hard = bool(hard)
+        # No weights: built from the start. An ABN never calls its mask, and
+        # on JAX `predict_on_batch` runs the whole model eagerly before each
+        # batch while any layer is unbuilt (a JAX `evaluate` spent more time
+        # on those eager passes than on its compiled ones).
+        self.built = True
 
     def call(self, attention):
         attention = ops.cast(attention, "float32")
