@@ -69,22 +69,9 @@ def variable_gradients(loss_fn, variables):
 def term_gradients(terms_fn, variables):
     """Gradients over `variables` of each scalar of `terms_fn()` (a dict of
     name to scalar), from one forward pass: TensorFlow keeps its tape,
-    PyTorch its graph, and JAX pulls each term back through one `jax.vjp`.
-    Returns a dict of name to a None-free list of gradients."""
-    if _BACKEND == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        def stateless(values):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return terms_fn()
-
-        terms, pullback = jax.vjp(stateless, [v.value for v in variables])
-        grads = {}
-        for name in terms:
-            cotangent = {k: jnp.asarray(k == name, v.dtype) for k, v in terms.items()}
-            grads[name] = pullback(cotangent)[0]
-        return grads
+    PyTorch its graph. (JAX's is one compiled program over the model's
+    state, `train_steps._jax_term_gradient_norms`.) Returns a dict of name
+    to a None-free list of gradients."""
     if _BACKEND == "tensorflow":
         import tensorflow as tf
 

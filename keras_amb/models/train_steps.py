@@ -20,10 +20,11 @@ the gradients explanations and the force log need (`input_gradient` for
 Grad-CAM, `term_gradients` for the force log). Compiled inference
 lives with its users, in `keras_amb/explain/compiled.py`.
 
-Why this module is long (about 380 lines): the three backends' adapters
+Why this module is long (about 450 lines): the three backends' adapters
 are each small (20-60 lines), but JAX's stateless step must carry the
 variables, the optimizers' and the metrics' state through the sequence
-itself, which the other two get from their variables.
+itself, which the other two get from their variables, and JAX's force log
+is compiled over that state too (eagerly, JAX compiles each operation).
 """
 
 import weakref
