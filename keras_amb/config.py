@@ -327,6 +327,7 @@ def validate(config, source="config", given=()):
         origin, name = where(key) if key in config else (source, key)
         message = str(error).replace(f"`{key}`", name, 1).replace("`", "")
         raise ConfigError(f"{origin}: {message}") from None
+
     def section(key, keys, names, example):
         """A mapping with a known `name` and only `keys`; returns it."""
         value = config[key]

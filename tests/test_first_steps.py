@@ -128,7 +128,6 @@ def test_train_checks_its_config_before_tensorflow_loads(tmp_path):
     fraction of a second, not TensorFlow's 5-10 s of imports)."""
     code = f"""
 import sys
-import yaml
 from keras_amb.cli.main import cli
 for args in (["--epochs", "0"], ["--set", "optimizer.name=rmsprop"],
              ["--config", "synthetic_v2", "--lr", "0.2", "--print-config"]):
