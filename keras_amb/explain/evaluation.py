@@ -258,7 +258,7 @@ def intervention_top1(model, images, labels, attention, object_masks=None):
     Returns:
         A dict, `top1_attention_<name>` to `(N,)` booleans.
     """
-    from keras_amb.explain import compiled
+    from keras_amb.models import compiled
 
     attention = np.asarray(attention, dtype=np.float32)
     n, height, width = attention.shape

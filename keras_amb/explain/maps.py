@@ -18,7 +18,7 @@ forward and one backward pass for Grad-CAM.
 import numpy as np
 from keras import ops
 
-from keras_amb.explain import compiled
+from keras_amb.models import compiled
 from keras_amb.models import gradients
 
 METHODS = ("attention", "cam", "gradcam")

@@ -28,6 +28,7 @@ import numpy as np
 from keras import ops
 
 from keras_amb import losses
+from keras_amb.models import compiled
 
 # The feature statistics logged per epoch (`history.csv`): a PC loss that
 # collapses the features shows as a falling norm and a rising zero fraction.
@@ -155,10 +156,11 @@ def initialize_centers(model, batches):
     sums = {"perception": 0.0, "attention": 0.0}
     norms = {"perception": 0.0, "attention": 0.0}
     counts = np.zeros(model.num_classes)
+    features = compiled.compiled(model, "pc_features", _pc_features)
     for batch in batches:
         x, y = batch[0], batch[1]
         images = x["images"] if isinstance(x, dict) else x
-        outputs = model.forward_step(images, "main", training=False)
+        outputs = features(np.asarray(images))
         labels = np.asarray(ops.convert_to_numpy(y)).reshape(-1).astype(int)
         one_hot = np.eye(model.num_classes)[labels]
         counts += one_hot.sum(0)
@@ -181,6 +183,11 @@ def initialize_centers(model, batches):
         "per_feature_norm": float(norms["perception"] / total),
         "att_feature_norm": float(norms["attention"] / total),
     }
+
+
+def _pc_features(model, images):
+    outputs = model.forward_step(images, "main", training=False)
+    return {k: outputs[k] for k in ("perception_features", "attention_features")}
 
 
 def feature_statistics(outputs):

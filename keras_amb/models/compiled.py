@@ -1,8 +1,11 @@
-"""Compiled forward passes for explanations, once per model and backend.
+"""Compiled forward passes, once per model and backend.
 
-Explanations (`maps`, `evaluation`) must cost about as much as the forward
-pass they come from, so each is compiled once per model: a `tf.function`
-on TensorFlow, `jax.jit` on JAX, and PyTorch without autograd bookkeeping.
+Explanations (`explain/maps`, `explain/evaluation`) must cost about as much
+as the forward pass they come from, and PC's centres start at the class
+means of features computed over the training split
+(`objective.initialize_centers`), so each is compiled once per model: a
+`tf.function` on TensorFlow, `jax.jit` on JAX, and PyTorch without autograd
+bookkeeping. (Run eagerly, JAX compiles each operation on first use.)
 """
 
 import weakref
