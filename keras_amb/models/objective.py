@@ -160,7 +160,7 @@ def initialize_centers(model, batches):
     for batch in batches:
         x, y = batch[0], batch[1]
         images = x["images"] if isinstance(x, dict) else x
-        outputs = features(np.asarray(images))
+        outputs = features(ops.convert_to_numpy(images))
         labels = np.asarray(ops.convert_to_numpy(y)).reshape(-1).astype(int)
         one_hot = np.eye(model.num_classes)[labels]
         counts += one_hot.sum(0)
