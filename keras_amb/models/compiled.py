@@ -24,8 +24,8 @@ def compiled(model, name, fn):
     TensorFlow: a `tf.function` (XLA as `model.jit_compile`); JAX: `jax.jit`
     over the model's current weights (read at each call, so training in
     between is seen); PyTorch: run eagerly without autograd bookkeeping
-    unless `fn` asks for gradients itself. Used for explanations, which must
-    cost about as much as the forward pass they come from.
+    unless `fn` asks for gradients itself. Used for explanations, PC's
+    centres and, on JAX, the force log (`train_steps.term_gradient_norms`).
     """
     cache = _COMPILED.setdefault(model, {})
     if name in cache:

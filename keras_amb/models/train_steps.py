@@ -397,28 +397,27 @@ def term_gradient_norms(model, data, variables):
     return norms
 
 
-_JAX_TERM_NORMS = weakref.WeakKeyDictionary()
-
-
 def _jax_term_gradient_norms(model, variables, steps):
-    """`term_gradient_norms` on JAX as one compiled program per model, run
-    on the model's current weights. Run eagerly, JAX compiled each of the
-    few hundred operations of the forward and backward passes on first use
-    (10-12 s of a tiny CLI training on the 2-core CPU)."""
+    """`term_gradient_norms` on JAX as one compiled program per model
+    (`compiled.compiled`), run on the model's current weights. Run eagerly,
+    JAX compiled each of the few hundred operations of the forward and
+    backward passes on first use (10-12 s of a tiny CLI training on the
+    2-core CPU)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     from keras_amb.layers.batch_normalization import frozen_statistics
+    from keras_amb.models import compiled
 
-    cache = _JAX_TERM_NORMS.setdefault(model, {})
-    key = (tuple(id(v) for v in variables), steps)
-    if key in cache:
-        return cache[key]
     index = {id(v): i for i, v in enumerate(model.trainable_variables)}
     positions = [index[id(v)] for v in variables]
 
-    def norms(trainable, non_trainable, data):
+    def norms(model, data):
+        # Inside `compiled`'s stateless scope: the weights read here are the
+        # compiled program's inputs.
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
         x, y, extra = _unpack(data)
         result = {}
         for step in steps:
@@ -441,12 +440,6 @@ def _jax_term_gradient_norms(model, variables, steps):
                 result[name] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in grads))
         return result
 
-    jitted = jax.jit(norms)
-
-    def call(data):
-        arrays = keras.tree.map_structure(lambda a: None if a is None else np.asarray(a), data)
-        return jitted([v.value for v in model.trainable_variables],
-                      [v.value for v in model.non_trainable_variables], arrays)
-
-    cache[key] = call
-    return call
+    program = compiled.compiled(model, f"term_gradient_norms{steps}{positions}", norms)
+    return lambda data: program(
+        keras.tree.map_structure(lambda a: None if a is None else np.asarray(a), data))
