@@ -50,6 +50,24 @@ def saved_model_round_trip(model, x, path, atol=1e-6):
     return loaded, got
 
 
+# `model.compile(..., **EAGERLY)`: the training step run eagerly. Which
+# weights a step moves, what it does to batch-norm statistics, how it weights
+# the losses: that is the same `train_step` code, traced and compiled or not
+# (nothing in keras_amb branches on tracing). Tracing and compiling the tiny
+# model's two-update step costs 4-7 s per model under TensorFlow and JAX, and
+# these tests each build a model or several; run eagerly, a batch takes about
+# a second once JAX has compiled each operation (benchmarks/results/
+# cpu_2core_eager_unit_tests.md). The compiled step, the path `keras-amb train`
+# takes, stays under test in test_abn_step_changes_every_weight,
+# test_both_optimizers_advance_and_survive_save_and_load,
+# test_attention_only_train_step_runs_and_saves and
+# test_feature_statistics_are_logged, and in every training through the
+# command line. KERAS_AMB_TEST_COMPILED_STEPS=1 runs them compiled too (on
+# a GPU, say, to check what XLA makes of them).
+EAGERLY = ({} if os.environ.get("KERAS_AMB_TEST_COMPILED_STEPS") == "1"
+           else {"run_eagerly": True, "jit_compile": False})
+
+
 def trained_once(key, train, into):
     """A training whose result does not depend on the backend under test
     (one that always trains under TensorFlow, say), done once for all the

@@ -14,6 +14,7 @@ from keras_amb import losses
 from keras_amb import optimizers
 from keras_amb.models.attention_branch_network import NonFiniteLossError
 from tests.conftest import BACKEND
+from tests.helpers import EAGERLY
 from tests.helpers import saved_model_round_trip
 
 SIZE = 32
@@ -126,7 +127,8 @@ NOT_FEEDING_THE_AMB = ("perception_centers", "attention_centers", "attention_log
 def test_complement_step_changes_only_the_weights_feeding_the_amb():
     model = _model()
     # Main optimizer frozen: only COT's step can move weights.
-    model.compile(keras.optimizers.SGD(0.0), complement_optimizer=keras.optimizers.SGD(0.1))
+    model.compile(keras.optimizers.SGD(0.0), complement_optimizer=keras.optimizers.SGD(0.1),
+                  **EAGERLY)
     before = _values(model.trainable_variables)
     model.fit(*_batch(), batch_size=8, epochs=1, verbose=0)
     changed = dict(zip([v.path for v in model.trainable_variables],
@@ -145,7 +147,8 @@ def test_complement_step_changes_only_the_weights_feeding_the_amb():
 
 def test_main_step_moves_the_class_centers():
     model = _model()
-    model.compile(keras.optimizers.SGD(0.1), complement_optimizer=keras.optimizers.SGD(0.0))
+    model.compile(keras.optimizers.SGD(0.1), complement_optimizer=keras.optimizers.SGD(0.0),
+                  **EAGERLY)
     before = _values(model.center_variables)
     model.fit(*_batch(), batch_size=8, epochs=1, verbose=0)
     assert len(model.center_variables) == 2
@@ -160,7 +163,7 @@ def test_center_lr_multiplier_scales_the_centers_update_with_any_optimizer(optim
         model = _model(cot=False, center_lr_multiplier=multiplier)
         opt = (keras.optimizers.SGD(0.01) if optimizer == "sgd"
                else keras.optimizers.Adam(0.01))
-        model.compile(opt)
+        model.compile(opt, **EAGERLY)
         centers = _values(model.center_variables)
         others = _values(model.feature_extractor.trainable_variables)
         model.fit(*_batch(), batch_size=8, epochs=1, verbose=0)
@@ -181,7 +184,8 @@ def _amb_complement_entropy(model, x, y):
 
 def test_cot_step_raises_the_amb_complement_entropy():
     model = _model()
-    model.compile(keras.optimizers.SGD(0.0), complement_optimizer=keras.optimizers.SGD(0.05))
+    model.compile(keras.optimizers.SGD(0.0), complement_optimizer=keras.optimizers.SGD(0.05),
+                  **EAGERLY)
     x, y = _batch()
     before = _amb_complement_entropy(model, x, y)
     model.fit(x, y, batch_size=8, epochs=3, verbose=0)
@@ -200,7 +204,8 @@ def _statistics_after_one_frozen_step(**kwargs):
     keras.utils.set_random_seed(2)
     model = _model(**kwargs)
     # Zero learning rates: the step changes no weight, only BN statistics.
-    model.compile(keras.optimizers.SGD(0.0), complement_optimizer=keras.optimizers.SGD(0.0))
+    model.compile(keras.optimizers.SGD(0.0), complement_optimizer=keras.optimizers.SGD(0.0),
+                  **EAGERLY)
     model.fit(*_batch(16), batch_size=16, epochs=1, verbose=0)
     return _moving_statistics(model)
 
@@ -280,12 +285,13 @@ def test_both_optimizers_advance_and_survive_save_and_load(tmp_path):
 def test_the_model_file_carries_names_and_preprocessing(tmp_path):
     names = ["wren", "finch", "crow", "jay"]
     model = _model(class_names=names, resize_ratio=1.25)
-    model.compile(keras.optimizers.SGD(0.01))
+    model.compile(keras.optimizers.SGD(0.01), **EAGERLY)
     x, y = _batch()
     model.fit(x, y, epochs=1, verbose=0)
     loaded, b = saved_model_round_trip(model, x, str(tmp_path / "model.keras"))
     assert isinstance(loaded, AttentionMiningNetwork)
     assert loaded.class_names == names and loaded.resize_ratio == 1.25
+    assert loaded.run_eagerly and not loaded.jit_compile  # as compiled before saving
     top = loaded.decode_predictions(b["probabilities"], top_k=2)
     assert len(top) == len(x) and len(top[0]) == 2
     assert top[0][0][0] == names[int(np.argmax(b["probabilities"][0]))]
@@ -369,7 +375,7 @@ def test_a_model_saved_here_is_laid_out_as_every_backend_loads_it(tmp_path):
 
 def test_proposed_model_initialised_from_abn_has_its_attention():
     abn = _model(AttentionBranchNetwork)
-    abn.compile(keras.optimizers.SGD(0.05))
+    abn.compile(keras.optimizers.SGD(0.05), **EAGERLY)
     x, y = _batch()
     abn.fit(x, y, epochs=1, verbose=0)
     model = _model().transfer_weights_from(abn)
@@ -383,7 +389,7 @@ def test_proposed_model_initialised_from_abn_has_its_attention():
 
 def test_keras_callbacks_infer_the_direction_of_every_logged_metric():
     model = _model()
-    model.compile(keras.optimizers.SGD(0.01))
+    model.compile(keras.optimizers.SGD(0.01), **EAGERLY)
     callbacks = {
         name: keras.callbacks.EarlyStopping(monitor=name, patience=10)
         for name in ("val_top1", "val_top5", "val_att_top1", "val_loss", "val_per_loss",
@@ -415,7 +421,7 @@ def _per_example_cross_entropy(model, x, y, training=False):
 
 def test_sample_weight_and_class_weight_weight_the_losses():
     model = _model(cot=False)
-    model.compile(keras.optimizers.SGD(0.0))
+    model.compile(keras.optimizers.SGD(0.0), **EAGERLY)
     x, y = _batch(8)
     ce = _per_example_cross_entropy(model, x, y)
     weights = np.linspace(0.0, 2.0, 8).astype("float32")
@@ -476,7 +482,7 @@ def test_non_finite_loss_stops_training_naming_the_component():
     from keras_amb.callbacks import StopOnNonFinite
 
     model = _model(AttentionBranchNetwork)
-    model.compile(keras.optimizers.SGD(1e30))
+    model.compile(keras.optimizers.SGD(1e30), **EAGERLY)
     x, y = _batch(24)
     # Batch 1's loss is finite; its step at lr 1e30 ruins the weights, so
     # batch 2's is not. Batches are checked one late (no wait for the step

@@ -543,8 +543,9 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
         # The saving machine's XLA choice says nothing about this one (on
-        # torch, jit_compile=True would mean a slow torch.compile).
-        config["jit_compile"] = "auto"
+        # torch, jit_compile=True would mean a slow torch.compile); a model
+        # saved with run_eagerly=True stays eager (XLA needs a traced step).
+        config["jit_compile"] = False if config.get("run_eagerly") else "auto"
         self.compile(**config)
 
     def train_step(self, *args):
