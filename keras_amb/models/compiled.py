@@ -1,7 +1,7 @@
 """Compiled forward passes, once per model and backend.
 
 Explanations (`explain/maps`, `explain/evaluation`) must cost about as much
-as the forward pass they come from, and PC's centres start at the class
+as the forward pass they come from, and PC's centers start at the class
 means of features computed over the training split
 (`objective.initialize_centers`), so each is compiled once per model: a
 `tf.function` on TensorFlow, `jax.jit` on JAX, and PyTorch without autograd
@@ -25,7 +25,7 @@ def compiled(model, name, fn):
     over the model's current weights (read at each call, so training in
     between is seen); PyTorch: run eagerly without autograd bookkeeping
     unless `fn` asks for gradients itself. Used for explanations, PC's
-    centres and, on JAX, the force log (`train_steps.term_gradient_norms`).
+    centers and, on JAX, the force log (`train_steps.term_gradient_norms`).
     """
     cache = _COMPILED.setdefault(model, {})
     if name in cache:

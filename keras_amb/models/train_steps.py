@@ -18,7 +18,7 @@ writes them.
 Each adapter's gradient comes from `models/gradients.py`, which also gives
 the gradients explanations and the force log need (`input_gradient` for
 Grad-CAM, `term_gradients` for the force log). Compiled inference (for
-explanations and PC's centres) is in `models/compiled.py`.
+explanations and PC's centers) is in `models/compiled.py`.
 
 Why this module is long (about 450 lines): the three backends' adapters
 are each small (20-60 lines), but JAX's stateless step must carry the
