@@ -69,21 +69,19 @@ run_one() {  # backend [pytest args...]; writes $logs/<backend>.log and .rc
 # CPU). The programs are the same, compiled with less optimisation (their
 # float32 results may differ in the last bits, as they do between CPUs).
 # Users' runs keep XLA's default.
-# XLA's classic CPU runtime (not its newer thunk runtime) compiled and ran
-# the suite's JAX programs faster: four test_model tests 58 and 54 s against
-# 69 and 59 s, a training-heavy pair 98 against 104 s (alternating fresh
-# processes on the 2-core AVX-512 CPU; benchmarks/results/). XLA aborts on a
-# flag it does not know, so it is used only where JAX and TensorFlow accept it.
-xla_flags="--xla_backend_optimization_level=0"
-if [ "$jobs" -gt 1 ]; then
-  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-  xla_flags="$xla_flags --xla_cpu_multi_thread_eigen=false"
-fi
-if [ -z "${XLA_FLAGS:-}" ] && XLA_FLAGS="$xla_flags --xla_cpu_use_thunk_runtime=false" \
+# XLA's older loop emitters (not its newer fusion emitters) compile the
+# suite's programs faster, the many small ones JAX compiles for each eager
+# operation most of all: 300 one-operation programs in 7.9 s instead of
+# 13.1 s, the fast tier of test_model.py and test_evidence.py in about 30%
+# less CPU time (benchmarks/results/cpu_2core_suite_xla_flags.md). XLA
+# aborts on a flag it does not know, so it is used only where JAX and
+# TensorFlow accept it. (The classic CPU runtime this suite once chose,
+# --xla_cpu_use_thunk_runtime=false, is "no longer supported" in jaxlib 0.10.)
+if [ -z "${XLA_FLAGS:-}" ] && XLA_FLAGS="$xla_flags --xla_cpu_use_fusion_emitters=false" \
     TF_CPP_MIN_LOG_LEVEL=3 python -c "import jax.numpy as jnp, tensorflow as tf
 (jnp.zeros(2) + 1).block_until_ready()
 tf.function(lambda x: x + 1, jit_compile=True)(tf.zeros(2))" >/dev/null 2>&1; then
-  xla_flags="$xla_flags --xla_cpu_use_thunk_runtime=false"
+  xla_flags="$xla_flags --xla_cpu_use_fusion_emitters=false"
 fi
 export XLA_FLAGS=${XLA_FLAGS:-"$xla_flags"}
 

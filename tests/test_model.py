@@ -173,8 +173,12 @@ def test_center_lr_multiplier_scales_the_centers_update_with_any_optimizer(optim
         )
     for base, scaled in zip(moves[1.0][0], moves[3.0][0]):
         np.testing.assert_allclose(scaled, 3.0 * base, rtol=1e-3, atol=1e-7)
+    # The other weights move alike (a leaked multiplier would triple their
+    # steps, up to 0.01). Two compiled programs may order their sums apart,
+    # and Adam's m / sqrt(v) magnifies that where a gradient is near its
+    # epsilon (seen: 3e-5 apart under JAX): 1e-4 is 1% of a step.
     for base, scaled in zip(moves[1.0][1], moves[3.0][1]):
-        np.testing.assert_allclose(scaled, base, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(scaled, base, rtol=1e-4, atol=1e-4)
 
 
 def _amb_complement_entropy(model, x, y):
@@ -291,7 +295,9 @@ def test_the_model_file_carries_names_and_preprocessing(tmp_path):
     loaded, b = saved_model_round_trip(model, x, str(tmp_path / "model.keras"))
     assert isinstance(loaded, AttentionMiningNetwork)
     assert loaded.class_names == names and loaded.resize_ratio == 1.25
-    assert loaded.run_eagerly and not loaded.jit_compile  # as compiled before saving
+    # Compiled as before saving; a model saved eager is not given XLA back.
+    assert loaded.run_eagerly == model.run_eagerly
+    assert not (loaded.run_eagerly and loaded.jit_compile)
     top = loaded.decode_predictions(b["probabilities"], top_k=2)
     assert len(top) == len(x) and len(top[0]) == 2
     assert top[0][0][0] == names[int(np.argmax(b["probabilities"][0]))]
