@@ -77,6 +77,11 @@ run_one() {  # backend [pytest args...]; writes $logs/<backend>.log and .rc
 # aborts on a flag it does not know, so it is used only where JAX and
 # TensorFlow accept it. (The classic CPU runtime this suite once chose,
 # --xla_cpu_use_thunk_runtime=false, is "no longer supported" in jaxlib 0.10.)
+xla_flags="--xla_backend_optimization_level=0"
+if [ "$jobs" -gt 1 ]; then
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+  xla_flags="$xla_flags --xla_cpu_multi_thread_eigen=false"
+fi
 if [ -z "${XLA_FLAGS:-}" ] && XLA_FLAGS="$xla_flags --xla_cpu_use_fusion_emitters=false" \
     TF_CPP_MIN_LOG_LEVEL=3 python -c "import jax.numpy as jnp, tensorflow as tf
 (jnp.zeros(2) + 1).block_until_ready()
