@@ -69,15 +69,18 @@ def _unpack(data):
 _INDICES = weakref.WeakKeyDictionary()
 
 
+def _positions(model, variables):
+    """Positions of `variables` in `model.trainable_variables`."""
+    position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    return [position[id(v)] for v in variables]
+
+
 def _indices(model):
     """Positions in `model.trainable_variables` of the complement variables
     and of the PC centers (computed once per model)."""
     if model not in _INDICES:
-        position = {id(v): i for i, v in enumerate(model.trainable_variables)}
-        _INDICES[model] = (
-            [position[id(v)] for v in model.complement_variables],
-            [position[id(v)] for v in model.center_variables],
-        )
+        _INDICES[model] = (_positions(model, model.complement_variables),
+                           _positions(model, model.center_variables))
     return _INDICES[model]
 
 
@@ -410,8 +413,7 @@ def _jax_term_gradient_norms(model, variables, steps):
     from keras_amb.layers.batch_normalization import frozen_statistics
     from keras_amb.models import compiled
 
-    index = {id(v): i for i, v in enumerate(model.trainable_variables)}
-    positions = [index[id(v)] for v in variables]
+    positions = _positions(model, variables)
 
     def norms(model, data):
         # Inside `compiled`'s stateless scope: the weights read here are the
