@@ -19,8 +19,9 @@ from keras_amb.explain import metrics
 
 # What replaces the attention map A in the intervention test: a uniform map at
 # A's mean, another image's map (the batch rolled by one), 1 - A, and the
-# object's mask (where the dataset has one).
-INTERVENTIONS = ("uniform", "shuffled", "inverted", "object")
+# object's mask (where the dataset has one), and 1 - A moved back to A's own
+# mean and spread.
+INTERVENTIONS = ("uniform", "shuffled", "inverted", "object", "inverted_matched")
 
 # Per-image values kept for paired comparisons (`keras_amb.ablation`).
 PER_IMAGE = (
@@ -29,6 +30,7 @@ PER_IMAGE = (
     "energy_inside_part", "energy_part1", "energy_part2", "coverage_both_parts",
     "top1_occluded_part1", "top1_occluded_part2", "density_part1", "density_part2",
     "map_entropy", "map_area_above_half", "map_concentration",
+    "map_entropy_normalised", "map_area_above_half_normalised",
 ) + tuple(f"top1_attention_{name}" for name in INTERVENTIONS)
 SUMMARY_KEYS = (
     "top1", "top5", "att_top1", "insertion", "deletion", "score", "rise_insertion",
@@ -36,7 +38,7 @@ SUMMARY_KEYS = (
     "pointing_game_part", "energy_inside_part", "iou_part", "energy_part1",
     "energy_part2", "coverage_both_parts", "top1_occluded_part1", "top1_occluded_part2",
     "density_part1", "density_part2", "map_entropy", "map_area_above_half",
-    "map_concentration",
+    "map_concentration", "map_entropy_normalised", "map_area_above_half_normalised",
 ) + tuple(f"top1_attention_{name}" for name in INTERVENTIONS) + (
     "examples", "method", "params",
 )
@@ -242,8 +244,24 @@ def _result(shared, store, curves, iou, ts, seen, method, split, image_size, res
     return result
 
 
+def _matched_inversion(attention):
+    """`1 - A` moved back to each map's own mean and standard deviation
+    (clipped to `[0, 1]`): the inverted ranking without the shift in the
+    distribution of map values that plain `1 - A` brings, which the batch
+    norms after `A * F` were not fitted to."""
+    mean = attention.mean(axis=(1, 2), keepdims=True)
+    std = attention.std(axis=(1, 2), keepdims=True)
+    inverted = 1.0 - attention
+    centred = (inverted - inverted.mean(axis=(1, 2), keepdims=True)) / np.maximum(
+        inverted.std(axis=(1, 2), keepdims=True), 1e-8)
+    return np.clip(mean + std * centred, 0.0, 1.0).astype(np.float32)
+
+
 def intervention_top1(model, images, labels, attention, object_masks=None):
-    """Top-1 with the attention map replaced (`INTERVENTIONS`), per image.
+    """Top-1 with the attention map replaced (`INTERVENTIONS`), per image:
+    its mean everywhere (`uniform`), the next image's (`shuffled`), `1 - A`
+    (`inverted`), `1 - A` at A's mean and spread (`inverted_matched`) and,
+    with masks, the object's mask (`object`).
 
     The direct faithfulness test of an ABN: a model that uses its map loses
     accuracy when the map is swapped, whatever the map looks like.
@@ -268,6 +286,7 @@ def intervention_top1(model, images, labels, attention, object_masks=None):
         ).copy(),
         "shuffled": np.roll(attention, 1, axis=0),
         "inverted": 1.0 - attention,
+        "inverted_matched": _matched_inversion(attention),
     }
     if object_masks is not None and object_masks.any():
         import tensorflow as tf

@@ -180,7 +180,10 @@ def map_statistics(maps, object_masks=None, threshold=0.5):
         A dict of `(N,)` arrays: `map_entropy` (the entropy of the map as a
         distribution over its cells, divided by its maximum, log(h*w): 1 is
         uniform), `map_area_above_half` (the fraction of cells >= threshold)
-        and, with masks, `map_concentration` (the fraction of the mass inside
+        , the same two on the map min-max normalised per image
+        (`map_entropy_normalised`, `map_area_above_half_normalised`: a flat
+        map with a little texture is no longer uniform there) and, with
+        masks, `map_concentration` (the fraction of the mass inside
         the object divided by the object's fraction of the image: 1 is no
         better than uniform; NaN where the mask is empty).
 
@@ -194,9 +197,15 @@ def map_statistics(maps, object_masks=None, threshold=0.5):
     flat = maps.reshape(n, -1)
     p = flat / np.maximum(flat.sum(axis=1, keepdims=True), 1e-12)
     entropy = -(p * np.log(np.maximum(p, 1e-12))).sum(axis=1) / np.log(flat.shape[1])
+    low = flat.min(axis=1, keepdims=True)
+    scaled = (flat - low) / np.maximum(flat.max(axis=1, keepdims=True) - low, 1e-12)
+    q = scaled / np.maximum(scaled.sum(axis=1, keepdims=True), 1e-12)
+    entropy_scaled = -(q * np.log(np.maximum(q, 1e-12))).sum(axis=1) / np.log(flat.shape[1])
     stats = {
         "map_entropy": entropy.astype(np.float32),
         "map_area_above_half": (flat >= threshold).mean(axis=1).astype(np.float32),
+        "map_entropy_normalised": entropy_scaled.astype(np.float32),
+        "map_area_above_half_normalised": (scaled >= threshold).mean(axis=1).astype(np.float32),
     }
     if object_masks is not None:
         _, height, width = object_masks.shape
