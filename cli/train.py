@@ -100,11 +100,26 @@ def _opt(*names, key=None, help="", **kwargs):
       help="[model] Weights the mining terms (L_am, COT's step) update: 'all' that feed "
       "the AMB (the paper), or the attention map's alone.")
 @_opt("--pc-weight", type=float, key="pc_weight",
-      help="[model] Weight of the PC loss's proximity part (the centers' speed does not "
-      "depend on it).")
+      help="[model] Weight of the whole PC loss in eq. 5 (the paper: 1; the centers' "
+      "speed does not depend on it).")
 @_opt("--pc-distance", type=click.Choice(arguments.PC_DISTANCES), key="pc_distance",
       help="[model] Distances in the PC loss: eq. 3's norms, or squared (the PC authors' "
       "code).")
+@_opt("--area-weight", type=float, key="area_weight",
+      help="[model] Weight of the map's area term (ours, not the paper's): keeps the "
+      "mining terms from spreading the map over everything. 0 is off.")
+@_opt("--area-target", type=float, key="area_target",
+      help="[model] Area the map should cover: 0 penalises the map's mean; a fraction "
+      "such as 0.1 uses the extremal-perturbation area constraint.")
+@_opt("--smoothness-weight", type=float, key="smoothness_weight",
+      help="[model] Weight of the map's total variation. 0 is off.")
+@_opt("--map-normalization", type=click.Choice(arguments.MAP_NORMALIZATIONS),
+      key="map_normalization",
+      help="[model] Min-max normalise each map before the mining mask ('mask') or "
+      "before the mask and the attention mechanism ('all').")
+@_opt("--erasing-weight", type=float, key="erasing_weight",
+      help="[model] Weight of the erasing term (ACoL): the classifier learns the "
+      "evidence the map left out. 0 is off.")
 @_opt("--init-from", type=click.Path(exists=True), key="init_from",
       help="[model] Start the proposed model from this ABN run (or .keras file); "
       "skips pre-training.")

@@ -29,6 +29,11 @@ PC_DISTANCES = ("euclidean", "squared")
 # attention branch's map weights ("attention": the attention must grow to
 # cover the evidence; the shared perception branch cannot unlearn it).
 AMB_GRADIENTS = ("all", "attention")
+# Where the attention map is min-max normalised per image (METHOD.md, "The
+# map's objective"): nowhere, before the mining mask T(A) only, or before
+# both T(A) and the attention mechanism (the map the model uses and shows is
+# then the normalised one).
+MAP_NORMALIZATIONS = ("none", "mask", "all")
 
 # Upper limits that bound what one image costs at inference: the shorter side
 # is resized to `image_size * resize_ratio` before the center crop, so both
@@ -42,8 +47,15 @@ MODEL_KEYS = (
     "backbone", "image_size", "amb", "pc", "cot", "mask_threshold", "mask_slope",
     "hard_mask", "amb_weight", "pc_weight", "pc_contrastive_weight",
     "center_lr_multiplier", "naive_bn_statistics", "dropout", "amb_gradient",
-    "pc_distance",
+    "pc_distance", "area_weight", "area_target", "smoothness_weight",
+    "map_normalization", "erasing_weight",
 )
+# The map terms (ours, not the paper's) and their off values: an ABN stage
+# never uses them, and `describe` names the ones that are on.
+MAP_TERMS = {
+    "area_weight": 0.0, "area_target": 0.0, "smoothness_weight": 0.0,
+    "map_normalization": "none", "erasing_weight": 0.0,
+}
 
 # Constructor arguments renamed since the first release (old: new), accepted
 # when loading the model files of earlier releases.
@@ -71,6 +83,12 @@ CHECKS = {
     "pc_contrastive_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "center_lr_multiplier": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "attention_target_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "area_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "area_target": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "smoothness_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "erasing_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "map_normalization": (lambda v: v in MAP_NORMALIZATIONS,
+                          f"one of {MAP_NORMALIZATIONS}"),
     "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "resize_ratio": (lambda v: _is_number(v) and 1 <= v <= MAX_RESIZE_RATIO,
                      f"a number in [1, {MAX_RESIZE_RATIO:g}]"),

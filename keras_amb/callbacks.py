@@ -16,6 +16,7 @@ from keras_amb.models.attention_branch_network import NonFiniteLossError
 
 LOSS_TERMS = (
     "att_loss", "per_loss", "pc_loss", "amb_loss", "cot_loss", "attention_target_loss",
+    "area_loss", "smoothness_loss", "erasing_loss",
 )
 HISTORY_METRICS = ("loss",) + LOSS_TERMS + (
     "top1", "top5", "att_top1",

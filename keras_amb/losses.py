@@ -147,6 +147,96 @@ def prototype_conformity(
     return _weighted_mean(a - scale * others, sample_weight)
 
 
+def area_loss(attention, target=0.0):
+    """The attention map's area, the term that keeps a map from covering
+    everything (ours, not the paper's; METHOD.md, "The map's objective").
+
+    With `target=0`, the mean of the map, `mean_{i,p} A_ip`: every attended
+    position costs the same. With `0 < target < 1`, the area constraint of
+    extremal perturbations (Fong et al., ICCV 2019): each map's values,
+    sorted, against a reference that is 0 on the smallest `1 - target`
+    fraction of positions and 1 on the rest, `mean_{i,p} (sort(A_i)_p -
+    r_p)^2`, so a map covers about `target` of the image and is free to
+    choose where.
+
+    Args:
+        attention: float tensor `(N, H, W)` (or `(N, H, W, 1)`) in `[0, 1]`.
+        target: float in `[0, 1)`, the area fraction the map should cover;
+            0 for the plain mean.
+
+    Returns:
+        A scalar float32 tensor.
+
+    Example:
+    >>> a = keras.ops.convert_to_tensor([[[0.0, 1.0], [0.5, 0.5]]])
+    >>> float(area_loss(a))
+    0.5
+    >>> float(area_loss(a, target=0.5))  # sorted 0, .5, .5, 1 against 0, 0, 1, 1
+    0.125
+    """
+    if not 0.0 <= target < 1.0:
+        raise ValueError(f"`target` must be in [0, 1). Received: target={target!r}")
+    attention = ops.cast(attention, "float32")
+    if target == 0.0:
+        return ops.mean(attention)
+    size = 1
+    for dim in attention.shape[1:]:
+        size *= int(dim)
+    flat = ops.reshape(attention, (-1, size))
+    ones = int(round(target * size))
+    reference = ops.convert_to_tensor([0.0] * (size - ones) + [1.0] * ones, dtype="float32")
+    return ops.mean(ops.square(ops.sort(flat, axis=-1) - reference[None, :]))
+
+
+def smoothness_loss(attention):
+    """Total variation of the attention map: the mean squared difference
+    between neighbouring positions, across and down,
+    `mean (A_{y,x+1} - A_{y,x})^2 + mean (A_{y+1,x} - A_{y,x})^2`.
+
+    Args:
+        attention: float tensor `(N, H, W)` (or `(N, H, W, 1)`).
+
+    Returns:
+        A scalar float32 tensor.
+
+    Example:
+    >>> a = keras.ops.convert_to_tensor([[[0.0, 1.0], [0.0, 1.0]]])
+    >>> float(smoothness_loss(a))  # across: 1, 1; down: 0, 0
+    1.0
+    """
+    attention = ops.cast(attention, "float32")
+    if len(attention.shape) == 4:
+        attention = attention[..., 0]
+    across = ops.mean(ops.square(attention[:, :, 1:] - attention[:, :, :-1]))
+    down = ops.mean(ops.square(attention[:, 1:, :] - attention[:, :-1, :]))
+    return across + down
+
+
+def normalise_map(attention, epsilon=1e-6):
+    """Min-max normalisation of each map over its positions:
+    `(A - min A) / (max A - min A + epsilon)`, so the smallest value of each
+    map is 0 and the largest about 1, whatever the map's offset and
+    contrast (GAIN reimplementations normalise before the threshold).
+
+    Args:
+        attention: float tensor `(N, H, W, ...)`.
+        epsilon: float, keeps a constant map finite (it becomes 0).
+
+    Returns:
+        A float32 tensor of `attention`'s shape.
+
+    Example:
+    >>> a = keras.ops.convert_to_tensor([[[0.6, 0.7], [0.8, 0.7]]])
+    >>> [round(float(v), 3) for v in keras.ops.reshape(normalise_map(a), (-1,))]
+    [0.0, 0.5, 1.0, 0.5]
+    """
+    attention = ops.cast(attention, "float32")
+    axes = tuple(range(1, len(attention.shape)))
+    low = ops.min(attention, axis=axes, keepdims=True)
+    high = ops.max(attention, axis=axes, keepdims=True)
+    return (attention - low) / (high - low + epsilon)
+
+
 def attention_target_loss(attention, target, kind="l2", weights=None):
     """Mitsuhara et al.: distance between an attention map and a corrected map.
 

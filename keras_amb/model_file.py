@@ -12,13 +12,15 @@ import json
 import zipfile
 
 from keras_amb.arguments import LEGACY_ARGUMENTS
+from keras_amb.arguments import MAP_TERMS
 
 # The constructor defaults `describe` needs, for files saved before an
 # argument existed.
 DEFAULTS = {"bypass": True, "amb": False, "pc": False, "cot": False,
             "attention_target_weight": 0.0, "naive_bn_statistics": False,
             "mask_threshold": 0.5, "mask_slope": 10.0, "hard_mask": False,
-            "class_names": None, "resize_ratio": 1.0, "amb_gradient": "all"}
+            "class_names": None, "resize_ratio": 1.0, "amb_gradient": "all",
+            **MAP_TERMS}
 # Where `AttentionMiningNetwork`'s defaults differ.
 MINING_DEFAULTS = {"bypass": False, "amb": True, "pc": True, "cot": True}
 
@@ -64,6 +66,15 @@ def describe(config):
         parts[0] = "AMB (attention only)"
     if config["attention_target_weight"] > 0:
         parts.append("attention targets")
+    if config["area_weight"] > 0:
+        target = config["area_target"]
+        parts.append(f"area {target:g}" if target else "area")
+    if config["smoothness_weight"] > 0:
+        parts.append("smoothness")
+    if config["erasing_weight"] > 0:
+        parts.append("erasing")
+    if config["map_normalization"] != "none":
+        parts.append(f"normalised map ({config['map_normalization']})")
     text = " + ".join(parts) + (", bypass" if config["bypass"] else ", no bypass")
     if config["naive_bn_statistics"]:
         text += ", naive BN statistics"

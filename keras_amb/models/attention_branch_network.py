@@ -29,6 +29,7 @@ import keras
 from keras import ops
 
 from keras_amb import keras_private
+from keras_amb import losses
 from keras_amb import optimizers
 from keras_amb.arguments import AMB_GRADIENTS  # noqa: F401 (re-exported)
 from keras_amb.arguments import LEGACY_ARGUMENTS
@@ -125,14 +126,34 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
             (the paper: every weight that feeds the AMB output) or
             `"attention"` (only the attention branch's map weights; L_am then
             takes its own step, like COT's).
-        pc_weight: float, weight of the proximity part of the PC loss.
-        pc_contrastive_weight: float, weight of the contrastive part.
+        pc_weight: float, weight of the whole PC loss in eq. 5 (both its
+            parts; eq. 5 has 1).
+        pc_contrastive_weight: float, weight of the contrastive part inside
+            the PC loss, relative to the proximity part (eq. 3 has 1; the PC
+            authors' code 1e-4, the default: the part is unbounded below).
         pc_distance: str, `"euclidean"` (eq. 3) or `"squared"` (the PC
             authors' code) distances in the PC loss.
         center_lr_multiplier: float, learning rate of the PC centers relative
             to the model's, with any optimizer (their update is scaled). The
             centers' gradient is that of the PC loss without `pc_weight`, so
             their speed does not depend on it, and they get no weight decay.
+        area_weight: float, weight of the map's area term (ours, not the
+            paper's; `keras_amb.losses.area_loss`): without it nothing
+            stops the mining terms from growing the map over everything.
+            0 disables.
+        area_target: float in `[0, 1)`, the area the map should cover: 0
+            penalises the mean of the map, a fraction uses the extremal
+            perturbations' area constraint.
+        smoothness_weight: float, weight of the map's total variation
+            (`keras_amb.losses.smoothness_loss`); 0 disables.
+        map_normalization: str, where the map is min-max normalised per
+            image: `"none"`, `"mask"` (before T(A) only) or `"all"` (before
+            T(A) and the attention mechanism; the map the model returns is
+            then the normalised one).
+        erasing_weight: float, weight of the erasing term (ACoL): CE of the
+            perception branch on `F* = F - T(A) * F` with T(A) held fixed,
+            so the classifier learns the evidence the map left out. 0
+            disables.
         attention_target_weight: float, weight of the Mitsuhara et al. loss
             pulling the attention map to corrected maps given as
             `{"images": ..., "attention_target": ...}` inputs; 0 disables.
@@ -175,6 +196,11 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
         pc_distance="euclidean",
         center_lr_multiplier=1.0,
         attention_target_weight=0.0,
+        area_weight=0.0,
+        area_target=0.0,
+        smoothness_weight=0.0,
+        map_normalization="none",
+        erasing_weight=0.0,
         naive_bn_statistics=False,
         dropout=0.0,
         bn_momentum=0.9,
@@ -190,6 +216,9 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
             pc_weight=pc_weight, pc_contrastive_weight=pc_contrastive_weight,
             center_lr_multiplier=center_lr_multiplier,
             attention_target_weight=attention_target_weight,
+            area_weight=area_weight, area_target=area_target,
+            smoothness_weight=smoothness_weight, map_normalization=map_normalization,
+            erasing_weight=erasing_weight,
             naive_bn_statistics=naive_bn_statistics, dropout=dropout,
             resize_ratio=resize_ratio,
         )
@@ -216,6 +245,11 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
         self.pc_distance = pc_distance
         self.center_lr_multiplier = float(center_lr_multiplier)
         self.attention_target_weight = float(attention_target_weight)
+        self.area_weight = float(area_weight)
+        self.area_target = float(area_target)
+        self.smoothness_weight = float(smoothness_weight)
+        self.map_normalization = map_normalization
+        self.erasing_weight = float(erasing_weight)
         self.naive_bn_statistics = naive_bn_statistics
         self.dropout = float(dropout)
         self.bn_momentum = bn_momentum
@@ -267,6 +301,9 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
             names.append("cot_loss")
         if self.attention_target_weight > 0:
             names.append("attention_target_loss")
+        for name in ("area", "smoothness", "erasing"):
+            if getattr(self, f"{name}_weight") > 0:
+                names.append(f"{name}_loss")
         self.loss_trackers = {}
         for name in names:
             self.loss_trackers[name] = keras_private.set_metric_direction(
@@ -333,7 +370,7 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
         outputs = {}
         if attention is None:
             branch = self.attention_branch(features, training=training)
-            attention = branch["attention"]
+            attention = self._used_map(branch["attention"])
             outputs.update(attention=attention, attention_logits=branch["logits"],
                            attention_features=branch["features"])
         else:
@@ -381,7 +418,7 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
             features = self.forward_features(images, training=training)
             if step == "complement":  # the AMB alone reads the attention
                 branch = self.attention_branch(features, training=training)
-                attention = branch["attention"]
+                attention = self._used_map(branch["attention"])
                 outputs = _attention_outputs(attention, branch["logits"])
             else:
                 head = self.forward_head(features, training=training)
@@ -396,9 +433,19 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
                         self.attention_centers.centers)
             if self.amb and (step != "main" or not self.has_complement_step):
                 outputs["amb_logits"] = self.forward_amb(features, attention, training=training)
+            if self.erasing_weight > 0 and step != "complement":
+                outputs["erased_logits"] = self.forward_amb(
+                    features, attention, training=training, fixed_mask=True)
         return outputs
 
-    def forward_amb(self, features, attention, training=False):
+    def _used_map(self, attention):
+        """The map the attention mechanism uses: min-max normalised per
+        image with `map_normalization="all"`, else as the branch gives it."""
+        if self.map_normalization == "all":
+            return ops.cast(losses.normalise_map(attention), attention.dtype)
+        return attention
+
+    def forward_amb(self, features, attention, training=False, fixed_mask=False):
         """The attention mining branch (AMB): the perception branch, with its
         shared weights, on `F* = F - T(A) * F` (eq. 1).
 
@@ -406,11 +453,18 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
             features: F, from `forward_features`.
             attention: the attention map A, `(N, h, w, 1)`.
             training: bool.
+            fixed_mask: bool, hold T(A) fixed (no gradient to the map): the
+                erasing term's pass, which trains the classifier on what
+                the map left.
 
         Returns:
             The AMB's logits, `(N, K)`.
         """
+        if self.map_normalization == "mask":
+            attention = losses.normalise_map(attention)
         mask = ops.cast(self.mining_mask(attention), features.dtype)
+        if fixed_mask:
+            mask = ops.stop_gradient(mask)
         masked = features - mask * features
         # Masked features must not move the moving statistics that serve the
         # perception branch's unmasked input at test time.
@@ -646,6 +700,11 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
                 "pc_distance": self.pc_distance,
                 "center_lr_multiplier": self.center_lr_multiplier,
                 "attention_target_weight": self.attention_target_weight,
+                "area_weight": self.area_weight,
+                "area_target": self.area_target,
+                "smoothness_weight": self.smoothness_weight,
+                "map_normalization": self.map_normalization,
+                "erasing_weight": self.erasing_weight,
                 "naive_bn_statistics": self.naive_bn_statistics,
                 "dropout": self.dropout,
                 "bn_momentum": self.bn_momentum,

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from keras_amb.arguments import MAP_TERMS
 from keras_amb.arguments import MODEL_KEYS
 from keras_amb.models.attention_branch_network import AttentionBranchNetwork
 from keras_amb.models.attention_branch_network import AttentionMiningNetwork
@@ -23,8 +24,8 @@ def build_model(model, architecture, class_names, image_size, resize_ratio=None,
             the ABN's attention-target loss is on at
             `model.attention_target_weight`.
 
-    For `"abn"` the proposed model's switches (`amb`, `pc`, `cot`) do not
-    apply.
+    For `"abn"` the proposed model's switches (`amb`, `pc`, `cot`) and
+    the map terms (`area_weight`, ...) do not apply.
     """
     fields = dataclasses.asdict(model)
     arguments = {k: fields[k] for k in MODEL_KEYS if k != "image_size"}
@@ -37,6 +38,7 @@ def build_model(model, architecture, class_names, image_size, resize_ratio=None,
     if architecture == "abn":
         for switch in ("amb", "pc", "cot"):
             arguments.pop(switch)
+        arguments.update(MAP_TERMS)  # the baseline: the paper's ABN
         weight = model.attention_target_weight if attention_targets else 0.0
         return AttentionBranchNetwork(attention_target_weight=weight, **arguments)
     return AttentionMiningNetwork(**arguments)

@@ -4,12 +4,17 @@ The first update minimizes eq. 5 of the paper,
 
     L = L_att + L_per + pc_weight * L_PC + amb_weight * L_am
         (+ attention_target_weight * L_target with corrected maps)
+        (+ area_weight * L_area + smoothness_weight * L_tv
+           + erasing_weight * L_erase, the map terms)
 
 where L_att and L_per are the cross entropies of the attention and
 perception branches, L_PC is the prototype conformity loss summed over the
 two PC features (the perception branch's pooled feature and the attention
 branch's pooled class maps), and L_am is the attention mining loss on the
-AMB output. L_am is left out of eq. 5 whenever the complement step takes it: with
+AMB output. The map terms are ours, not the paper's (METHOD.md, "The
+map's objective"): the map's area (`losses.area_loss`), its total variation
+(`losses.smoothness_loss`), and the erasing term, CE of the perception
+branch on the erased features with the mask held fixed. L_am is left out of eq. 5 whenever the complement step takes it: with
 COT (the paper: "COT replaces L_am") and with `amb_gradient="attention"`.
 
 The complement step minimizes COT's complement entropy of the AMB output,
@@ -78,6 +83,12 @@ def compute_losses(model, outputs, y, step="main", attention_target=None,
             )
             for name in ("perception", "attention")
         )
+    if model.area_weight > 0:
+        parts["area_loss"] = losses.area_loss(outputs["attention"], model.area_target)
+    if model.smoothness_weight > 0:
+        parts["smoothness_loss"] = losses.smoothness_loss(outputs["attention"])
+    if "erased_logits" in outputs:
+        parts["erasing_loss"] = losses.cross_entropy(y, outputs["erased_logits"], w)
     if model.attention_target_weight > 0 and attention_target is not None:
         weights = has_attention_target
         if w is not None:
@@ -95,7 +106,9 @@ def weighted_terms(model, parts, step="main"):
 
     Eq. 5 (`"main"`, `"eval"`): `L_att + L_per + pc_weight * L_PC +
     amb_weight * L_am`, L_am only when no complement step takes it, plus
-    `attention_target_weight *` the corrected-map loss. `"complement"`: the
+    `attention_target_weight *` the corrected-map loss and the map terms
+    (`area_weight * L_area`, `smoothness_weight * L_tv`,
+    `erasing_weight * L_erase`) where their weights are above 0. `"complement"`: the
     complement entropy with COT, else `amb_weight * L_am`.
 
     Args:
@@ -118,6 +131,9 @@ def weighted_terms(model, parts, step="main"):
     if "attention_target_loss" in parts:
         terms["attention_target_loss"] = (
             model.attention_target_weight * parts["attention_target_loss"])
+    for name in ("area", "smoothness", "erasing"):
+        if f"{name}_loss" in parts:
+            terms[f"{name}_loss"] = getattr(model, f"{name}_weight") * parts[f"{name}_loss"]
     return terms
 
 
