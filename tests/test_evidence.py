@@ -307,9 +307,19 @@ def test_occluded_splits_are_datasets_by_name():
     plain = list(source.examples("val").as_numpy_iterator())
     hidden = list(source.examples("val_occluded_part1").as_numpy_iterator())
     assert len(hidden) == len(plain) == 6
-    for a, b in zip(plain, hidden):
+    # The occluded copies have no distractors: against the same images drawn
+    # without them, only the hidden part changed; against the originals,
+    # nothing on the object changed but that part.
+    config = synthetic.make_config({"version": "3", "val_size": 6})
+    clean = synthetic.make_split(config, "val", distractors=False)
+    removed = 0
+    for i, (a, b) in enumerate(zip(plain, hidden)):
         assert a["label"] == b["label"]
-        changed = (a["image"] != b["image"]).any(-1)
+        changed = (clean["image"][i] != b["image"]).any(-1)
         assert changed.any() and not changed[a["part1_mask"] == 0].any()
+        on_object = (a["object_mask"] > 0) & (a["part1_mask"] == 0)
+        assert not (a["image"] != b["image"]).any(-1)[on_object].any()
+        removed += int((a["image"] != clean["image"][i]).any(-1)[a["object_mask"] == 0].sum())
+    assert removed > 0  # some distractor was painted and is gone
     with pytest.raises(ValueError, match="no split 'val_occluded_part3'"):
         source.examples("val_occluded_part3")

@@ -248,9 +248,17 @@ def test_evaluate_reports_part_coverage_and_occlusion_on_two_part_data():
                                  thresholds=3, rise_steps=2)
     per_image = result["per_image"]
     for key in ("energy_part1", "energy_part2", "coverage_both_parts",
-                "top1_occluded_part1", "top1_occluded_part2"):
+                "top1_occluded_part1", "top1_occluded_part2", "logp_occluded_part1",
+                "logp_occluded_part2", "density_other_occluded_part1",
+                "density_other_occluded_part2"):
         assert len(per_image[key]) == 12, key
         assert result[key] == pytest.approx(np.nanmean(per_image[key]))
+    # The log-probability is the true class's: at most 0, and below log(1/2)
+    # wherever that class was not the top one.
+    logp = np.asarray(per_image["logp_occluded_part1"])
+    assert (logp <= 0).all()
+    hit = np.asarray(per_image["top1_occluded_part1"]) > 0.5
+    assert (logp[~hit] < np.log(0.5) + 1e-6).all()
     # The two parts' shares of the map add up to the share of their union.
     np.testing.assert_allclose(
         np.add(per_image["energy_part1"], per_image["energy_part2"]),

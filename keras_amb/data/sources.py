@@ -145,8 +145,13 @@ def synthetic_source(attention_targets_dir=None, **params):
     cache = {}
 
     def arrays(split, occlude=None):
+        # An occluded copy has no distractors: on v3 a distractor is another
+        # class's wing, so with the true wing hidden it would name that
+        # class (top-1 below chance), and the copy would measure the
+        # distractor instead of what the other part carries.
         if (split, occlude) not in cache:
-            cache[split, occlude] = synthetic.make_split(config, split, occlude=occlude)
+            cache[split, occlude] = synthetic.make_split(
+                config, split, occlude=occlude, distractors=occlude is None)
         return cache[split, occlude]
 
     def make(split, occlude=None):

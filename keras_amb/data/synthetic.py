@@ -249,15 +249,16 @@ def _generator(version):
     }[version]
 
 
-def draw_example(config, split, index, occlude=None):
+def draw_example(config, split, index, occlude=None, distractors=True):
     """Example `index` of `split`, drawn by the generator of `config`'s
-    version (`occlude`: versions 2 and 3 only)."""
+    version (`occlude` and `distractors=False`: versions 2 and 3 only)."""
     draw = _generator(config.version)[1]
-    if occlude is None:
+    if occlude is None and distractors:
         return draw(config, split, index)
     if config.version == "1":
-        raise ValueError("`occlude` needs version 2 or 3 (two parts per class)")
-    return draw(config, split, index, occlude)
+        raise ValueError("`occlude` and `distractors=False` need version 2 or 3 "
+                         "(two parts per class)")
+    return draw(config, split, index, occlude, distractors=distractors)
 
 
 def config_class(version):
@@ -265,18 +266,19 @@ def config_class(version):
     return _generator(version)[0]
 
 
-def make_split(config, split, count=None, occlude=None):
+def make_split(config, split, count=None, occlude=None, distractors=True):
     """All examples of a split, stacked: a dict of numpy arrays.
 
     `occlude` (versions 2 and 3): 1 or 2 paints that part over in the body's
-    texture, all else unchanged.
+    texture, all else unchanged. `distractors=False` (versions 2 and 3)
+    leaves the distractor patches out, all else unchanged.
     """
     if split not in _SPLITS:
         raise ValueError(
             f"`split` must be one of {tuple(_SPLITS)}. Received: split={split!r}"
         )
     count = config.split_size(split) if count is None else count
-    examples = [draw_example(config, split, i, occlude) for i in range(count)]
+    examples = [draw_example(config, split, i, occlude, distractors) for i in range(count)]
     return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
 

@@ -119,7 +119,7 @@ def _paint_v2(image, region, pattern, jitter, yy, xx, phase):
     image[region & ~on] = colour * 0.35
 
 
-def make_example_v2(config, split, index, occlude=None):
+def make_example_v2(config, split, index, occlude=None, distractors=True):
     """Draws example `index` of `split` (version 2); a dict of numpy arrays.
 
     Every random draw happens whether or not a part is occluded, so the
@@ -164,7 +164,7 @@ def make_example_v2(config, split, index, occlude=None):
         jitter = rng.normal(0, config.colour_jitter, 3).astype(np.float32)
         phase = rng.integers(0, 4, 2)
         square = synthetic._free_square(rng, size, side, object_mask, yy, xx)
-        if square is not None:
+        if square is not None and distractors:
             _paint_v2(image, square, pattern, jitter, yy, xx, phase)
 
     for part, region, pattern, jitter, phase in (

@@ -127,11 +127,12 @@ def _tail_colour(body_colour, hue, chroma):
     return np.clip(body_colour + chroma * direction, 0, 255)
 
 
-def make_example_v3(config, split, index, occlude=None):
+def make_example_v3(config, split, index, occlude=None, distractors=True):
     """Draws example `index` of `split` (version 3); a dict of numpy arrays.
 
     `occlude`: None, 1 (the easy cue, the wing, painted over) or 2 (the hard
-    cue, the tail).
+    cue, the tail). `distractors=False` draws the same image without its
+    distractors (every random draw is still made, so nothing else changes).
     """
     if occlude not in (None, 1, 2):
         raise ValueError(f"`occlude` must be None, 1 or 2. Received: occlude={occlude!r}")
@@ -166,7 +167,7 @@ def make_example_v3(config, split, index, occlude=None):
         other += other >= label
         phase = rng.integers(0, 4)
         square = synthetic._free_square(rng, size, side, object_mask, yy, xx)
-        if square is not None:
+        if square is not None and distractors:
             _paint_wing(image, square, _cues(other)[0], _cues(other)[1], xx + phase, yy)
 
     if occlude == 1:

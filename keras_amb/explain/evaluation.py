@@ -31,6 +31,8 @@ PER_IMAGE = (
     "top1_occluded_part1", "top1_occluded_part2", "density_part1", "density_part2",
     "map_entropy", "map_area_above_half", "map_concentration",
     "map_entropy_normalised", "map_area_above_half_normalised",
+    "logp_occluded_part1", "logp_occluded_part2", "density_other_occluded_part1",
+    "density_other_occluded_part2",
 ) + tuple(f"top1_attention_{name}" for name in INTERVENTIONS)
 SUMMARY_KEYS = (
     "top1", "top5", "att_top1", "insertion", "deletion", "score", "rise_insertion",
@@ -39,6 +41,8 @@ SUMMARY_KEYS = (
     "energy_part2", "coverage_both_parts", "top1_occluded_part1", "top1_occluded_part2",
     "density_part1", "density_part2", "map_entropy", "map_area_above_half",
     "map_concentration", "map_entropy_normalised", "map_area_above_half_normalised",
+    "logp_occluded_part1", "logp_occluded_part2", "density_other_occluded_part1",
+    "density_other_occluded_part2",
 ) + tuple(f"top1_attention_{name}" for name in INTERVENTIONS) + (
     "examples", "method", "params",
 )
@@ -73,7 +77,10 @@ def evaluate(
     the map's mass in each part), `coverage_both_parts` (fraction of images
     with both parts covered, `metrics.part_coverage`) and
     `top1_occluded_part1`, `top1_occluded_part2` (top-1 with that part
-    painted over in the body's texture), `density_part1`, `density_part2`
+    painted over in the body's texture, on copies without distractors),
+    `logp_occluded_part1/2` (the true class's log-probability there),
+    `density_other_occluded_part1/2` (the attention map's density on the
+    other part there), `density_part1`, `density_part2`
     (each part's mass density relative to the image's). Map statistics
     (`metrics.map_statistics`): `map_entropy`, `map_area_above_half`,
     `map_concentration`. The intervention test (`INTERVENTIONS`):
@@ -192,7 +199,9 @@ def evaluate_methods(
             bar.update(seen)
     if seen == 0:
         raise ValueError(f"split {split!r} of {source.name} has no examples")
-    # Top-1 with each part hidden (not for a split that is itself occluded).
+    # Each part hidden, on distractor-free copies (not for a split that is
+    # itself occluded): top-1, the true class's log-probability, and the
+    # attention map's density on the part left.
     for part in (1, 2) if split in source.sizes else ():
         occluded = source.occluded(split, part)
         if occluded is None:
@@ -203,9 +212,19 @@ def evaluate_methods(
             occluded, image_size, batch_size, training=False,
             resize_ratio=resize_ratio, keep_masks=True,
         ):
-            probs = predict(batch["images"].numpy())
-            add(shared, f"top1_occluded_part{part}",
-                np.argmax(probs, -1) == batch["labels"].numpy())
+            labels = batch["labels"].numpy()
+            out = model.predict_on_batch(batch["images"].numpy().astype(np.float32))
+            probs = np.asarray(keras.ops.convert_to_numpy(out["probabilities"]), np.float64)
+            add(shared, f"top1_occluded_part{part}", np.argmax(probs, -1) == labels)
+            add(shared, f"logp_occluded_part{part}",
+                np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)))
+            other = f"part{3 - part}_mask"
+            if other in batch:
+                mask = batch[other].numpy()
+                attention = np.asarray(keras.ops.convert_to_numpy(out["attention"]))
+                energies, _ = metrics.part_coverage(attention, [mask])
+                add(shared, f"density_other_occluded_part{part}",
+                    metrics.part_density(energies, [mask])[0])
     return {
         each: _result(shared, per_method[each], curves[each], iou[each], ts, seen, each,
                       split, image_size, resize_ratio, thresholds, rise_steps)
