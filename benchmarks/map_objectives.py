@@ -34,7 +34,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-PROPOSED = {"architecture": "proposed"}
+from keras_amb.arguments import PAPER_OBJECTIVE  # noqa: E402
+
+# Every variant names its objective in full, whatever the config's defaults.
+PROPOSED = dict(PAPER_OBJECTIVE, architecture="proposed", amb=True, pc=True, cot=True)
 NO_MINING = dict(PROPOSED, amb=False, cot=False)
 # name -> (label, config overrides); each from the seed's pre-trained ABN.
 VARIANTS = {

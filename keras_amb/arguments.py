@@ -56,6 +56,10 @@ MAP_TERMS = {
     "area_weight": 0.0, "area_target": 0.0, "smoothness_weight": 0.0,
     "map_normalization": "none", "erasing_weight": 0.0,
 }
+# The paper's objective (eq. 5, the mining terms updating every weight that
+# feeds the AMB), which `keras-amb train --paper-objective` restores over a
+# config's map terms.
+PAPER_OBJECTIVE = {**MAP_TERMS, "amb_gradient": "all"}
 
 # Constructor arguments renamed since the first release (old: new), accepted
 # when loading the model files of earlier releases.

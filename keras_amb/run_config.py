@@ -82,14 +82,16 @@ class ModelConfig:
         amb, pc, cot: the ablation switches.
         mask_threshold, mask_slope, hard_mask: the AMB's mask T(A).
         amb_weight, amb_gradient: L_am's weight and the weights the mining
-            terms update.
+            terms update (the default, "attention": the map's alone; the
+            paper: "all").
         pc_weight, pc_contrastive_weight, pc_distance, center_lr_multiplier:
             the PC loss: `pc_weight` weighs the whole loss in eq. 5,
             `pc_contrastive_weight` its contrastive part inside it.
         area_weight, area_target, smoothness_weight, map_normalization,
             erasing_weight: the map terms (ours, not the paper's; 0 and
             "none" are off): the map's area, its total variation, min-max
-            normalisation, and CE on the erased features.
+            normalisation, and CE on the erased features. The default adds
+            the area term at weight 1 (METHOD.md, "The default objective").
         naive_bn_statistics: let the AMB and COT passes update batch norm.
         attention_target_weight: the attention-target loss's weight (on
             when `data.attention_targets` is set).
@@ -107,12 +109,12 @@ class ModelConfig:
     mask_slope: float = 10.0
     hard_mask: bool = False
     amb_weight: float = 1e-4
-    amb_gradient: str = "all"
+    amb_gradient: str = "attention"
     pc_weight: float = 0.1
     pc_contrastive_weight: float = 1e-4
     pc_distance: str = "euclidean"
     center_lr_multiplier: float = 1.0
-    area_weight: float = 0.0
+    area_weight: float = 1.0
     area_target: float = 0.0
     smoothness_weight: float = 0.0
     map_normalization: str = "none"

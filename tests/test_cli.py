@@ -278,7 +278,8 @@ def test_info_describes_a_run(trained):
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     labels = open(os.path.join(trained["run"], "labels.txt")).read().split()
-    for needle in ("AttentionMiningNetwork: AMB + PC + COT, no bypass", "resnet_tiny",
+    for needle in ("AttentionMiningNetwork: AMB (attention only) + PC + COT + area, no bypass",
+                   "resnet_tiny",
                    f"4: {labels[0]}", "32x32", "finished", "last epoch      proposed 1",
                    "model.keras", "history.csv", "1 ABN + 1 epochs"):
         assert needle in out, needle
