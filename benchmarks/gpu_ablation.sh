@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Evidence II on a lent GPU: both ablations (synthetic v3 and v2) on the JAX
-# backend, most-wanted first under one deadline (BUDGET seconds, default 540),
-# so a short lease returns the rows it reached. Results go to $OUT.
+# The maps issue's section 4 table on a lent GPU (#36): for synthetic v1, v2
+# and v3, the default objective against ABN, the no-mining control and the
+# paper's objective, each against the same network's CAM and Grad-CAM, with
+# per-seed paired differences (benchmarks/map_objectives.py), on the JAX
+# backend, most-wanted first under one deadline (BUDGET seconds, default
+# 540), so a short lease returns the rows it reached. Results go to $OUT.
 #
 # keras-amb's input pipelines are tf.data, so the machine needs TensorFlow
 # (the CPU build is enough) beside JAX with CUDA. The lent H200 image seen so
@@ -13,18 +16,21 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3 KERAS_BACKEND=jax
 if ! python3 -c "import tensorflow, jax, keras" 2>/dev/null; then
-  echo "gpu_ablation: needs tensorflow, jax and keras importable here; stopping." | tee "$OUT/ablation.md"
+  echo "gpu_ablation: needs tensorflow, jax and keras importable here; stopping." | tee "$OUT/maps.md"
   exit 2
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 deadline=$((SECONDS + ${BUDGET:-540}))
-run() {  # name, evidence.py args...
+run() {  # name, map_objectives.py args...
   local left=$((deadline - SECONDS))
-  if [ "$left" -lt 60 ]; then echo "### $1: skipped, $left s left" | tee -a "$OUT/ablation.md"; return; fi
-  echo "### $1 (started at ${SECONDS} s)" | tee -a "$OUT/ablation.md"
-  timeout "$left" python3 benchmarks/evidence.py --output "/tmp/$1" "${@:2}" 2>&1 \
-    | grep -v -E "^(I|W)0000|absl|oneDNN" | tail -n 60 | tee -a "$OUT/ablation.md"
+  if [ "$left" -lt 60 ]; then echo "### $1: skipped, $left s left" | tee -a "$OUT/maps.md"; return; fi
+  echo "### $1 (started at ${SECONDS} s)" | tee -a "$OUT/maps.md"
+  timeout "$left" python3 benchmarks/map_objectives.py --output "/tmp/$1" \
+    --report "$OUT/maps_$1" --split test "${@:2}" 2>&1 \
+    | grep -v -E "^(I|W)0000|absl|oneDNN" | tail -n 40 | tee -a "$OUT/maps.md"
 }
-run v3 --config synthetic_v3 --seeds 5 --pretrain-epochs 30 --epochs 20
-run v2 --config synthetic_v2 --seeds 3 --pretrain-epochs 30 --epochs 20 --pc-weights 1 0.1
-echo "done at ${SECONDS} s" | tee -a "$OUT/ablation.md"
+variants="abn no-mining paper area-attn"
+run synthetic_v1 --config synthetic --seeds 0 1 2 3 4 --variants $variants
+run synthetic_v2 --config synthetic_v2 --seeds 0 1 2 3 4 --variants $variants
+run synthetic_v3 --config synthetic_v3 --seeds 0 1 2 3 4 --variants $variants
+echo "done at ${SECONDS} s" | tee -a "$OUT/maps.md"

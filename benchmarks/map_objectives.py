@@ -59,7 +59,7 @@ VARIANTS = {
                      dict(PROPOSED, area_weight=1.0, erasing_weight=1.0,
                           amb_gradient="attention")),
     "no-mining-area": ("No mining + area", dict(NO_MINING, area_weight=1.0)),
-    "area-attn": ("AMB + PC + COT (map only) + area",
+    "area-attn": ("AMB + PC + COT (map only) + area, the default",
                   dict(PROPOSED, area_weight=1.0, amb_gradient="attention")),
     "area-erasing-tv": ("AMB + PC + COT (map only) + area + erasing + smoothness",
                         dict(PROPOSED, area_weight=1.0, erasing_weight=1.0,
@@ -84,7 +84,15 @@ SHOWN = (
     ("top1_attention_shuffled", "top-1 % shuffled A", 100),
     ("top1_attention_uniform", "top-1 % uniform A", 100),
     ("top1_attention_inverted_matched", "top-1 % 1-A matched", 100),
+    ("top1_occluded_part1", "top-1 % part 1 hidden", 100),
+    ("top1_occluded_part2", "top-1 % part 2 hidden", 100),
+    ("logp_occluded_part1", "log p(true) part 1 hidden", 1),
+    ("logp_occluded_part2", "log p(true) part 2 hidden", 1),
+    ("density_other_occluded_part1", "A's density on part 2, part 1 hidden", 1),
+    ("density_other_occluded_part2", "A's density on part 1, part 2 hidden", 1),
 )
+# Per-model values: shown on the attention row only.
+MODEL_LEVEL = ("top1_attention", "top1_occluded", "logp_occluded", "density_other")
 # Two-sided 95% t quantiles by degrees of freedom.
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
 
@@ -120,15 +128,26 @@ def evaluate_run(run_dir, source, split, limit):
     return summary
 
 
+def training_seconds(run_dir):
+    """The seconds the run's epochs took, from its history.csv."""
+    import csv
+
+    path = os.path.join(run_dir, "history.csv")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return round(sum(float(row["seconds"] or 0) for row in csv.DictReader(f)), 1)
+
+
 def ensure_trained(run_config, run_dir, log):
+    """Trains (or resumes) the run unless it is finished; returns the
+    seconds its epochs took (history.csv), whenever they ran."""
     from keras_amb import trainer
 
-    if os.path.isfile(os.path.join(run_dir, "model.keras")):
-        return 0.0
-    start = time.time()
-    resume = os.path.isfile(os.path.join(run_dir, "state.json"))
-    trainer.train(run_config, run_dir=run_dir, resume=resume, log=log, verbose=2)
-    return time.time() - start
+    if not os.path.isfile(os.path.join(run_dir, "model.keras")):
+        resume = os.path.isfile(os.path.join(run_dir, "state.json"))
+        trainer.train(run_config, run_dir=run_dir, resume=resume, log=log, verbose=2)
+    return training_seconds(run_dir)
 
 
 def paired(results, variant, seeds, first, second, key):
@@ -153,7 +172,7 @@ def report(results, names, seeds, header):
         for method in METHODS:
             cells = []
             for key, _, scale in SHOWN:
-                if method != "attention" and key.startswith("top1_attention"):
+                if method != "attention" and key.startswith(MODEL_LEVEL):
                     cells.append("")
                     continue
                 mean, half = interval([results.get((name, s), {}).get(method, {}).get(key)
@@ -178,6 +197,14 @@ def report(results, names, seeds, header):
         ("top-1 - top-1 with shuffled A (points)", (None, "attention"), (None, "attention"),
          ("top1", "top1_attention_shuffled"), 100),
         ("top-1 - ABN's top-1 (points)", (None, "attention"), ("abn", "attention"), "top1", 100),
+        ("part 1 hidden: top-1 - ABN's (points)", (None, "attention"), ("abn", "attention"),
+         "top1_occluded_part1", 100),
+        ("part 2 hidden: top-1 - ABN's (points)", (None, "attention"), ("abn", "attention"),
+         "top1_occluded_part2", 100),
+        ("part 1 hidden: A's density on part 2 - ABN's", (None, "attention"),
+         ("abn", "attention"), "density_other_occluded_part1", 1),
+        ("part 2 hidden: A's density on part 1 - ABN's", (None, "attention"),
+         ("abn", "attention"), "density_other_occluded_part2", 1),
     )
     lines.append("| variant | " + " | ".join(c[0] for c in checks) + " |")
     lines.append("|---|" + "---|" * len(checks))
@@ -242,7 +269,7 @@ def main(argv=None):
             cfg = base.replace(seed=seed, init_from=abn_dir, **VARIANTS[name][1])
             took = ensure_trained(cfg, run_dir, log)
             seconds[f"seed{seed}-{name}"] = took
-            print(f"[seed {seed}] {name}: trained ({took:.0f} s)", flush=True)
+            print(f"[seed {seed}] {name}: trained ({took:.0f} s of epochs)", flush=True)
             if args.train_only:
                 continue
             results[(name, seed)] = evaluate_run(run_dir, source, args.split, args.limit)
@@ -256,8 +283,11 @@ def main(argv=None):
     header = (f"# Map objectives on {args.config}, split {args.split}"
               f"{f' (first {args.limit})' if args.limit else ''}, seeds {args.seeds}\n\n"
               f"Command: `{command}`  \nWall time of this invocation: "
-              f"{time.time() - start:.0f} s (runs reused from earlier invocations "
-              "count 0; training seconds per run in the JSON).")
+              f"{time.time() - start:.0f} s (runs and evaluations reused from earlier "
+              f"invocations take none of it); the epochs of all the runs: "
+              f"{sum(v or 0 for v in seconds.values()):.0f} s (each run's in the JSON, "
+              "from its history.csv). 2-core CPU, TensorFlow backend unless the JSON "
+              "says otherwise.")
     text, table = report(results, args.variants, args.seeds, header)
     print(text)
     if args.report:
@@ -265,7 +295,10 @@ def main(argv=None):
             f.write(text)
         per_seed = {f"{name}/seed{seed}": results[(name, seed)] for name, seed in results}
         with open(args.report + ".json", "w", encoding="utf-8") as f:
+            import keras
+
             json.dump({"command": command, "config": args.config, "split": args.split,
+                       "backend": keras.backend.backend(),
                        "limit": args.limit, "seeds": args.seeds,
                        "variants": {n: VARIANTS[n] for n in args.variants},
                        "training_seconds": seconds, "per_seed": per_seed,
