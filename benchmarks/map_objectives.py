@@ -27,7 +27,6 @@ Example (about 4 min per variant and seed on a 2-core CPU, v1):
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -93,20 +92,11 @@ SHOWN = (
 )
 # Per-model values: shown on the attention row only.
 MODEL_LEVEL = ("top1_attention", "top1_occluded", "logp_occluded", "density_other")
-# Two-sided 95% t quantiles by degrees of freedom.
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
-
-
 def interval(values):
     """Mean and 95% t-interval half-width over seeds (None with one seed)."""
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, T95.get(len(values) - 1, 1.96) * math.sqrt(var / len(values))
+    from keras_amb.ablation_report import t_interval
+
+    return t_interval(values)
 
 
 def evaluate_run(run_dir, source, split, limit):

@@ -29,6 +29,15 @@ def test_paired_difference_and_its_bootstrap_interval():
     assert diff["images"] == 600 and diff["seeds"] == 3
     low, high = diff["ci95"]
     assert 0 < low < diff["mean"] < high
+    # Over seeds: each seed's mean difference, and Student's t interval of
+    # their mean (t(2) = 4.303).
+    per_seed = [np.mean(v["per_image"]["top1"] - b["per_image"]["top1"])
+                for v, b in zip(better, base)]
+    np.testing.assert_allclose(diff["per_seed"], per_seed)
+    half = 4.303 * np.std(per_seed, ddof=1) / np.sqrt(3)
+    np.testing.assert_allclose(diff["seed_ci95"], [np.mean(per_seed) - half,
+                                                    np.mean(per_seed) + half], rtol=1e-6)
+    assert ablation_report.paired_difference(better[:1], base[:1], "top1")["seed_ci95"] is None
     # The same models against themselves: a difference of exactly 0.
     same = ablation_report.paired_difference(base, base, "top1")
     assert same["mean"] == 0 and same["ci95"] == [0.0, 0.0]
