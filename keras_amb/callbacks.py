@@ -24,11 +24,14 @@ HISTORY_METRICS = ("loss",) + LOSS_TERMS + (
 # The norm of the gradient each weighted loss term sends to the attention
 # map's weights, on a fixed training batch at the end of each epoch.
 MAP_GRADIENT_COLUMNS = tuple(f"map_grad_{t}" for t in LOSS_TERMS)
+# The attention map's shape on the same batch (`MapShapeWarning`).
+MAP_SHAPE_COLUMNS = ("map_mean", "map_area_above_half")
 HISTORY_COLUMNS = (
     ["stage", "epoch", "learning_rate", "seconds"]
     + list(HISTORY_METRICS)
     + [f"val_{m}" for m in HISTORY_METRICS]
     + list(MAP_GRADIENT_COLUMNS)
+    + list(MAP_SHAPE_COLUMNS)
 )
 
 
@@ -253,6 +256,60 @@ class MapGradientNorms(keras.callbacks.Callback):
             self.model, self.batch, self.model.attention_branch.map_variables
         )
         logs.update({f"map_grad_{name}": value for name, value in norms.items()})
+
+
+class MapShapeWarning(keras.callbacks.Callback):
+    """Logs the attention map's shape each epoch and warns once when it has
+    lost its shape.
+
+    At the end of each epoch, on one fixed training batch in inference mode,
+    the map's mean (`map_mean`) and the fraction of it at 0.5 or above
+    (`map_area_above_half`) go to history.csv. Two failures are named once
+    each: a map that covers nearly everything (over 95% above 0.5: the
+    paper's objective does this, METHOD.md "Why the paper's map is flat")
+    and a map that has collapsed to nothing (no cell above 0.5 and a mean
+    under 0.05: the area term outweighs the mining terms).
+
+    Args:
+        batch: one training batch, as the model's `fit` receives it.
+        log: callable taking a line of text.
+    """
+
+    def __init__(self, batch, log):
+        super().__init__()
+        self.batch = batch
+        self.log = log
+        self.warned = set()
+
+    def on_epoch_end(self, epoch, logs=None):
+        from keras_amb.models import compiled
+
+        if _tf_distributed():  # mirrored variables: not probed (as the force log)
+            return
+        x = self.batch[0]
+        images = x["images"] if isinstance(x, dict) else x
+        attention = compiled.compiled(
+            self.model, "map_shape", lambda m, images: m(images, training=False)["attention"])
+        maps = np.asarray(keras.ops.convert_to_numpy(attention(keras.ops.convert_to_numpy(images))))
+        mean, area = float(maps.mean()), float((maps >= 0.5).mean())
+        if logs is not None:
+            logs.update(map_mean=mean, map_area_above_half=area)
+        if area > 0.95 and "wash" not in self.warned:
+            self.warned.add("wash")
+            self.log(
+                f"Warning: {area:.0%} of the attention map is above 0.5 at epoch {epoch + 1}: "
+                "it covers nearly everything and explains little. The default objective's "
+                "area term (--area-weight, --amb-gradient attention) keeps it on the "
+                "evidence (METHOD.md, 'Why the paper's map is flat')."
+            )
+        if area == 0.0 and mean < 0.05 and "collapse" not in self.warned:
+            self.warned.add("collapse")
+            self.log(
+                f"Warning: the attention map has collapsed at epoch {epoch + 1} (mean "
+                f"{mean:.3f}, no cell above 0.5): the area term outweighs the mining terms. "
+                "Lower --area-weight, or try --area-target 0.1, which holds a tenth of "
+                "the map up (METHOD.md, 'The map terms')."
+            )
 
 
 class FeatureCollapseWarning(keras.callbacks.Callback):

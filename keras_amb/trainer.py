@@ -304,6 +304,7 @@ class _Training:
         schedule = self.config.schedule
         base = float(schedule.optimizer["learning_rate"])
         checkpoint = amb_callbacks.EpochCheckpoint(self.run, stage, index)
+        probe = next(iter(self._probe_batches().take(1)))
         callbacks = [
             keras.callbacks.LearningRateScheduler(
                 lambda epoch, lr: schedules.learning_rate_at(
@@ -311,7 +312,8 @@ class _Training:
                 )
             ),
             amb_callbacks.StopOnNonFinite(stage, checkpoint_path=checkpoint.last_path),
-            amb_callbacks.MapGradientNorms(next(iter(self._probe_batches().take(1)))),
+            amb_callbacks.MapGradientNorms(probe),
+            amb_callbacks.MapShapeWarning(probe, self.log),
             checkpoint,
             keras.callbacks.TensorBoard(self.run.path("logs", stage)),
         ]

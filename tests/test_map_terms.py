@@ -224,3 +224,27 @@ def test_matched_inversion_keeps_mean_and_spread_and_flips_the_ranking():
     assert matched.mean() == pytest.approx(b.mean(), abs=1e-5)
     assert matched.std() == pytest.approx(b.std(), abs=1e-5)
     assert np.argmax(matched) == np.argmin(b)
+
+
+def test_map_shape_warning_names_a_wash_and_a_collapse():
+    from keras_amb.callbacks import MapShapeWarning
+
+    model = _model()
+    x, y = _batch()
+    lines = []
+    callback = MapShapeWarning((x, y), lines.append)
+    callback.set_model(model)
+    beta = model.attention_branch.map_bn.beta
+    for value, word in ((30.0, "covers nearly everything"), (-30.0, "has collapsed")):
+        beta.assign(np.full(beta.shape, value, "float32"))
+        logs = {}
+        callback.on_epoch_end(0, logs)
+        assert logs["map_area_above_half"] == (1.0 if value > 0 else 0.0)
+        assert word in lines[-1] and "--area-weight" in lines[-1]
+    # Each is said once.
+    callback.on_epoch_end(1, {})
+    assert len(lines) == 2
+    beta.assign(np.zeros(beta.shape, "float32"))
+    logs = {}
+    callback.on_epoch_end(2, logs)
+    assert 0.0 < logs["map_mean"] < 1.0 and len(lines) == 2
