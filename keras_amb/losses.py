@@ -149,7 +149,7 @@ def prototype_conformity(
 
 def area_loss(attention, target=0.0):
     """The attention map's area, the term that keeps a map from covering
-    everything (ours, not the paper's; METHOD.md, "The map's objective").
+    everything (ours, not the paper's; METHOD.md, "The map terms").
 
     With `target=0`, the mean of the map, `mean_{i,p} A_ip`: every attended
     position costs the same. With `0 < target < 1`, the area constraint of

@@ -11,11 +11,12 @@ where L_att and L_per are the cross entropies of the attention and
 perception branches, L_PC is the prototype conformity loss summed over the
 two PC features (the perception branch's pooled feature and the attention
 branch's pooled class maps), and L_am is the attention mining loss on the
-AMB output. The map terms are ours, not the paper's (METHOD.md, "The
-map's objective"): the map's area (`losses.area_loss`), its total variation
+AMB output. The map terms are ours, not the paper's (METHOD.md, "The map
+terms"): the map's area (`losses.area_loss`), its total variation
 (`losses.smoothness_loss`), and the erasing term, CE of the perception
-branch on the erased features with the mask held fixed. L_am is left out of eq. 5 whenever the complement step takes it: with
-COT (the paper: "COT replaces L_am") and with `amb_gradient="attention"`.
+branch on the erased features with the mask held fixed. L_am is left out
+of eq. 5 whenever the complement step takes it: with COT (the paper: "COT
+replaces L_am") and with `amb_gradient="attention"`.
 
 The complement step minimizes COT's complement entropy of the AMB output,
 with the true class zeroed (the masked features must not name the true
