@@ -65,16 +65,17 @@ def term_pushes(model, batches):
 def map_statistics(model, batches):
     import numpy as np
 
+    from keras_amb.explain import metrics
+
     maps = np.concatenate([_numpy(model(x)["attention"]) for x, _ in batches])
     flat = maps.reshape(len(maps), -1)
-    p = flat / flat.sum(axis=1, keepdims=True)
-    entropy = -(p * np.log(np.maximum(p, 1e-12))).sum(axis=1) / np.log(flat.shape[1])
+    shape = metrics.map_statistics(maps)
     bn = model.attention_branch.map_bn
     return {
         "mean": float(flat.mean()),
         "spread_within_image": float(flat.std(axis=1).mean()),
-        "area_above_half": float((flat >= 0.5).mean()),
-        "entropy": float(entropy.mean()),
+        "area_above_half": float(shape["map_area_above_half"].mean()),
+        "entropy": float(shape["map_entropy"].mean()),
         "map_bn_gamma": float(_numpy(bn.gamma)[0]),
         "map_bn_beta": float(_numpy(bn.beta)[0]),
     }

@@ -33,6 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from keras_amb.ablation_report import t_interval  # noqa: E402
 from keras_amb.arguments import PAPER_OBJECTIVE  # noqa: E402
 
 # Every variant names its objective in full, whatever the config's defaults.
@@ -95,13 +96,6 @@ SHOWN = (
 )
 # Per-model values: shown on the attention row only.
 MODEL_LEVEL = ("top1_attention", "top1_occluded", "logp_occluded", "density_other")
-def interval(values):
-    """Mean and 95% t-interval half-width over seeds (None with one seed)."""
-    from keras_amb.ablation_report import t_interval
-
-    return t_interval(values)
-
-
 def evaluate_run(run_dir, source, split, limit):
     """The run's summary per method, cached beside the run."""
     path = os.path.join(run_dir, f"map-evaluation-{split}-{limit or 'all'}.json")
@@ -168,7 +162,7 @@ def report(results, names, seeds, header):
                 if method != "attention" and key.startswith(MODEL_LEVEL):
                     cells.append("")
                     continue
-                mean, half = interval([results.get((name, s), {}).get(method, {}).get(key)
+                mean, half = t_interval([results.get((name, s), {}).get(method, {}).get(key)
                                        for s in seeds])
                 if mean is None:
                     cells.append("-")
@@ -213,7 +207,7 @@ def report(results, names, seeds, header):
                     values.append(None if a is None or b is None else a - b)
             else:
                 values = paired(results, name, seeds, first, second, key)
-            mean, half = interval(values)
+            mean, half = t_interval(values)
             table.setdefault(name, {})[label] = values
             if mean is None:
                 cells.append("-")

@@ -267,13 +267,10 @@ def _matched_inversion(attention):
     """`1 - A` moved back to each map's own mean and standard deviation
     (clipped to `[0, 1]`): the inverted ranking without the shift in the
     distribution of map values that plain `1 - A` brings, which the batch
-    norms after `A * F` were not fitted to."""
+    norms after `A * F` were not fitted to. `1 - A` has A's spread, so this
+    is the reflection about A's mean, `2 mean(A) - A`."""
     mean = attention.mean(axis=(1, 2), keepdims=True)
-    std = attention.std(axis=(1, 2), keepdims=True)
-    inverted = 1.0 - attention
-    centred = (inverted - inverted.mean(axis=(1, 2), keepdims=True)) / np.maximum(
-        inverted.std(axis=(1, 2), keepdims=True), 1e-8)
-    return np.clip(mean + std * centred, 0.0, 1.0).astype(np.float32)
+    return np.clip(2.0 * mean - attention, 0.0, 1.0).astype(np.float32)
 
 
 def intervention_top1(model, images, labels, attention, object_masks=None):

@@ -165,6 +165,13 @@ def part_coverage(maps, part_masks, density=COVERAGE_DENSITY):
     return energies, covered
 
 
+def _entropy(flat):
+    """Each row's entropy as a distribution over its cells, divided by its
+    maximum, log(cells): 1 is uniform."""
+    p = flat / np.maximum(flat.sum(axis=1, keepdims=True), 1e-12)
+    return -(p * np.log(np.maximum(p, 1e-12))).sum(axis=1) / np.log(flat.shape[1])
+
+
 def map_statistics(maps, object_masks=None, threshold=0.5):
     """What a map's shape says on its own, per image.
 
@@ -195,16 +202,12 @@ def map_statistics(maps, object_masks=None, threshold=0.5):
     maps = np.maximum(np.asarray(maps, dtype=np.float64), 0.0)
     n = maps.shape[0]
     flat = maps.reshape(n, -1)
-    p = flat / np.maximum(flat.sum(axis=1, keepdims=True), 1e-12)
-    entropy = -(p * np.log(np.maximum(p, 1e-12))).sum(axis=1) / np.log(flat.shape[1])
     low = flat.min(axis=1, keepdims=True)
     scaled = (flat - low) / np.maximum(flat.max(axis=1, keepdims=True) - low, 1e-12)
-    q = scaled / np.maximum(scaled.sum(axis=1, keepdims=True), 1e-12)
-    entropy_scaled = -(q * np.log(np.maximum(q, 1e-12))).sum(axis=1) / np.log(flat.shape[1])
     stats = {
-        "map_entropy": entropy.astype(np.float32),
+        "map_entropy": _entropy(flat).astype(np.float32),
         "map_area_above_half": (flat >= threshold).mean(axis=1).astype(np.float32),
-        "map_entropy_normalised": entropy_scaled.astype(np.float32),
+        "map_entropy_normalised": _entropy(scaled).astype(np.float32),
         "map_area_above_half_normalised": (scaled >= threshold).mean(axis=1).astype(np.float32),
     }
     if object_masks is not None:
