@@ -2,15 +2,27 @@
 
 Every file keras-amb writes that something else reads (checkpoints, state,
 configs, labels, results, figures, maps, exported models) goes through
-`atomic_write`. Files come out with the user's umask (as `open` would make
-them), not `mkstemp`'s private 0600, so a colleague or a serving container
-running as another user can read them. A write that fails (no space left,
-no permission) raises `FileWriteError` naming the file, and leaves the old
-file, if any, untouched.
+`atomic_write`. What each kind of output path gets, as a careful Unix tool
+does it:
+
+- nothing there: a new file with the user's umask (as `open` would make
+  it), not `mkstemp`'s private 0600, so a colleague or a serving container
+  running as another user can read it;
+- a regular file: replaced whole, keeping its permission bits (a private
+  0600 file stays private);
+- a symbolic link: written through; the file it points to is replaced (by
+  the same two rules) and the link stays a link;
+- anything else (a device node, a FIFO, a socket, a folder): refused with
+  `FileWriteError`, before anything is written (`/dev/null` is never
+  replaced by a file, even as root).
+
+A write that fails (no space left, no permission) raises `FileWriteError`
+naming the file, and leaves the old file, if any, untouched.
 """
 
 import errno
 import os
+import stat
 import tempfile
 
 from keras_amb.errors import FileWriteError  # noqa: F401 (re-exported)
@@ -28,6 +40,53 @@ def current_umask():
     mask = os.umask(0o022)  # elsewhere: set and restore at once
     os.umask(mask)
     return mask
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def write_target(path):
+    """Where a write to `path` lands, and the permission bits it gets.
+
+    Follows symbolic links (the link is written through, never replaced).
+
+    Returns:
+        `(real_path, mode)`: the file to replace or create, and the mode the
+        new file gets: the existing file's own, or 0666 less the umask.
+
+    Raises:
+        FileWriteError: `path` is (or points to) a device node, a FIFO, a
+            socket or a folder; or a link loop.
+
+    Example:
+    >>> write_target("/tmp/keras-amb-new-file.txt")[0]
+    '/tmp/keras-amb-new-file.txt'
+    """
+    real, mode, problem = inspect_target(path)
+    if problem:
+        raise FileWriteError(f"Cannot write {path}: {problem}")
+    return real, mode
+
+
+def inspect_target(path):
+    """`(real_path, mode, problem)`: `write_target`'s answer without raising;
+    `problem` is None or says why `path` cannot be written (for messages
+    that name the option, as `safety.check_output_file`'s)."""
+    path = os.fspath(path)
+    real = os.path.realpath(path)
+    try:
+        status = os.stat(real)
+    except FileNotFoundError:
+        return real, 0o666 & ~current_umask(), None
+    except OSError as error:
+        return real, None, _reason(error)
+    if stat.S_ISREG(status.st_mode):
+        return real, stat.S_IMODE(status.st_mode) & 0o777, None
+    kind = next((name for test, name in _KINDS if test(status.st_mode)), "not a regular file")
+    via = f"a link to {real}, which " if real != os.path.abspath(path) else ""
+    return real, None, f"{via}is {kind}, not a regular file; give a file path"
 
 
 def _reason(error):
@@ -52,8 +111,9 @@ def atomic_write(path, write, suffix=".tmp"):
     """Calls `write(tmp_path)`, syncs the file, then renames it onto `path`.
 
     A process killed at any moment leaves either the old file or the new one,
-    never a partial one (the temporary file is hidden: `.tmp-*`). The file
-    gets the mode `open` would give it (0666 less the umask).
+    never a partial one (the temporary file is hidden: `.tmp-*`). A new file
+    gets the mode `open` would give it (0666 less the umask), a replaced one
+    keeps its own; a link is written through (`write_target`).
 
     Args:
         path: str, the file to write.
@@ -63,23 +123,24 @@ def atomic_write(path, write, suffix=".tmp"):
 
     Raises:
         FileWriteError: the folder or the file cannot be written (naming
-            `path`: no permission, no space left, ...).
+            `path`: no permission, no space left, a device node, ...).
 
     Example:
     >>> atomic_write("/tmp/keras-amb-doctest.txt",
     ...              lambda tmp: open(tmp, "w").write("ok"))  # doctest: +SKIP
     """
-    directory = os.path.dirname(os.path.abspath(path))
+    target, mode = write_target(path)
+    directory = os.path.dirname(target)
     tmp = None
     try:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~current_umask())
+        os.chmod(tmp, mode)
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException as error:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
@@ -130,6 +191,8 @@ def atomic_write_directory(path, write):
     it, and nothing is overwritten."""
     import shutil
 
+    if os.path.lexists(path):
+        raise FileWriteError(f"Cannot write {path}: it already exists")
     parent = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
@@ -165,12 +228,13 @@ class AtomicFile:
 
     def __init__(self, path, **kwargs):
         self.path = path
-        directory = os.path.dirname(os.path.abspath(path))
+        self._target, mode = write_target(path)
+        directory = os.path.dirname(self._target)
         try:
             os.makedirs(directory, exist_ok=True)
             fd, self.tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-",
                                             suffix=os.path.splitext(path)[1])
-            os.chmod(self.tmp, 0o666 & ~current_umask())
+            os.chmod(self.tmp, mode)
         except OSError as error:
             raise write_error(path, error) from error
         self._file = os.fdopen(fd, "w", **kwargs)
@@ -199,7 +263,7 @@ class AtomicFile:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.replace(self.tmp, self.path)
+            os.replace(self.tmp, self._target)
         except OSError as error:
             self._remove()
             raise write_error(self.path, error) from error

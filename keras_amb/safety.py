@@ -40,11 +40,20 @@ def _probe(folder, option, path):
 
 
 def check_output_file(path, option="--output"):
-    """Fails unless `path` can be written as a file (its folder is created)."""
+    """Fails unless `path` can be written as a file (its folder is created).
+
+    A regular file or nothing is fine, a link is written through; a device
+    node, a FIFO or a socket is refused (`files.write_target`).
+    """
+    from keras_amb.files import inspect_target
+
     path = os.fspath(path)
     if os.path.isdir(path):
         raise OutputError(f"{option} {path}: is a folder; give the file to write")
-    folder = os.path.dirname(os.path.abspath(path))
+    target, _, problem = inspect_target(path)
+    if problem:
+        raise OutputError(f"{option} {path}: {problem}")
+    folder = os.path.dirname(target)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise OutputError(f"{option} {path}: {os.path.dirname(path)} is a file, not a folder")
     try:
