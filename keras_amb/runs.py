@@ -26,6 +26,7 @@ import stat
 
 from keras_amb.errors import RunError  # noqa: F401 (re-exported)
 from keras_amb.files import atomic_write_text
+from keras_amb.model_file import check_model_file  # noqa: F401 (re-exported)
 
 DEFAULT_ROOT = "saved_models"
 STATE_FILE = "state.json"
@@ -66,56 +67,6 @@ def check_writable(directory, min_free_bytes=200 * 2**20):
         raise RunError(
             f"Only {free / 2**20:.0f} MiB free where {directory} is; training "
             f"needs at least {min_free_bytes / 2**20:.0f} MiB for checkpoints."
-        )
-
-
-def check_model_file(path):
-    """Fails unless `path` is a readable `.keras` archive of a keras-amb model.
-
-    Reads only the archive's `config.json`, before Keras loads anything, so
-    an empty file, a file that is not a `.keras` archive, a file this user
-    may not read and a plain Keras model (a `Sequential`, a
-    `keras.applications` network) each get their own message.
-
-    Raises:
-        RunError: naming the file and what is wrong with it.
-    """
-    import zipfile
-
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except PermissionError:
-        raise RunError(
-            f"{path}: permission denied (the file exists, but this user may not read it)"
-        ) from None
-    except IsADirectoryError:
-        raise RunError(f"{path}: is a folder, not a .keras model file") from None
-    except OSError as error:
-        raise RunError(f"{path}: cannot be read ({error.strerror})") from None
-    if not head:
-        raise RunError(f"{path}: empty file, not a .keras model")
-    if not zipfile.is_zipfile(path):
-        raise RunError(f"{path}: not a .keras model file (not a zip archive)")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo("config.json")
-            if info.file_size > 64 * 2**20:
-                raise RunError(f"{path}: its config.json is implausibly large")
-            config = json.loads(archive.read(info))
-    except KeyError:
-        raise RunError(f"{path}: not a .keras model file (no config.json inside)") from None
-    except (zipfile.BadZipFile, ValueError, OSError) as error:
-        if isinstance(error, RunError):
-            raise
-        raise RunError(f"{path}: damaged .keras file ({error})") from None
-    registered = config.get("registered_name") if isinstance(config, dict) else None
-    if not str(registered).startswith("keras_amb>"):
-        kind = config.get("class_name") if isinstance(config, dict) else None
-        raise RunError(
-            f"{path}: not a keras-amb model (it holds a {kind or 'model of unknown kind'}); "
-            "keras-amb commands need a model trained by keras-amb"
         )
 
 
