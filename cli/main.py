@@ -98,7 +98,15 @@ def _check_models(models):
 
 
 class UserError(click.ClickException):
-    """An error shown as one clear line, without a traceback."""
+    """An error shown as one clear line, without a traceback (exit code 1:
+    the command could not do its work)."""
+
+
+class UsageLine(click.ClickException):
+    """A usage mistake (a bad option value, a bad environment variable) shown
+    as one clear line (exit code 2, as click's own usage errors)."""
+
+    exit_code = 2
 
 
 def _user_errors():
@@ -133,9 +141,16 @@ def run_reporting_errors(fn, *args, **kwargs):
     except _user_errors() as error:
         if os.environ.get("KERAS_AMB_DEBUG") == "1":
             raise
+        from keras_amb.errors import CommandLineError
+        from keras_amb.errors import SettingError
+        from keras_amb.names import for_terminal
+
         if isinstance(error, PermissionError):
-            raise UserError(f"{error.filename or error}: permission denied") from None
-        raise UserError(str(error)) from None
+            raise UserError(for_terminal(f"{error.filename or error}: permission denied")) from None
+        # Names in messages are data: one line, no terminal escapes.
+        if isinstance(error, (CommandLineError, SettingError)):
+            raise UsageLine(for_terminal(error)) from None
+        raise UserError(for_terminal(error)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -153,7 +168,15 @@ def cli():
     Branch, Prototype Conformity loss and Complement Objective Training.
     Runs land in saved_models/<dataset>-<architecture>-<timestamp>/; every
     command that reads a model takes such a folder or a bare .keras file.
+
+    \b
+    Exit codes: 0 done; 1 the work failed (a file that cannot be read or
+    written, a damaged model, a failed image); 2 a usage mistake (an unknown
+    option or value, a bad --set, a bad KERAS_* environment variable).
     """
+    from keras_amb import settings
+
+    run_reporting_errors(settings.check_environment)
 
 
 def _register():

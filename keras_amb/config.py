@@ -1,6 +1,7 @@
 """Experiment configuration: built-in defaults < YAML file < command line.
 
-Config files are read with `yaml.safe_load` (no code execution); every key is
+Config files are read with `yaml_reader.load` (safe tags; bounded size, depth
+and aliases); every key is
 checked, and errors name the file and the key. Config keys are the model's
 constructor arguments where they are model arguments (`amb`, `pc`, `cot`,
 `amb_weight`, ...): the same name everywhere.
@@ -21,7 +22,9 @@ import os
 
 import yaml
 
+from keras_amb import yaml_reader
 from keras_amb.arguments import ARCHITECTURES
+from keras_amb.errors import CommandLineError
 from keras_amb.errors import ConfigError  # noqa: F401 (re-exported)
 from keras_amb.files import atomic_write_text
 from keras_amb.overrides import key_path
@@ -85,16 +88,19 @@ def find_config(name_or_path):
 
 
 def load_yaml(path):
+    """A config file's mapping, read within `yaml_reader`'s bounds (size,
+    depth, alias expansion); `ConfigError` naming the file otherwise."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ConfigError(f"Config file not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+            text = f.read(yaml_reader.MAX_BYTES + 1)
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text (UTF-8) file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    data = yaml_reader.load(text, path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -105,13 +111,14 @@ def load_yaml(path):
 
 
 def _merge(base, update, source):
+    error = CommandLineError if source == "command line" else ConfigError
     for key, value in update.items():
         if key in RENAMED and source != "defaults":
-            raise ConfigError(
+            raise error(
                 f"{source}: option {key!r} is now called {RENAMED[key]!r}"
             )
         if key not in DEFAULTS and source != "defaults":
-            raise ConfigError(
+            raise error(
                 f"{source}: unknown option {key!r}. Known options: "
                 f"{', '.join(sorted(DEFAULTS))}"
             )
@@ -205,7 +212,32 @@ def resolve(config_file=None, overrides=None, assignments=(), option_names=None)
     config = merged(config_file, nested)
     config_file = config.pop("config_file", None)
     validate(config, config_file or "command line", given=given)
+    check_dataset(config["dataset"], given.get("dataset") or config_file or "dataset")
     return RunConfig.from_dict(config, config_file=config_file)
+
+
+def check_dataset(dataset, origin="--dataset"):
+    """Fails unless `dataset` is a known name or an existing folder, naming
+    `origin` (the option or the config file that gave it) and the closest
+    known name. Reads no data: a mistyped name fails in a fraction of a
+    second, `--print-config` included."""
+    import difflib
+
+    if dataset in DATASET_CONFIGS or os.path.isdir(dataset):
+        return
+    error = CommandLineError if origin.startswith("--") else ConfigError
+    names = ", ".join(DATASET_CONFIGS)
+    if os.path.exists(dataset):
+        raise error(f"{origin} {dataset}: is a file; a folder dataset is a folder of "
+                    "class subfolders")
+    looks_like_path = os.sep in dataset or dataset.startswith(".") or dataset.startswith("~")
+    if looks_like_path:
+        raise error(f"{origin} {dataset}: no such folder (a dataset is {names}, or a "
+                    "folder of class subfolders)")
+    close = difflib.get_close_matches(dataset, list(DATASET_CONFIGS), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise error(f"{origin} {dataset}: unknown dataset; {hint}(known: {names}, or a "
+                "folder of class subfolders)")
 
 
 def as_run_config(config):
@@ -288,7 +320,8 @@ def validate(config, source="config", given=()):
     def check(condition, key, value, expected):
         if not condition:
             origin, name = where(key)
-            raise ConfigError(f"{origin}: {name} must be {expected}, got {value!r}")
+            error = CommandLineError if origin == "command line" else ConfigError
+            raise error(f"{origin}: {name} must be {expected}, got {value!r}")
 
     def optional_text(key):
         value = config[key]
@@ -326,7 +359,8 @@ def validate(config, source="config", given=()):
         key = str(error).split("`")[1] if str(error).count("`") >= 2 else None
         origin, name = where(key) if key in config else (source, key)
         message = str(error).replace(f"`{key}`", name, 1).replace("`", "")
-        raise ConfigError(f"{origin}: {message}") from None
+        error = CommandLineError if origin == "command line" else ConfigError
+        raise error(f"{origin}: {message}") from None
 
     def section(key, keys, names, example):
         """A mapping with a known `name` and only `keys`; returns it."""

@@ -30,6 +30,16 @@ class ConfigError(KerasAmbError, ValueError):
     """A configuration problem; the message names the file or option."""
 
 
+class CommandLineError(ConfigError):
+    """A bad value given on the command line (an option or `--set`): a usage
+    error, exit code 2; the message names the option."""
+
+
+class SettingError(KerasAmbError, ValueError):
+    """An environment variable with a value keras-amb cannot use; the message
+    names the variable (`keras_amb.settings`)."""
+
+
 class DatasetError(KerasAmbError, ValueError):
     """A dataset that cannot be used as given (unknown name, a folder without
     class subfolders, ...); the message names it."""

@@ -20,8 +20,8 @@ overrides.parse_assignments(["amb_weight=1e-2", "weights=null"])
 
 import re
 
-import yaml
-
+from keras_amb import yaml_reader
+from keras_amb.errors import CommandLineError
 from keras_amb.errors import ConfigError
 from keras_amb.run_config import SECTION_OF
 from keras_amb.run_config import SECTIONS
@@ -30,6 +30,13 @@ from keras_amb.run_config import SECTIONS
 SECTION_NAMES = tuple(SECTIONS)
 # `1e-4`: a number to a reader, a string to YAML 1.1 (PyYAML wants `1.0e-4`).
 EXPONENT_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _error(where):
+    """The error for a mistake found in `where`: the command line's are
+    usage errors (exit code 2)."""
+    command_line = where.startswith(("command line", "--set"))
+    return CommandLineError if command_line else ConfigError
 
 
 def key_path(key, where="command line"):
@@ -41,12 +48,12 @@ def key_path(key, where="command line"):
         section, parts = parts[0], parts[1:]
         home = SECTION_OF.get(parts[0])
         if home is not None and home != section:
-            raise ConfigError(
+            raise _error(where)(
                 f"{where}: {parts[0]!r} is in the {home} section, not {section} "
                 f"(write {home}.{'.'.join(parts)} or {'.'.join(parts)})"
             )
     if not all(parts):
-        raise ConfigError(f"{where}: {key!r} is not a config key")
+        raise _error(where)(f"{where}: {key!r} is not a config key")
     return parts
 
 
@@ -70,7 +77,7 @@ def nest_overrides(overrides, where="command line", keep_none=False, into=None):
         for part in parts[:-1]:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
-                raise ConfigError(f"{where}: {key!r} sets inside {part!r}, which is not a mapping")
+                raise _error(where)(f"{where}: {key!r} sets inside {part!r}, which is not a mapping")
         last = parts[-1]
         if isinstance(value, dict) and isinstance(target.get(last), dict):
             target[last].update(value)
@@ -88,14 +95,11 @@ def parse_assignments(assignments):
         key, sep, raw = str(text).partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(
+            raise CommandLineError(
                 f"--set {text!r}: expected KEY=VALUE, e.g. --set optimizer.momentum=0.8 "
                 "or --set model.pc_weight=1"
             )
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {text!r}: {raw!r} is not a YAML value") from None
+        value = yaml_reader.load(raw, f"--set {key}", error=CommandLineError)
         if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
             value = float(value)
         key_path(key, f"command line: --set {key}")

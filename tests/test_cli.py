@@ -74,7 +74,7 @@ def test_print_config_shows_the_resolved_config(tmp_path):
     assert result.returncode == 2 and "--set runtime.backend: use --backend instead" in (
         result.stderr)
     result = keras_amb_cli_here(["train", "--set", "runtime.epochs=2", "--print-config"])
-    assert result.returncode == 1 and result.stdout == ""
+    assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         "Error: command line: --set runtime.epochs: 'epochs' is in the schedule section, "
         "not runtime (write schedule.epochs or epochs)"]

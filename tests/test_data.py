@@ -344,7 +344,7 @@ def test_config_sections_and_dotted_overrides(tmp_path):
     ("epochz=3", "unknown option 'epochz'"),
     ("optimizer.momentum=2", "--set optimizer.momentum must be a number in [0, 1), got 2"),
     ("pc_weight", "expected KEY=VALUE"),
-    ("seed=[1", "is not a YAML value"),
+    ("seed=[1", "--set seed: not valid YAML"),
 ])
 def test_bad_assignments_name_the_option(assignment, needle):
     with pytest.raises(amb_config.ConfigError) as info:

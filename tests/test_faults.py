@@ -407,7 +407,7 @@ def test_bad_config_values_fail_before_the_run_folder_exists(text, key, tmp_path
 @pytest.mark.backend_independent(ONCE_UNDER)
 def test_the_command_line_is_blamed_for_its_own_options(tmp_path):
     one_line_error(invoke("train", "--epochs", "0", "--output", tmp_path / "r"),
-                   "command line: --epochs must be a positive integer, got 0")
+                   "command line: --epochs must be a positive integer, got 0", code=2)
     path = tmp_path / "short.yaml"
     path.write_text("optimizer: sgd\nlr_schedule: cosine\n")
     result = invoke("train", "--config", path, "--print-config")

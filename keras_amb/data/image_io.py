@@ -5,6 +5,8 @@ import os
 import numpy as np
 
 from keras_amb.errors import ImageReadError  # noqa: F401 (re-exported)
+from keras_amb.settings import LIMITS
+from keras_amb.settings import limit
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
@@ -15,8 +17,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # shorter side is resized to the model's input size: 64 x 3,840,000 floats).
 # KERAS_AMB_MAX_PIXELS and KERAS_AMB_MAX_ASPECT_RATIO change the defaults;
 # `read_image` and `keras_amb.export.export_saved_model` take them as arguments.
-DEFAULT_MAX_PIXELS = 50_000_000
-DEFAULT_MAX_ASPECT_RATIO = 20.0
+DEFAULT_MAX_PIXELS = LIMITS["KERAS_AMB_MAX_PIXELS"][0]
+DEFAULT_MAX_ASPECT_RATIO = LIMITS["KERAS_AMB_MAX_ASPECT_RATIO"][0]
 
 
 def image_limits(max_pixels=None, max_aspect_ratio=None):
@@ -29,11 +31,10 @@ def image_limits(max_pixels=None, max_aspect_ratio=None):
     (1000, 4.0)
     """
     if max_pixels is None:
-        max_pixels = int(os.environ.get("KERAS_AMB_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+        max_pixels = limit("KERAS_AMB_MAX_PIXELS")
     if max_aspect_ratio is None:
-        max_aspect_ratio = float(
-            os.environ.get("KERAS_AMB_MAX_ASPECT_RATIO", DEFAULT_MAX_ASPECT_RATIO))
-    if max_pixels < 1 or max_aspect_ratio < 1:
+        max_aspect_ratio = limit("KERAS_AMB_MAX_ASPECT_RATIO")
+    if not (max_pixels >= 1 and max_aspect_ratio >= 1):  # NaN fails too
         raise ValueError(
             "`max_pixels` and `max_aspect_ratio` must be >= 1. Received: "
             f"max_pixels={max_pixels!r}, max_aspect_ratio={max_aspect_ratio!r}"
