@@ -48,7 +48,12 @@ def _opt(*names, key=None, help="", **kwargs):
               "folder). Default: the dataset's bundled config. Options given here "
               "override it.")
 @click.option("--resume", "resume", type=click.Path(file_okay=False),
-              help="Continue an interrupted run folder from its last completed epoch.")
+              help="Continue an interrupted run folder from its last completed epoch. A "
+              "config.yaml edited since, that disagrees with the run's checkpoints, is "
+              "refused, naming the keys.")
+@click.option("--restart-stage", is_flag=True,
+              help="With --resume: train the current stage anew with the run's config.yaml "
+              "as it is now (its checkpoints are moved to checkpoints/replaced-<time>/).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Set any config key, options or not; nested keys are dotted and may "
               "start with their section (data, model, schedule, runtime). VALUE is YAML. "
@@ -151,7 +156,8 @@ def _opt(*names, key=None, help="", **kwargs):
       "with KERAS_DISTRIBUTION_*). --batch-size is the global batch.")
 @_opt("--jit-compile/--no-jit-compile", key="jit_compile",
       help="[runtime] Force XLA on or off (auto: on for JAX and TF-on-GPU).")
-def train(config_file, resume, assignments, paper_objective, print_config, output, **options):
+def train(config_file, resume, restart_stage, assignments, paper_objective, print_config, output,
+          **options):
     """Train ABN, then the proposed model (AMB + PC + COT) initialised from it.
 
     Beyond the paper, the default objective adds an area term on the
@@ -185,12 +191,14 @@ def train(config_file, resume, assignments, paper_objective, print_config, outpu
         # The config is read and checked first: a bad value, or
         # --print-config, answers without TensorFlow's imports.
         set_backend(options.get("backend"), load=False)
+    if restart_stage and not resume:
+        raise click.UsageError("--restart-stage goes with --resume RUN")
     run_reporting_errors(_train, config_file, resume, assignments, print_config, output,
-                         options, paper_objective)
+                         options, paper_objective, restart_stage)
 
 
 def _train(config_file, resume, assignments, print_config, output, options,
-           paper_objective=False):
+           paper_objective=False, restart_stage=False):
     import os
 
     from keras_amb import config as amb_config
@@ -239,7 +247,7 @@ def _train(config_file, resume, assignments, print_config, output, options,
 
     log = lambda line: click.echo(line)  # noqa: E731
     if resume:
-        result = trainer.resume(run, log=log)
+        result = trainer.resume(run, log=log, restart_stage=restart_stage)
     else:
         result = trainer.train(config, run_dir=output, log=log)
     m = result.test_metrics

@@ -61,7 +61,7 @@ def stage_epochs(model, schedule, stage):
     return schedule.epochs
 
 
-def train(config, run_dir=None, resume=False, verbose=None, log=None):
+def train(config, run_dir=None, resume=False, verbose=None, log=None, restart_stage=False):
     """Runs (or resumes) a training run; returns a `TrainResult`.
 
     Args:
@@ -69,10 +69,14 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None):
             mapping as a run's `config.yaml` holds (checked the same way).
         run_dir: str, the run folder (default: a new one under saved_models/);
             with `resume`, also an opened `runs.Run`.
-        resume: bool, continue the run in `run_dir` from its last epoch.
+        resume: bool, continue the run in `run_dir` from its last epoch. A
+            config that disagrees with the run's checkpoints is refused
+            (`keras_amb.resume_check`).
         verbose: Keras `fit` verbosity (default: a progress bar on a terminal,
             one line per epoch otherwise).
         log: callable taking a line of text (default: print).
+        restart_stage: bool, with `resume`: the current stage starts anew
+            with the config as it is (its checkpoints are set aside).
     """
     from keras_amb import config as amb_config
 
@@ -121,7 +125,9 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None):
                 log(f"Skipped {len(hidden)} hidden folder(s) (names starting with '.' are "
                     f"not classes): {', '.join(hidden)}; {source.num_classes} classes: "
                     f"{', '.join(source.class_names)}")
-            if not resume:
+            if resume:
+                _check_resume(run, config, source, restart_stage, log)
+            else:
                 # Recorded, so every command preprocesses as training did.
                 config = config.replace(
                     resize_ratio=config.data.resize_ratio or source.resize_ratio)
@@ -142,6 +148,21 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None):
         if owned and untrained:
             run.discard(created)
         raise
+
+
+def _check_resume(run, config, source, restart, log):
+    from keras_amb import resume_check
+
+    stages = stages_for(config.model, config.schedule)
+    ratio = config.data.resize_ratio or source.resize_ratio
+    resume_check.check_agreement(run, config, stages, source.class_names, ratio,
+                                 restarting=restart)
+    if restart:
+        aside = resume_check.restart_stage(run)
+        state = run.state()
+        stage = state["stages"][min(state["stage_index"], len(state["stages"]) - 1)]
+        log(f"Restarting stage {stage!r} with the config as it is"
+            + (f" (its checkpoints moved to {aside})" if aside else ""))
 
 
 def finished_result(run):
@@ -353,12 +374,14 @@ class _Training:
         )
 
 
-def resume(run_dir, log=None, verbose=None):
+def resume(run_dir, log=None, verbose=None, restart_stage=False):
     """Continues the run in `run_dir` (a run folder, a file inside one, or an
     opened `runs.Run`) from its last completed epoch with its saved config:
-    what `keras-amb train --resume` does. Returns a `TrainResult`."""
+    what `keras-amb train --resume` does (`restart_stage`: `--restart-stage`).
+    Returns a `TrainResult`."""
     from keras_amb import config as amb_config
 
     run = run_dir if isinstance(run_dir, runs.Run) else runs.Run.open(run_dir)
     config = amb_config.resolve(run.path("config.yaml"))
-    return train(config, run_dir=run, resume=True, log=log, verbose=verbose)
+    return train(config, run_dir=run, resume=True, log=log, verbose=verbose,
+                 restart_stage=restart_stage)

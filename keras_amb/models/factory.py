@@ -27,6 +27,15 @@ def build_model(model, architecture, class_names, image_size, resize_ratio=None,
     For `"abn"` the proposed model's switches (`amb`, `pc`, `cot`) and
     the map terms (`area_weight`, ...) do not apply.
     """
+    cls, arguments = model_arguments(model, architecture, class_names, image_size,
+                                     resize_ratio, attention_targets)
+    return cls(**arguments)
+
+
+def model_arguments(model, architecture, class_names, image_size, resize_ratio=None,
+                    attention_targets=False):
+    """`(class, constructor arguments)` that `build_model` builds from (a
+    resumed run compares them with its checkpoints' before training)."""
     fields = dataclasses.asdict(model)
     arguments = {k: fields[k] for k in MODEL_KEYS if k != "image_size"}
     arguments.update(
@@ -40,5 +49,5 @@ def build_model(model, architecture, class_names, image_size, resize_ratio=None,
             arguments.pop(switch)
         arguments.update(MAP_TERMS)  # the baseline: the paper's ABN
         weight = model.attention_target_weight if attention_targets else 0.0
-        return AttentionBranchNetwork(attention_target_weight=weight, **arguments)
-    return AttentionMiningNetwork(**arguments)
+        return AttentionBranchNetwork, dict(attention_target_weight=weight, **arguments)
+    return AttentionMiningNetwork, arguments
