@@ -34,11 +34,15 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
               "(one is generated if not given).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port (0: any free one).")
-@click.option("--token", help="Secret every request must carry (?token=...).")
+@click.option("--token", envvar="KERAS_AMB_REVIEW_TOKEN", show_envvar=True,
+              help="Secret every request must carry. Given here it shows in `ps`; prefer "
+              "the environment variable or --token-file.")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False),
+              help="Read the token from this file (its first line).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
-def review(run, dataset, data_dir, split, images, output, host, port, token, batch_size,
-           backend):
+def review(run, dataset, data_dir, split, images, output, host, port, token, token_file,
+           batch_size, backend):
     """Look at a model's attention maps in the browser, correct them, fine-tune.
 
     Serves a page with a gallery of the images (misclassified first, then the
@@ -57,6 +61,13 @@ def review(run, dataset, data_dir, split, images, output, host, port, token, bat
         raise UserError('keras-amb review needs Flask: pip install "keras-amb[review]"')
     if images and dataset:
         raise click.UsageError("give --dataset or --images, not both")
+    if token_file:
+        if token:
+            raise click.UsageError("give --token or --token-file, not both")
+        with open(token_file, encoding="utf-8", errors="replace") as f:
+            token = f.readline(4096).strip()
+        if not token:
+            raise click.UsageError(f"--token-file {token_file}: empty")
     if host not in LOCAL_HOSTS and not token:
         token = secrets.token_urlsafe(24)
     set_backend(backend)
@@ -85,7 +96,11 @@ def _review(run, dataset, data_dir, split, images, output, host, port, token, ba
     def ready(bound):
         url = f"http://{shown}:{bound}/" + (f"?token={token}" if token else "")
         click.echo(f"Reviewing {opened.name} at {url} (Ctrl+C to stop)")
-        click.echo(f"Corrected maps go to {session.maps_dir}")
+        if session.read_only:
+            click.echo(f"Saving is off: {session.read_only}; give --output a folder you can "
+                       "write")
+        else:
+            click.echo(f"Corrected maps go to {session.maps_dir}")
 
     try:
         serve(app, host, port, ready)

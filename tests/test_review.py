@@ -302,9 +302,13 @@ def test_token_guards_every_route(review):
     assert _all_files(review.output_dir) == []
     assert client.get("/api/info?token=s3cret-token").status_code == 200
     assert client.get("/api/info", headers={"X-Review-Token": "s3cret-token"}).status_code == 200
-    # Opening the page with the token gives a cookie, which the page's images carry.
+    # Opening the page with the token gives a cookie, which the page's images
+    # carry, and a redirect to the page without the token in its URL.
     fresh = create_app(review, token="s3cret-token").test_client()
-    assert fresh.get("/?token=s3cret-token").status_code == 200
+    first = fresh.get("/?token=s3cret-token")
+    assert first.status_code == 303 and "token" not in first.headers["Location"]
+    assert "HttpOnly" in first.headers["Set-Cookie"]
+    assert fresh.get("/").status_code == 200
     assert fresh.get(f"/api/image/{review.images.keys[0]}/picture.png").status_code == 200
 
 
@@ -434,3 +438,133 @@ def test_review_draws_each_synthetic_version_with_its_own_generator(version):
     split = synthetic.make_split(synthetic.make_config(params), "val")
     assert images.labels == [int(label) for label in split["label"]]
     np.testing.assert_array_equal(images.mask(2), split["object_mask"][2])
+
+
+# === Reliability II (#39 §5): one fine-tune at a time, read-only runs, the
+# token kept out of logs, the picture cache bounded in bytes, bad numbers ===
+
+class _SlowChild:
+    """A stand-in for the fine-tuning process: runs until `finish()`."""
+
+    started = []
+
+    def __init__(self, *args, **kwargs):
+        self.code = None
+        self.waited = threading.Event()
+        _SlowChild.started.append(self)
+
+    def poll(self):
+        return self.code
+
+    def wait(self):
+        self.waited.wait(30)
+        return self.code
+
+    def finish(self, code=0):
+        self.code = code
+        self.waited.set()
+
+
+@pytest.mark.backend_independent("torch")
+def test_concurrent_fine_tunes_one_runs_the_other_gets_409(client, review, monkeypatch):
+    monkeypatch.setattr(review_session.subprocess, "Popen", _SlowChild)
+    _SlowChild.started = []
+    key = _keys(review, "jay")[0]
+    version = client.get(f"/api/image/{key}").get_json()["version"]
+    assert client.put(f"/api/image/{key}/map", headers={"If-Match": version},
+                      data=_png(np.zeros((HEIGHT, WIDTH), np.uint8))).status_code == 200
+    barrier = threading.Barrier(4)
+    codes = []
+
+    def start():
+        barrier.wait()
+        codes.append(client.post("/api/finetune", json={"epochs": 1}).status_code)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(codes) == [200, 409, 409, 409]
+    assert len(_SlowChild.started) == 1
+    # The page tracks the one that runs, and a finished child is reaped.
+    first = client.get("/api/finetune").get_json()
+    assert first["state"] == "running"
+    _SlowChild.started[0].finish(0)
+    assert client.get("/api/finetune").get_json()["state"] == "finished"
+    # The next one, even within the same second, gets a folder of its own.
+    second = client.post("/api/finetune", json={"epochs": 1})
+    assert second.status_code == 200 and len(_SlowChild.started) == 2
+    assert second.get_json()["output"] != first["output"]
+    _SlowChild.started[1].finish(0)
+
+
+@pytest.mark.backend_independent("torch")
+def test_a_run_that_cannot_be_written_says_saving_is_off(setup, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder would be")
+    images = image_set(Run.open(setup["model_path"]), setup["data"], split="train")
+    review = Review(setup["model_path"], images, str(blocker / "review"), model=setup["model"],
+                    batch_size=8)
+    client = create_app(review).test_client()
+    info = client.get("/api/info").get_json()
+    assert info["read_only"] and str(blocker) in info["read_only"]
+    key = _keys(review, "jay")[0]
+    response = client.put(f"/api/image/{key}/map", headers={"If-Match": "none"},
+                          data=_png(np.zeros((HEIGHT, WIDTH), np.uint8)))
+    assert response.status_code == 403 and response.is_json
+    assert "saving is off" in response.get_json()["error"]
+    assert client.post("/api/finetune", json={"epochs": 1}).status_code == 403
+    assert blocker.read_text() == "a file where the output folder would be"
+
+
+@pytest.mark.backend_independent("torch")
+def test_the_token_never_reaches_the_log_or_later_urls(review, caplog):
+    import logging
+
+    from keras_amb.review import server
+
+    assert server.redact('"GET /?token=s3cret&x=1 HTTP/1.1" 303') == (
+        '"GET /?token=***&x=1 HTTP/1.1" 303')
+    app = create_app(review, token="s3cret-token")
+    port = []
+    thread = threading.Thread(target=server.serve, args=(app, "127.0.0.1", 0, port.append),
+                              daemon=True)
+    with caplog.at_level(logging.INFO, logger="werkzeug"):
+        thread.start()
+        for _ in range(100):
+            if port:
+                break
+            threading.Event().wait(0.05)
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        page = opener.open(f"http://127.0.0.1:{port[0]}/?token=s3cret-token", timeout=10)
+        assert page.status == 200 and page.url.endswith("/") and "token" not in page.url
+        info = opener.open(f"http://127.0.0.1:{port[0]}/api/info", timeout=10)
+        assert info.status == 200  # the cookie, not the URL, carries it
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "GET /?token=***" in logged and "s3cret-token" not in logged
+    with open(os.path.join(server.STATIC, "app.js"), encoding="utf-8") as f:
+        script = f.read()
+    assert "token" not in script.split("// === Requests ===")[1].split("function show")[0]
+
+
+@pytest.mark.backend_independent("torch")
+def test_the_picture_cache_is_bounded_in_bytes(review, monkeypatch):
+    monkeypatch.setattr(review_session, "CACHE_BYTES", 10 * 2**20)
+    for i in range(40):  # 40 values of 1 MiB: at most 10 MiB kept
+        review._cached(("test", i), lambda: np.zeros(2**20, np.uint8))
+    assert review._cache_bytes <= 10 * 2**20
+    assert sum(v.nbytes for v in review._cache.values()) == review._cache_bytes
+    huge = review._cached(("huge",), lambda: np.zeros(5 * 2**20, np.uint8))
+    assert huge.nbytes == 5 * 2**20 and ("huge",) not in review._cache  # over a quarter
+
+
+@pytest.mark.backend_independent("torch")
+@pytest.mark.parametrize("query", ["offset=1e23", "offset=-1", "offset=99999999999999999999",
+                                   "offset=%EF%BC%91", "epochs=1.5"])
+def test_bad_numbers_in_queries_are_a_400(client, query):
+    response = client.get(f"/api/finetune?{query}")
+    assert response.status_code == 400 and response.is_json
+    assert query.split("=")[0] in response.get_json()["error"]

@@ -16,9 +16,11 @@ Routes (JSON unless said; images are addressed by key, never by path):
 | `POST /api/finetune` | start it (`{"epochs": N}`) |
 | `GET /api/before_after` | each corrected image's distance to its correction, before and after |
 
-With a token every request must carry it (`?token=`, the `X-Review-Token`
-header, or the cookie the page gets when opened with `?token=`); without it
-the answer is 401. Without a token (a server on this machine only), a
+With a token every request must carry it: the `X-Review-Token` header, or
+the cookie the page sets when first opened with `?token=` (it then
+redirects to `/`, so the token leaves the address bar, the history and
+every later URL; `?token=` on any request is still accepted, for scripts).
+The access log never shows it. Without it the answer is 401. Without a token (a server on this machine only), a
 request naming another host (DNS rebinding) gets 403. Requests that change
 something are refused from another site's page (their `Origin` must be this
 server: 403) and `POST` takes JSON only (415), so a web page elsewhere
@@ -27,15 +29,25 @@ cannot save maps or start a training through the user's browser.
 
 import hmac
 import os
+import re
 import urllib.parse
 
 import flask
+from werkzeug.exceptions import HTTPException
 
 from keras_amb.review import session
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 COOKIE = "keras_amb_review_token"
 LOCAL_NAMES = ("127.0.0.1", "localhost", "::1")
+# Query numbers: whole, non-negative, and small (`offset=1e23` is a 400).
+MAX_QUERY_NUMBER = 10**9
+_TOKEN_IN_URL = re.compile(r"(token=)[^&\s\"]*")
+
+
+def redact(text):
+    """`text` with every `token=...` value replaced by `***`."""
+    return _TOKEN_IN_URL.sub(r"\1***", text)
 
 
 def create_app(review, token=None):
@@ -87,12 +99,21 @@ def create_app(review, token=None):
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    @app.errorhandler(Exception)
+    def unexpected(error):
+        if isinstance(error, HTTPException):
+            return _error(error.code or 500, error.description or error.name)
+        app.logger.exception("review: unexpected error")
+        return _error(500, f"the server failed: {error.__class__.__name__}: {error}")
+
     @app.get("/")
     def page():
-        response = flask.send_from_directory(STATIC, "index.html")
         if token is not None and flask.request.args.get("token"):
+            # The cookie carries the token from now on; the URL drops it.
+            response = flask.redirect("./", code=303)
             response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
-        return response
+            return response
+        return flask.send_from_directory(STATIC, "index.html")
 
     @app.get("/api/info")
     def info():
@@ -110,12 +131,13 @@ def create_app(review, token=None):
             "summary": review.summary(),
             "finetune_command": None if argv is None else _shell(argv),
             "max_upload_bytes": session.MAX_UPLOAD_BYTES,
+            "read_only": review.read_only,
         }
 
     @app.get("/api/gallery")
     def gallery():
         return review.page(
-            _int_arg("page", 0), _int_arg("per_page", 24),
+            _int_arg("page", 0), _int_arg("per_page", 24, high=1000),
             flask.request.args.get("filter") or None,
             flask.request.args.get("class") or None,
         )
@@ -184,14 +206,15 @@ def _png(data):
     return flask.Response(data, mimetype="image/png")
 
 
-def _int_arg(name, default):
+def _int_arg(name, default, high=MAX_QUERY_NUMBER):
+    """A query number: digits only, in [0, high]; else a 400 naming it."""
     value = flask.request.args.get(name)
     if value is None or value == "":
         return default
-    try:
-        return int(value)
-    except ValueError:
-        raise session.ReviewError(f"{name} must be a whole number, got {value!r}") from None
+    if not (value.isascii() and value.isdigit()) or len(value) > 12 or int(value) > high:
+        raise session.ReviewError(
+            f"{name} must be a whole number in [0, {high}], got {value[:40]!r}")
+    return int(value)
 
 
 def _shell(argv):
@@ -203,9 +226,16 @@ def _shell(argv):
 def serve(app, host, port, ready=None):
     """Serves `app` (threaded) until interrupted; `ready(port)` is called
     with the bound port (useful with port 0)."""
+    from werkzeug.serving import WSGIRequestHandler
     from werkzeug.serving import make_server
 
-    server = make_server(host, port, app, threaded=True)
+    class Handler(WSGIRequestHandler):
+        """Werkzeug's request log, with tokens redacted."""
+
+        def log(self, type, message, *args):
+            super().log(type, redact(message % args if args else message))
+
+    server = make_server(host, port, app, threaded=True, request_handler=Handler)
     if ready is not None:
         ready(server.server_port)
     try:

@@ -40,6 +40,9 @@ from keras_amb.errors import ReviewError  # noqa: F401 (re-exported)
 
 # A corrected map upload is a grey PNG; larger ones are refused unread.
 MAX_UPLOAD_BYTES = 16 * 2**20
+# Pictures, thumbnails and maps kept for the page, bounded in bytes (a 16 Mpx
+# photo's PNG is tens of MB); the least recently used go first.
+CACHE_BYTES = 128 * 2**20
 THUMBNAIL = 160
 LOW_CONFIDENCE = 0.5
 
@@ -52,6 +55,20 @@ class MapConflictError(ReviewError):
     status = 409
 
 
+class ReadOnlyError(ReviewError):
+    status = 403
+
+
+def _size(value):
+    """Bytes a cached value holds (PNG bytes, arrays)."""
+    if hasattr(value, "nbytes"):
+        return int(value.nbytes)
+    try:
+        return len(value)
+    except TypeError:
+        return 64
+
+
 def _png_bytes(array):
     from PIL import Image
 
@@ -62,6 +79,30 @@ def _png_bytes(array):
 
 def _now():
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _free_name(base):
+    """`base`, or `base-2`, `base-3`, ...: the first with no folder or log."""
+    name, n = base, 1
+    while os.path.exists(name) or os.path.exists(name + ".log"):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _not_writable(folder):
+    """None if corrections can be saved under `folder` (made if needed),
+    else why not, in words."""
+    import tempfile
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        return f"{folder} is not writable ({error.strerror or error})"
+    return None
 
 
 class Review:
@@ -107,11 +148,14 @@ class Review:
         self._model_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._cache = collections.OrderedDict()
+        self._cache_bytes = 0
         self._cache_lock = threading.Lock()
+        self._finetune_lock = threading.Lock()
         self._scorer = None
         self._stop = threading.Event()
         self.finetune = None
         self._after_model = None
+        self.read_only = _not_writable(self.output_dir)
 
     # === Scoring ===
 
@@ -293,10 +337,14 @@ class Review:
                 self._cache.move_to_end(name)
                 return self._cache[name]
         value = make()
+        size = _size(value)
         with self._cache_lock:
-            self._cache[name] = value
-            while len(self._cache) > 4096:
-                self._cache.popitem(last=False)
+            if name not in self._cache and size <= CACHE_BYTES // 4:
+                self._cache[name] = value
+                self._cache_bytes += size
+            while self._cache_bytes > CACHE_BYTES:
+                _, dropped = self._cache.popitem(last=False)
+                self._cache_bytes -= _size(dropped)
         return value
 
     def picture(self, index):
@@ -434,6 +482,8 @@ class Review:
             MapConflictError (saved by someone else since; nothing written).
         """
         index = self.lookup(key)
+        if self.read_only:
+            raise ReadOnlyError(f"saving is off: {self.read_only}")
         grey = self.check_map_upload(index, data)
         if not expected_version:
             raise ReviewError("a save must say which version it replaces (If-Match)")
@@ -468,7 +518,14 @@ class Review:
 
     def start_finetune(self, epochs=3):
         """Runs the fine-tuning command in a child process, its log in
-        `<output>/finetune-<timestamp>.log`."""
+        `<output>/finetune-<timestamp>.log`; one at a time (a second request
+        while one runs gets `MapConflictError`, 409)."""
+        with self._finetune_lock:
+            return self._start_finetune(epochs)
+
+    def _start_finetune(self, epochs):
+        if self.read_only:
+            raise ReadOnlyError(f"fine-tuning is off: {self.read_only}")
         if epochs < 1 or epochs > 1000:
             raise ReviewError(f"epochs must be in [1, 1000], got {epochs}")
         if self.images.dataset is None:
@@ -478,7 +535,7 @@ class Review:
             raise MapConflictError("a fine-tuning run is already running")
         if not self.summary()["corrected"]:
             raise ReviewError("save at least one corrected map first")
-        output = os.path.join(self.output_dir, f"finetune-{_now()}")
+        output = _free_name(os.path.join(self.output_dir, f"finetune-{_now()}"))
         argv = self.finetune_argv(epochs, output)
         os.makedirs(self.output_dir, exist_ok=True)
         log_path = output + ".log"
@@ -492,6 +549,8 @@ class Review:
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
         log.close()
+        # Reaped when it ends, whether or not the page asks (no zombie).
+        threading.Thread(target=process.wait, daemon=True).start()
         self._after_model = None
         self.finetune = {"process": process, "output": output, "log": log_path,
                          "epochs": int(epochs), "command": shlex.join(argv)}

@@ -2,8 +2,8 @@
 // Plain JavaScript; every image is addressed by its key, never by a path.
 "use strict";
 
-const params = new URLSearchParams(location.search);
-const TOKEN = params.get("token");
+// A token, if the server has one, travels in an HttpOnly cookie the server
+// set when the page was first opened with ?token=; no URL carries it.
 const state = {
   info: null, page: 0, perPage: 24, matching: 0,
   editor: null, logOffset: 0, polling: null,
@@ -15,7 +15,6 @@ function keyPath(key) { return key.split("/").map(encodeURIComponent).join("/");
 
 function url(path, query) {
   const q = new URLSearchParams(query || {});
-  if (TOKEN) q.set("token", TOKEN);
   const s = q.toString();
   return path + (s ? "?" + s : "");
 }
@@ -107,6 +106,12 @@ async function loadInfo() {
     select.appendChild(option);
   }
   updateCounter(state.info.summary);
+  if (state.info.read_only) {
+    // Another user's run, a read-only disk: say so before any edit is made.
+    for (const id of ["save", "start"]) document.getElementById(id).disabled = true;
+    show("Saving is off: " + state.info.read_only + ". Give --output a folder you can write.",
+         true);
+  }
 }
 
 async function loadPage() {
