@@ -92,7 +92,9 @@ def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshol
             synthetic=config.get("synthetic") or {} if dataset == config.get("dataset") else {},
         ))
     for _, reason in source.skipped:
-        click.echo(f"skipped: {reason}", err=True)
+        from keras_amb.names import for_terminal
+
+        click.echo(f"skipped: {for_terminal(reason)}", err=True)
     methods = explain_maps.METHODS if method == "all" else (method,)
     with contextlib.redirect_stdout(sys.stderr):
         results = evaluation.evaluate_methods(

@@ -59,6 +59,7 @@ def _wrapped(label, text, separator=" "):
 
 
 def _info(run, classes_only):
+    from keras_amb.names import for_terminal
     from keras_amb.model_file import describe
     from keras_amb.model_file import read_model_file
     from keras_amb.runs import Run
@@ -70,6 +71,8 @@ def _info(run, classes_only):
     if names is None:
         labels = opened.labels()
         names = labels if labels is not None and len(labels) == config["num_classes"] else None
+    if names is not None:  # names are data: one line each, no terminal escapes
+        names = [for_terminal(name) for name in names]
     if classes_only:
         for name in names or [f"class_{i}" for i in range(config["num_classes"])]:
             click.echo(name)
@@ -78,8 +81,8 @@ def _info(run, classes_only):
     resize_ratio = config["resize_ratio"]
     if not saved and run_config.get("resize_ratio"):
         resize_ratio = float(run_config["resize_ratio"])
-    click.echo(f"{opened.name}")
-    click.echo(f"  model file      {opened.model_path}")
+    click.echo(for_terminal(opened.name))
+    click.echo(f"  model file      {for_terminal(opened.model_path)}")
     if model.keras_version or model.date_saved:
         click.echo(f"  saved           {model.date_saved or '?'} by Keras {model.keras_version or '?'}")
     click.echo(f"  architecture    {model.class_name}: {describe(config)}")
@@ -104,7 +107,7 @@ def _info(run, classes_only):
         click.echo(f"  parameters      {model.parameters:,}")
     if run_config:
         optimizer = run_config.get("optimizer", {})
-        click.echo(f"  dataset         {run_config.get('dataset')}")
+        click.echo(f"  dataset         {for_terminal(run_config.get('dataset'))}")
         click.echo(_wrapped(
             "training",
             f"{run_config.get('architecture')}: "

@@ -64,12 +64,16 @@ def _csv_header(top_k, maps=False):
 
 
 def _csv_row(record, top_k):
-    row = {"path": record["path"], "error": record.get("error", "")}
+    """A CSV row; names are data (`names.for_text`: a file name that is not
+    UTF-8 is written with its bytes escaped, `\\xe9`)."""
+    from keras_amb.names import for_text
+
+    row = {"path": for_text(record["path"]), "error": for_text(record.get("error", ""))}
     for key in ("map", "map_raw"):
         if key in record:
-            row[key] = record[key]
+            row[key] = for_text(record[key])
     for i, entry in enumerate(record.get("top_k", []), start=1):
-        row[f"class_{i}"], row[f"score_{i}"] = entry["class"], entry["score"]
+        row[f"class_{i}"], row[f"score_{i}"] = for_text(entry["class"]), entry["score"]
     if "attention_peak" in record:
         row["attention_peak_x"] = record["attention_peak"]["x"]
         row["attention_peak_y"] = record["attention_peak"]["y"]
@@ -82,6 +86,7 @@ def _predict(inputs, paths, run, top_k, fmt, output, save_maps, batch_size):
     from keras_amb.explain.visualize import save_map
     from keras_amb.files import AtomicFile
     from keras_amb.inference import predict_files
+    from keras_amb.names import for_terminal
     from keras_amb.runs import Run
 
     opened = Run.open(run)
@@ -114,7 +119,7 @@ def _predict(inputs, paths, run, top_k, fmt, output, save_maps, batch_size):
             record = prediction.record()
             if prediction.error is not None:
                 errors += 1
-                click.echo(f"error: {prediction.error}", err=True)
+                click.echo(f"error: {for_terminal(prediction.error)}", err=True)
             elif store is not None:
                 record["map"] = save_map(
                     store, keys[prediction.path], prediction.attention,
@@ -136,5 +141,5 @@ def _predict(inputs, paths, run, top_k, fmt, output, save_maps, batch_size):
         if store is not None:
             store.save_index()
     if output:
-        click.echo(f"Wrote {len(paths)} record(s) to {output}", err=True)
+        click.echo(f"Wrote {len(paths)} record(s) to {for_terminal(output)}", err=True)
     return errors

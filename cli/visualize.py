@@ -64,6 +64,7 @@ def _visualize(inputs, run, compare, method, class_name, alpha, output, save_map
     from keras_amb import runs
     from keras_amb.explain import maps as explain_maps
     from keras_amb.explain import visualize as explain_visualize
+    from keras_amb.names import for_terminal
 
     if run is None:
         run = runs.newest_run()
@@ -82,11 +83,12 @@ def _visualize(inputs, run, compare, method, class_name, alpha, output, save_map
     try:
         written, failed = explain_visualize.visualize(
             inputs, models, methods, output, save_maps, class_name=class_name, alpha=alpha,
-            report=click.echo, error=lambda m: click.echo(m, err=True),
+            report=lambda m: click.echo(for_terminal(m)),
+            error=lambda m: click.echo(for_terminal(m), err=True),
         )
     except explain_visualize.UnknownClassError as error:
         raise click.BadParameter(str(error), param_hint="--class") from None
-    click.echo(f"Wrote {len(written)} figure(s) to {output}")
+    click.echo(f"Wrote {len(written)} figure(s) to {for_terminal(output)}")
     return failed
 
 

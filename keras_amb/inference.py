@@ -20,7 +20,8 @@ def expand_inputs(inputs, exclude=()):
 
     Folders in `exclude` (a command's own output folders, which may lie
     inside an input folder) are not walked into, so figures and maps of
-    earlier runs are never taken as inputs.
+    earlier runs are never taken as inputs; nor are hidden folders
+    (`.ipynb_checkpoints/`, `.git/`), as folder datasets skip them.
     """
     skip = {os.path.realpath(os.fspath(e)) for e in exclude if e}
     paths = []
@@ -29,7 +30,8 @@ def expand_inputs(inputs, exclude=()):
         if os.path.isdir(item) and not item.lower().endswith(IMAGE_EXTENSIONS):
             for dirpath, dirnames, filenames in os.walk(item):
                 dirnames[:] = sorted(
-                    d for d in dirnames if os.path.realpath(os.path.join(dirpath, d)) not in skip)
+                    d for d in dirnames if not d.startswith(".")
+                    and os.path.realpath(os.path.join(dirpath, d)) not in skip)
                 paths.extend(
                     os.path.join(dirpath, f) for f in sorted(filenames)
                     if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")

@@ -41,8 +41,30 @@ class MapKeyError(DatasetError):
     old flat layout that fits several images; the message names them."""
 
 
+def key_part(name):
+    """A file or folder name as one part of a key: a backslash, a control
+    character, a byte that is not UTF-8 (`os.fsdecode`'s surrogates) and a
+    leading dot are percent-encoded, so any name on disk has a key.
+
+    Example:
+    >>> key_part("a\\b.png"), key_part(".hidden.png"), key_part("plain.png")
+    ('a%5Cb.png', '%2Ehidden.png', 'plain.png')
+    """
+    out = []
+    for i, ch in enumerate(name):
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte
+            out.append(f"%{code - 0xDC00:02X}")
+        elif ch == "\\" or code < 0x20 or code == 0x7F or (i == 0 and ch == "."):
+            out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def folder_key(path, root):
-    """The key of image `path` in the folder `root`: its relative path.
+    """The key of image `path` in the folder `root`: its relative path
+    (each part through `key_part`).
 
     Example:
     >>> folder_key("photos/jay/0001.jpg", "photos")
@@ -51,7 +73,7 @@ def folder_key(path, root):
     relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
     if relative == os.curdir or relative.split(os.sep)[0] == os.pardir:
         raise ValueError(f"{path!r} is not inside {root!r}")
-    return relative.replace(os.sep, "/")
+    return "/".join(key_part(part) for part in relative.split(os.sep))
 
 
 def example_key(split, index):
@@ -129,7 +151,7 @@ def input_keys(inputs):
         if os.path.isdir(item) and not item.lower().endswith(IMAGE_EXTENSIONS):
             pairs += [(p, folder_key(p, item)) for p in expand_inputs([item])]
         else:
-            pairs.append((item, os.path.basename(item) or item))
+            pairs.append((item, key_part(os.path.basename(item) or item)))
     seen = {}
     for path, key in pairs:
         if key in seen and seen[key] != path:

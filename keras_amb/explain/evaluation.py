@@ -14,6 +14,7 @@ import numpy as np
 
 from keras_amb.data import pipeline
 from keras_amb.files import atomic_write
+from keras_amb.names import for_terminal
 from keras_amb.explain import maps as explain_maps
 from keras_amb.explain import metrics
 
@@ -350,7 +351,7 @@ def plot_curves(result, path, title=""):
         ax.legend(loc="best")
         ax.grid(alpha=0.3)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(for_terminal(title), parse_math=False)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # Through a temporary file: an earlier figure is never left half-written.

@@ -14,6 +14,7 @@ from keras_amb.explain import maps as explain_maps
 from keras_amb.explain.overlay import COLORMAP
 from keras_amb.explain.overlay import overlay
 from keras_amb.files import atomic_save_array
+from keras_amb.names import for_terminal
 from keras_amb.files import atomic_write
 from keras_amb.inference import expand_inputs
 from keras_amb.inference import preprocess
@@ -103,6 +104,11 @@ def draw(path, image_name, rows, methods, alpha=0.5, dpi=120):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # Names are data (`keras_amb.names`): one line each, drawn literally
+    # (`parse_math=False`: a `$` in a file or class name is not mathtext).
+    image_name = for_terminal(image_name)
+    rows = [(for_terminal(label), crop, [(for_terminal(n), p) for n, p in top5], maps,
+             for_terminal(explained)) for label, crop, top5, maps, explained in rows]
     cols = 2 + len(methods)
     panel = 3.4
     width = panel * cols + 2.0
@@ -115,12 +121,13 @@ def draw(path, image_name, rows, methods, alpha=0.5, dpi=120):
         return lambda renderer: share * artist.get_window_extent(renderer).width
 
     for part, (label, crop, top5, maps, explained) in zip(parts, rows):
-        heading = part.suptitle(label, x=0.01, ha="left", fontsize=10, fontweight="bold")
+        heading = part.suptitle(label, x=0.01, ha="left", fontsize=10, fontweight="bold",
+                                parse_math=False)
         texts.append((heading, label, lambda renderer, part=part: 0.97 * part.bbox.width))
         axes = part.subplots(1, cols, width_ratios=[1] * (cols - 1) + [1.2])
         crop8 = np.clip(crop, 0, 255).astype(np.uint8)
         axes[0].imshow(crop8)
-        texts.append((axes[0].set_title(image_name, fontsize=9), image_name, width_of(axes[0])))
+        texts.append((axes[0].set_title(image_name, fontsize=9, parse_math=False), image_name, width_of(axes[0])))
         axes[0].axis("off")
         for ax, method in zip(axes[1:], methods):
             ax.imshow(overlay(crop8, maps[method], alpha=alpha))
@@ -128,14 +135,15 @@ def draw(path, image_name, rows, methods, alpha=0.5, dpi=120):
                 title = f"attention (class-agnostic)\npredicted: {explained}"
             else:
                 title = f"{TITLES[method]}\nof {explained}"
-            texts.append((ax.set_title(title, fontsize=9), title, width_of(ax)))
+            texts.append((ax.set_title(title, fontsize=9, parse_math=False), title, width_of(ax)))
             ax.axis("off")
         bars = axes[-1]
         names = [n for n, _ in top5][::-1]
         values = [p for _, p in top5][::-1]
         bars.barh(range(len(values)), values, color="#4c72b0")
         bars.set_yticks(range(len(values)))
-        bars.set_yticklabels([f"{n}  {p:.1%}" for n, p in zip(names, values)], fontsize=8)
+        bars.set_yticklabels([f"{n}  {p:.1%}" for n, p in zip(names, values)], fontsize=8,
+                             parse_math=False)
         bars.yaxis.tick_right()
         bars.set_xlim(0, 1)
         top = "top-5 (perception branch)"
