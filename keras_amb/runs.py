@@ -71,7 +71,16 @@ def check_writable(directory, min_free_bytes=200 * 2**20):
 
 
 def load_model(path):
-    """Loads a keras-amb model file in Keras's safe mode (no code runs)."""
+    """A keras-amb model from a `.keras` file or a run folder, loaded in
+    Keras's safe mode (no code runs); a run folder gives its best available
+    model with its class names and resize ratio (`Run.open(path).load_model()`,
+    as every command does).
+
+    Example:
+    >>> model = keras_amb.load_model("saved_models/synthetic-proposed-...")  # doctest: +SKIP
+    """
+    if os.path.isdir(os.fspath(path)):
+        return Run.open(path).load_model()
     import keras
 
     import keras_amb.models  # noqa: F401  (registers the classes)

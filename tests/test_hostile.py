@@ -413,3 +413,14 @@ def test_a_misspelt_backend_is_one_line_in_a_fresh_process(tmp_path):
 ])
 def test_usage_mistakes_exit_2_in_one_line(tmp_path, args, names):
     one_line_error(invoke(*args), *names, code=2)
+
+
+def test_load_model_takes_a_run_folder_as_every_command_does(interrupted_run):
+    """#38: `keras_amb.load_model(run_or_file)`."""
+    import keras_amb
+
+    from_folder = keras_amb.load_model(str(interrupted_run))
+    from_file = keras_amb.load_model(str(interrupted_run / "abn.keras"))
+    assert type(from_folder).__name__ == "AttentionMiningNetwork"  # its model.keras
+    assert from_folder.get_class_names() == from_file.get_class_names()
+    assert len(from_folder.get_class_names()) == from_folder.num_classes
