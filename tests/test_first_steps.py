@@ -138,7 +138,8 @@ for args in (["--epochs", "0"], ["--set", "optimizer.name=rmsprop"],
 print("imported:", sorted(m for m in ("keras", "tensorflow", "jax", "torch") if m in sys.modules))
 """
     done = run_python(code, env={"KERAS_AMB_DEFER_IMPORTS": "1"})
-    assert done.stdout.count("exit code 1") == 2 and "exit code 0" in done.stdout, (
+    # Both are usage mistakes: exit code 2 (`keras-amb --help`, "Exit codes").
+    assert done.stdout.count("exit code 2") == 2 and "exit code 0" in done.stdout, (
         done.stdout, done.stderr[-2000:])
     assert "--epochs must be a positive integer, got 0" in done.stderr
     assert "--set optimizer.name must be one of ('sgd', 'adam', 'adamw'), got 'rmsprop'" in (
