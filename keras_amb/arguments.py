@@ -17,11 +17,13 @@ arguments.check_arguments(mask_threshold=1.5)
 ```
 """
 
+from keras_amb.backbone_specs import BACKBONES as BACKBONE_SPECS
+
 # `keras-amb train --architecture`: "abn" stops after the ABN; "proposed"
 # pre-trains one, then trains the proposed model from it.
 ARCHITECTURES = ("abn", "proposed")
-# The backbones `keras_amb.models.backbones` defines (it checks it has these).
-BACKBONES = ("resnet50", "resnet50_official", "resnet_small", "resnet_tiny")
+# The backbones `keras_amb.models.backbones` builds, from their one table.
+BACKBONES = tuple(BACKBONE_SPECS)
 # PC's distance: eq. 3's norm, or its square as in the PC authors' code.
 PC_DISTANCES = ("euclidean", "squared")
 # Which weights the mining terms (L_am, and COT's step on the masked
@@ -60,6 +62,26 @@ MAP_TERMS = {
 # feeds the AMB), which `keras-amb train --paper-objective` restores over a
 # config's map terms.
 PAPER_OBJECTIVE = {**MAP_TERMS, "amb_gradient": "all"}
+# The default objective (METHOD.md, "The default objective"): the map's
+# area term, and the mining terms moving the map alone.
+DEFAULT_OBJECTIVE = {"area_weight": 1.0, "amb_gradient": "attention"}
+
+# Every model argument's default, written once. `AttentionBranchNetwork`
+# (the paper's ABN) takes `ABN_DEFAULTS`; `AttentionMiningNetwork` (the
+# proposed model) `MINING_DEFAULTS`; the config's model section
+# (`run_config.ModelConfig`) and the model-file reader (`model_file`)
+# derive theirs from these. A bundled config states the values tuned for its
+# dataset (`configs/synthetic.yaml`: `pc_weight: 0.1`).
+ABN_DEFAULTS = {
+    "backbone": "resnet50", "image_size": 224, "bypass": True, "amb": False, "pc": False,
+    "cot": False, "mask_threshold": 0.5, "mask_slope": 10.0, "hard_mask": False,
+    "amb_weight": 1e-4, "amb_gradient": "all", "pc_weight": 1.0, "pc_contrastive_weight": 1e-4,
+    "pc_distance": "euclidean", "center_lr_multiplier": 1.0, "attention_target_weight": 0.0,
+    **MAP_TERMS, "naive_bn_statistics": False, "dropout": 0.0, "bn_momentum": 0.9,
+    "class_names": None, "resize_ratio": 1.0,
+}
+MINING_SWITCHES = {"bypass": False, "amb": True, "pc": True, "cot": True}
+MINING_DEFAULTS = {**ABN_DEFAULTS, **MINING_SWITCHES, **DEFAULT_OBJECTIVE}
 
 # Constructor arguments renamed since the first release (old: new), accepted
 # when loading the model files of earlier releases.
@@ -69,32 +91,57 @@ LEGACY_ARGUMENTS = {
     "complement_objective": "cot",
     "mining_weight": "amb_weight",
 }
+# Arguments added after the first release, and the value a model file saved
+# before each existed was trained with (its behaviour then): a file that
+# lacks one gets this, not today's default.
+PREDATING = dict(PAPER_OBJECTIVE)
 
 
-def _is_number(value):
+def saved_arguments(arguments):
+    """A saved model's constructor arguments (`config.json`'s `"config"`)
+    as today's constructor takes them: old names mapped
+    (`LEGACY_ARGUMENTS`), arguments the file predates at the values it was
+    trained with (`PREDATING`). The model's `from_config` and the
+    model-file reader both call it.
+
+    Example:
+    >>> saved_arguments({"mining": True})["amb"], saved_arguments({})["area_weight"]
+    (True, 0.0)
+    """
+    arguments = {LEGACY_ARGUMENTS.get(key, key): value for key, value in arguments.items()}
+    return {**PREDATING, **arguments}
+
+
+def is_number(value):
+    """An int or a float, not a bool (YAML's `yes` is no number)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_int(value):
+    """An int, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # One check per argument: (test, what a good value is).
 CHECKS = {
-    "num_classes": (lambda v: _is_number(v) and int(v) == v and v >= 2, "an int >= 2"),
-    "image_size": (lambda v: _is_number(v) and int(v) == v and 16 <= v <= MAX_IMAGE_SIZE,
+    "num_classes": (lambda v: is_number(v) and int(v) == v and v >= 2, "an int >= 2"),
+    "image_size": (lambda v: is_number(v) and int(v) == v and 16 <= v <= MAX_IMAGE_SIZE,
                    f"an int in [16, {MAX_IMAGE_SIZE}]"),
-    "mask_threshold": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "mask_slope": (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    "amb_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "pc_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "pc_contrastive_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "center_lr_multiplier": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "attention_target_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "area_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "area_target": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "smoothness_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "erasing_weight": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "mask_threshold": (lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "mask_slope": (lambda v: is_number(v) and v > 0, "a number > 0"),
+    "amb_weight": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "pc_weight": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "pc_contrastive_weight": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "center_lr_multiplier": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "attention_target_weight": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "area_weight": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "area_target": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "smoothness_weight": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "erasing_weight": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
     "map_normalization": (lambda v: v in MAP_NORMALIZATIONS,
                           f"one of {MAP_NORMALIZATIONS}"),
-    "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "resize_ratio": (lambda v: _is_number(v) and 1 <= v <= MAX_RESIZE_RATIO,
+    "dropout": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "resize_ratio": (lambda v: is_number(v) and 1 <= v <= MAX_RESIZE_RATIO,
                      f"a number in [1, {MAX_RESIZE_RATIO:g}]"),
     "backbone": (lambda v: v in BACKBONES, f"one of {BACKBONES}"),
     "pc_distance": (lambda v: v in PC_DISTANCES, f"one of {PC_DISTANCES}"),

@@ -13,8 +13,10 @@ import os
 import zipfile
 
 from keras_amb import settings
-from keras_amb.arguments import LEGACY_ARGUMENTS
-from keras_amb.arguments import MAP_TERMS
+from keras_amb.arguments import ABN_DEFAULTS
+from keras_amb.backbone_specs import BACKBONES
+from keras_amb.arguments import MINING_DEFAULTS
+from keras_amb.arguments import saved_arguments
 from keras_amb.arguments import check_arguments
 from keras_amb.errors import RunError
 
@@ -33,26 +35,10 @@ WEIGHTS_SLACK_BYTES = 16 * 2**20
 # The largest model (float32 variables, in bytes) a file may declare before
 # anything is built: `KERAS_AMB_MAX_MODEL_BYTES` (`keras_amb.settings`).
 MAX_MODEL_BYTES_VARIABLE = "KERAS_AMB_MAX_MODEL_BYTES"
-# Variables per model, exactly `K2 * K**2 + K1 * K + K0` for K classes (the
-# attention branch's K x K convolution grows as K squared); the mining
-# model's coefficients, which bound the ABN's (`tests/test_model_file.py`
-# checks them against built models).
-PARAMETER_COEFFICIENTS = {
-    "resnet50": (2, 6158, 38594436),
-    "resnet50_official": (2, 6158, 38556612),
-    "resnet_small": (2, 398, 1620196),
-    "resnet_tiny": (2, 158, 105684),
-}
 
-# The constructor defaults `describe` needs, for files saved before an
-# argument existed.
-DEFAULTS = {"bypass": True, "amb": False, "pc": False, "cot": False,
-            "attention_target_weight": 0.0, "naive_bn_statistics": False,
-            "mask_threshold": 0.5, "mask_slope": 10.0, "hard_mask": False,
-            "class_names": None, "resize_ratio": 1.0, "amb_gradient": "all",
-            **MAP_TERMS}
-# Where `AttentionMiningNetwork`'s defaults differ.
-MINING_DEFAULTS = {"bypass": False, "amb": True, "pc": True, "cot": True}
+# A saved config's missing arguments: the class's defaults, under what
+# `saved_arguments` fills in for the arguments the file predates.
+DEFAULTS = {"AttentionBranchNetwork": ABN_DEFAULTS, "AttentionMiningNetwork": MINING_DEFAULTS}
 
 
 @dataclasses.dataclass
@@ -89,7 +75,7 @@ def describe(config):
         config: dict, a model's config (`model.get_config()`, or
             `ModelFile.config`).
     """
-    config = {**DEFAULTS, **config}
+    config = {**ABN_DEFAULTS, **config}
     parts = [name for key, name in (("amb", "AMB"), ("pc", "PC"), ("cot", "COT"))
              if config[key]] or ["ABN"]
     if config["amb"] and config["amb_gradient"] == "attention":
@@ -114,7 +100,7 @@ def describe(config):
 def declared_parameters(backbone, num_classes):
     """The number of variables' values a model of this backbone and class
     count has (the mining model's; an ABN has slightly fewer)."""
-    k2, k1, k0 = PARAMETER_COEFFICIENTS[backbone]
+    k2, k1, k0 = BACKBONES[backbone]["parameters"]
     return k2 * num_classes**2 + k1 * num_classes + k0
 
 
@@ -172,7 +158,7 @@ def _check_arguments(path, class_name, arguments):
     if not isinstance(arguments, dict):
         _fail(path, f"damaged .keras file (config.json's \"config\" must be a JSON object, "
                     f"not {type(arguments).__name__})")
-    arguments = {LEGACY_ARGUMENTS.get(k, k): v for k, v in arguments.items()}
+    arguments = saved_arguments(arguments)
     try:
         check_arguments(**{k: v for k, v in arguments.items() if k != "cot"})
     except ValueError as error:
@@ -292,14 +278,12 @@ def read_model_file(path, count_parameters=True):
         raise RunError(
             f"{path}: not a readable .keras model file ({error.__class__.__name__}: {error})"
         ) from None
-    arguments = dict(config.get("config") or {})
-    for old, new in LEGACY_ARGUMENTS.items():
-        if old in arguments:
-            arguments[new] = arguments.pop(old)
+    arguments = saved_arguments(config.get("config") or {})
     class_name = config.get("class_name", "?")
     text = lambda value: value if isinstance(value, str) else None  # noqa: E731
-    defaults = {**DEFAULTS, **(MINING_DEFAULTS if class_name == "AttentionMiningNetwork" else {})}
+    defaults = DEFAULTS.get(class_name, ABN_DEFAULTS)
     return ModelFile(
-        path=path, class_name=class_name, config={**defaults, **arguments}, keras_version=text(metadata.get("keras_version")),
+        path=path, class_name=class_name, config={**defaults, **arguments},
+        keras_version=text(metadata.get("keras_version")),
         date_saved=text(metadata.get("date_saved")), parameters=parameters,
     )

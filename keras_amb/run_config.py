@@ -30,6 +30,10 @@ variant.to_dict()["pc"]                   # False: the YAML form
 import copy
 import dataclasses
 
+# The model arguments' defaults are the proposed model's own, written once
+# in `arguments` (a bundled config states what it tunes).
+from keras_amb.arguments import MINING_DEFAULTS as _M
+
 
 def _default(value):
     """A mutable default (dict, list), copied for each instance."""
@@ -99,29 +103,32 @@ class ModelConfig:
     """
 
     architecture: str = "proposed"
-    backbone: str = "resnet_tiny"
+    backbone: str = _M["backbone"]
     weights: str = None
     init_from: str = None
-    amb: bool = True
-    pc: bool = True
-    cot: bool = True
-    mask_threshold: float = 0.5
-    mask_slope: float = 10.0
-    hard_mask: bool = False
-    amb_weight: float = 1e-4
-    amb_gradient: str = "attention"
-    pc_weight: float = 0.1
-    pc_contrastive_weight: float = 1e-4
-    pc_distance: str = "euclidean"
-    center_lr_multiplier: float = 1.0
-    area_weight: float = 1.0
-    area_target: float = 0.0
-    smoothness_weight: float = 0.0
-    map_normalization: str = "none"
-    erasing_weight: float = 0.0
-    naive_bn_statistics: bool = False
+    amb: bool = _M["amb"]
+    pc: bool = _M["pc"]
+    cot: bool = _M["cot"]
+    mask_threshold: float = _M["mask_threshold"]
+    mask_slope: float = _M["mask_slope"]
+    hard_mask: bool = _M["hard_mask"]
+    amb_weight: float = _M["amb_weight"]
+    amb_gradient: str = _M["amb_gradient"]
+    pc_weight: float = _M["pc_weight"]
+    pc_contrastive_weight: float = _M["pc_contrastive_weight"]
+    pc_distance: str = _M["pc_distance"]
+    center_lr_multiplier: float = _M["center_lr_multiplier"]
+    area_weight: float = _M["area_weight"]
+    area_target: float = _M["area_target"]
+    smoothness_weight: float = _M["smoothness_weight"]
+    map_normalization: str = _M["map_normalization"]
+    erasing_weight: float = _M["erasing_weight"]
+    naive_bn_statistics: bool = _M["naive_bn_statistics"]
+    # Not the constructor's argument of that name (the loss's weight in the
+    # model, 0: off) but the weight it gets when `data.attention_targets`
+    # is set (`models.factory`); without targets the model gets 0.
     attention_target_weight: float = 10.0
-    dropout: float = 0.0
+    dropout: float = _M["dropout"]
 
 
 @dataclasses.dataclass(frozen=True)

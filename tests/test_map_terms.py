@@ -7,6 +7,7 @@ import pytest
 
 from keras_amb import AttentionBranchNetwork
 from keras_amb import AttentionMiningNetwork
+from keras_amb import arguments
 from keras_amb import losses
 from keras_amb.explain import evaluation
 from keras_amb.explain import metrics
@@ -96,8 +97,8 @@ def test_eq5_adds_each_map_term_with_its_weight():
     assert float(terms["erasing_loss"]) == pytest.approx(
         0.5 * float(parts["erasing_loss"]), rel=1e-6)
     assert float(loss) == pytest.approx(sum(float(v) for v in terms.values()), rel=1e-5)
-    # Off (the default): no term, no tracker, the paper's eq. 5.
-    plain = _model()
+    # Off (the paper's objective): no term, no tracker, eq. 5.
+    plain = _model(**arguments.PAPER_OBJECTIVE)
     _, parts = plain.compute_losses(plain.forward_step(x, "main", training=False), y, "main")
     assert not {"area_loss", "smoothness_loss", "erasing_loss"} & set(parts)
     assert "area_loss" not in plain.loss_trackers
@@ -122,7 +123,7 @@ def test_erasing_sends_no_gradient_to_the_map():
                                     model.perception_branch.trainable_variables)
     assert sum(float(np.abs(g).sum()) for g in to_classifier) > 1e-3
     # Whereas L_am (the same pass, mask not fixed) reaches the map.
-    mining = _model(pc=False, cot=False, amb_weight=1.0)
+    mining = _model(pc=False, cot=False, amb_weight=1.0, **arguments.PAPER_OBJECTIVE)
     to_map = _term_gradients(mining, x, y, "amb_loss", mining.attention_branch.map_variables)
     assert sum(float(np.abs(g).sum()) for g in to_map) > 1e-6
 
@@ -164,7 +165,8 @@ def test_map_terms_train_save_and_load(tmp_path):
     np.testing.assert_allclose(_numpy(loaded(x[:2])["attention"]),
                                _numpy(model(x[:2])["attention"]), atol=1e-5)
     assert describe(model.get_config()) == (
-        "AMB + PC + COT + area 0.2 + smoothness + erasing + normalised map (mask), no bypass")
+        "AMB (attention only) + PC + COT + area 0.2 + smoothness + erasing + normalised map "
+        "(mask), no bypass")
 
 
 def test_area_term_pushes_the_map_down():
@@ -248,3 +250,29 @@ def test_map_shape_warning_names_a_wash_and_a_collapse():
     logs = {}
     callback.on_epoch_end(2, logs)
     assert 0.0 < logs["map_mean"] < 1.0 and len(lines) == 2
+
+
+def test_one_default_per_model_argument_whatever_the_entry_point():
+    """#37: the model, the config's model section and the model-file reader
+    take their defaults from `arguments`; a bundled config states what it
+    tunes. Files saved before an argument existed load with the value they
+    were trained with."""
+    from keras_amb import model_file
+    from keras_amb.models import AttentionBranchNetwork
+    from keras_amb.run_config import ModelConfig
+
+    mining, abn = _model(), AttentionBranchNetwork(num_classes=4, backbone="resnet_tiny",
+                                                    image_size=SIZE)
+    config = ModelConfig()
+    for key, value in arguments.MINING_DEFAULTS.items():
+        if key not in ("backbone", "image_size"):  # given to _model
+            assert mining.get_config()[key] == value, key
+        if hasattr(config, key) and key != "attention_target_weight":
+            assert getattr(config, key) == value, key
+    for key, value in arguments.ABN_DEFAULTS.items():
+        if key not in ("backbone", "image_size"):
+            assert abn.get_config()[key] == value, key
+    assert mining.pc_weight == config.pc_weight == 1.0  # the paper's; synthetic.yaml says 0.1
+    old = arguments.saved_arguments({"mining": True, "num_classes": 4})
+    assert old["amb"] is True and old["area_weight"] == 0.0 and old["amb_gradient"] == "all"
+    assert model_file.DEFAULTS["AttentionMiningNetwork"] is arguments.MINING_DEFAULTS

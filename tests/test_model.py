@@ -10,6 +10,7 @@ import pytest
 
 from keras_amb import AttentionBranchNetwork
 from keras_amb import AttentionMiningNetwork
+from keras_amb import arguments
 from keras_amb import losses
 from keras_amb import optimizers
 from keras_amb.models.attention_branch_network import NonFiniteLossError
@@ -28,7 +29,12 @@ def _batch(n=8, num_classes=4, seed=0):
 
 
 def _model(cls=AttentionMiningNetwork, **kwargs):
+    """A tiny model with the paper's objective (these tests check section
+    3.5's step as the paper writes it; the default objective's map terms
+    have theirs in test_map_terms.py), unless `kwargs` say otherwise."""
     kwargs.setdefault("num_classes", 4)
+    if cls is AttentionMiningNetwork:
+        kwargs = {**arguments.PAPER_OBJECTIVE, **kwargs}
     return cls(backbone="resnet_tiny", image_size=SIZE, **kwargs)
 
 

@@ -32,10 +32,13 @@ from keras_amb import keras_private
 from keras_amb import losses
 from keras_amb import optimizers
 from keras_amb.arguments import AMB_GRADIENTS  # noqa: F401 (re-exported)
-from keras_amb.arguments import LEGACY_ARGUMENTS
+from keras_amb.arguments import ABN_DEFAULTS
+from keras_amb.arguments import ABN_DEFAULTS as _D
+from keras_amb.arguments import MINING_DEFAULTS
 from keras_amb.arguments import MAX_IMAGE_SIZE  # noqa: F401 (re-exported)
 from keras_amb.arguments import MAX_RESIZE_RATIO  # noqa: F401 (re-exported)
 from keras_amb.arguments import check_arguments
+from keras_amb.arguments import saved_arguments
 from keras_amb.errors import NonFiniteLossError  # noqa: F401 (re-exported)
 from keras_amb.layers.attention_branch import AttentionBranch
 from keras_amb.layers.attention_mechanism import AttentionMechanism
@@ -180,32 +183,32 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
     def __init__(
         self,
         num_classes,
-        backbone="resnet50",
-        image_size=224,
-        bypass=True,
-        amb=False,
-        pc=False,
-        cot=False,
-        mask_threshold=0.5,
-        mask_slope=10.0,
-        hard_mask=False,
-        amb_weight=1e-4,
-        amb_gradient="all",
-        pc_weight=1.0,
-        pc_contrastive_weight=1e-4,
-        pc_distance="euclidean",
-        center_lr_multiplier=1.0,
-        attention_target_weight=0.0,
-        area_weight=0.0,
-        area_target=0.0,
-        smoothness_weight=0.0,
-        map_normalization="none",
-        erasing_weight=0.0,
-        naive_bn_statistics=False,
-        dropout=0.0,
-        bn_momentum=0.9,
-        class_names=None,
-        resize_ratio=1.0,
+        backbone=_D["backbone"],
+        image_size=_D["image_size"],
+        bypass=_D["bypass"],
+        amb=_D["amb"],
+        pc=_D["pc"],
+        cot=_D["cot"],
+        mask_threshold=_D["mask_threshold"],
+        mask_slope=_D["mask_slope"],
+        hard_mask=_D["hard_mask"],
+        amb_weight=_D["amb_weight"],
+        amb_gradient=_D["amb_gradient"],
+        pc_weight=_D["pc_weight"],
+        pc_contrastive_weight=_D["pc_contrastive_weight"],
+        pc_distance=_D["pc_distance"],
+        center_lr_multiplier=_D["center_lr_multiplier"],
+        attention_target_weight=_D["attention_target_weight"],
+        area_weight=_D["area_weight"],
+        area_target=_D["area_target"],
+        smoothness_weight=_D["smoothness_weight"],
+        map_normalization=_D["map_normalization"],
+        erasing_weight=_D["erasing_weight"],
+        naive_bn_statistics=_D["naive_bn_statistics"],
+        dropout=_D["dropout"],
+        bn_momentum=_D["bn_momentum"],
+        class_names=_D["class_names"],
+        resize_ratio=_D["resize_ratio"],
         **kwargs,
     ):
         check_arguments(
@@ -718,19 +721,19 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
     def from_config(cls, config):
         config = dict(config)
         config.pop("trainable", None)
-        for old, new in LEGACY_ARGUMENTS.items():
-            if old in config:
-                config[new] = config.pop(old)
-        return cls(**config)
+        return cls(**saved_arguments(config))
 
 
 @keras.saving.register_keras_serializable(package="keras_amb")
 class AttentionMiningNetwork(AttentionBranchNetwork):
     """The proposed model: ABN without bypass, with AMB, PC loss and COT.
 
-    Same arguments as `AttentionBranchNetwork`, with the paper's defaults:
-    `bypass=False, amb=True, pc=True, cot=True`. Switch them off for the
-    ablations (AMB, AMB+PC, AMB+COT).
+    Same arguments as `AttentionBranchNetwork`, with the proposed model's
+    defaults (`arguments.MINING_DEFAULTS`, the same as `keras-amb train`'s):
+    `bypass=False, amb=True, pc=True, cot=True` as in the paper, and the
+    default objective, `area_weight=1.0, amb_gradient="attention"` (METHOD.md,
+    "The default objective"). `**arguments.PAPER_OBJECTIVE` gives the
+    paper's eq. 5; switch `pc` or `cot` off for the ablations.
 
     Example:
     >>> abn = AttentionBranchNetwork(num_classes=4, backbone="resnet_tiny",
@@ -740,5 +743,7 @@ class AttentionMiningNetwork(AttentionBranchNetwork):
     >>> model = model.transfer_weights_from(abn)
     """
 
-    def __init__(self, num_classes, bypass=False, amb=True, pc=True, cot=True, **kwargs):
-        super().__init__(num_classes, bypass=bypass, amb=amb, pc=pc, cot=cot, **kwargs)
+    def __init__(self, num_classes, **kwargs):
+        # `arguments.MINING_DEFAULTS`: the switches on, the default objective.
+        defaults = {k: v for k, v in MINING_DEFAULTS.items() if ABN_DEFAULTS.get(k) != v}
+        super().__init__(num_classes, **{**defaults, **kwargs})

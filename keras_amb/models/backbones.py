@@ -16,75 +16,13 @@ import os
 
 import keras
 
-from keras_amb import arguments
+from keras_amb.backbone_specs import BACKBONES
+from keras_amb.backbone_specs import HE_NORMAL_FAN_OUT  # noqa: F401 (re-exported)
 from keras_amb.errors import WeightsUnavailableError  # noqa: F401 (re-exported)
 from keras_amb.layers import batch_normalization
 from keras_amb.layers import conv2d
 from keras_amb.layers.image_normalization import ImageNormalization
 from keras_amb.layers.residual_block import residual_stage
-
-# PyTorch's `kaiming_normal_(mode="fan_out", nonlinearity="relu")`, which the
-# official ABN code applies to every convolution.
-HE_NORMAL_FAN_OUT = {
-    "class_name": "VarianceScaling",
-    "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"},
-}
-
-# What the small presets share: basic blocks, a 3x3 stem without pooling.
-_SMALL = {
-    "bottleneck": False,
-    "stem": "small",
-    "use_bias": False,
-    "block_version": "v1",
-    "kernel_initializer": "he_normal",
-    "normalization": "unit",
-    "pretrained": False,
-}
-
-# ResNet-50's shape: bottleneck stages of 3, 4, 6 and 3 blocks, a 7x7 stem.
-_RESNET50 = {
-    "bottleneck": True,
-    "stage_blocks": (3, 4, 6, 3),
-    "stage_filters": (64, 128, 256, 512),
-    "stem": "imagenet",
-}
-
-BACKBONES = {
-    "resnet50": dict(
-        _RESNET50,
-        use_bias=True,
-        block_version="v1",
-        kernel_initializer="he_normal",
-        normalization="caffe",
-        pretrained=True,
-        description="ResNet-50 of keras.applications (224 px; attention map "
-        "14x14); loads ImageNet weights.",
-    ),
-    "resnet50_official": dict(
-        _RESNET50,
-        use_bias=False,
-        block_version="v1.5",
-        kernel_initializer=HE_NORMAL_FAN_OUT,
-        normalization="torch",
-        pretrained=False,
-        description="ResNet-50 as in the official ABN code (v1.5 bottlenecks, "
-        "no conv bias, He-normal fan-out init), for from-scratch paper runs.",
-    ),
-    "resnet_small": dict(
-        _SMALL,
-        stage_blocks=(2, 2, 2, 2),
-        stage_filters=(32, 64, 96, 128),
-        description="Narrow ResNet-18 shape for CPU work at 32-96 px "
-        "(attention map at 1/4 of the input).",
-    ),
-    "resnet_tiny": dict(
-        _SMALL,
-        stage_blocks=(1, 1, 1, 1),
-        stage_filters=(16, 24, 32, 48),
-        description="Smallest ResNet (one basic block per stage) for tests "
-        "and quick CPU runs (attention map at 1/4 of the input).",
-    ),
-}
 
 # Where keras.applications keeps the no-top ResNet-50 weights.
 RESNET50_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -92,9 +30,6 @@ RESNET50_WEIGHTS_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
     + RESNET50_WEIGHTS_FILE
 )
-
-# `keras_amb.arguments` names the backbones for the Keras-free config reader.
-assert tuple(BACKBONES) == arguments.BACKBONES, (tuple(BACKBONES), arguments.BACKBONES)
 
 
 def get_backbone_spec(name):
