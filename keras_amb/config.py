@@ -24,6 +24,8 @@ import yaml
 
 from keras_amb import yaml_reader
 from keras_amb.arguments import ARCHITECTURES
+from keras_amb.arguments import is_int
+from keras_amb.arguments import is_number
 from keras_amb.errors import CommandLineError
 from keras_amb.errors import ConfigError  # noqa: F401 (re-exported)
 from keras_amb.files import atomic_write_text
@@ -259,14 +261,6 @@ def option_name(key):
     return "--" + key.replace("_", "-")
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _check_synthetic(params, check):
     """Types and ranges of a `synthetic:` mapping (the generator's own
     checks follow in `keras_amb.data.synthetic.make_config`)."""
@@ -284,11 +278,11 @@ def _check_synthetic(params, check):
             continue  # unknown keys: make_config lists the known ones
         default = fields[key]
         if key == "train_size":
-            check(_is_int(value) and value > 0, f"synthetic.{key}", value, "a positive integer")
-        elif _is_int(default):
-            check(_is_int(value) and value >= 0, f"synthetic.{key}", value, "an integer >= 0")
+            check(is_int(value) and value > 0, f"synthetic.{key}", value, "a positive integer")
+        elif is_int(default):
+            check(is_int(value) and value >= 0, f"synthetic.{key}", value, "an integer >= 0")
         elif isinstance(default, float):
-            check(_is_number(value) and value >= 0, f"synthetic.{key}", value, "a number >= 0")
+            check(is_number(value) and value >= 0, f"synthetic.{key}", value, "a number >= 0")
 
 
 def validate(config, source="config", given=()):
@@ -330,21 +324,21 @@ def validate(config, source="config", given=()):
 
     for key in ("image_size", "batch_size", "epochs"):
         value = config[key]
-        check(_is_int(value) and value > 0, key, value, "a positive integer")
+        check(is_int(value) and value > 0, key, value, "a positive integer")
     value = config["pretrain_epochs"]
-    check(_is_int(value) and value >= 0, "pretrain_epochs", value, "an integer >= 0")
+    check(is_int(value) and value >= 0, "pretrain_epochs", value, "an integer >= 0")
     check(isinstance(config["dataset"], str) and config["dataset"], "dataset",
           config["dataset"], "a dataset name or folder")
     for key in ("data_dir", "weights", "init_from", "attention_targets"):
         optional_text(key)
     for key in ("skip_bad_images", "flip", "cache", "deterministic", "distribute"):
         check(isinstance(config[key], bool), key, config[key], "true or false")
-    check(config["jit_compile"] in ("auto", True, False) and not _is_int(config["jit_compile"]),
+    check(config["jit_compile"] in ("auto", True, False) and not is_int(config["jit_compile"]),
           "jit_compile", config["jit_compile"], "auto, true or false")
     seed = config["seed"]
-    check(_is_int(seed) and 0 <= seed < 2**31, "seed", seed, "an integer in [0, 2**31)")
+    check(is_int(seed) and 0 <= seed < 2**31, "seed", seed, "an integer in [0, 2**31)")
     value = config["attention_images"]
-    check(_is_int(value) and value >= 0, "attention_images", value, "an integer >= 0")
+    check(is_int(value) and value >= 0, "attention_images", value, "an integer >= 0")
     check(config["architecture"] in ARCHITECTURES, "architecture",
           config["architecture"], f"one of {ARCHITECTURES}")
     model_arguments = {k: config[k] for k in MODEL_KEYS}
@@ -374,26 +368,26 @@ def validate(config, source="config", given=()):
     optimizer = section("optimizer", OPTIMIZER_KEYS, OPTIMIZER_NAMES,
                         "{name: sgd, learning_rate: 0.05, ...}")
     lr = optimizer.get("learning_rate")
-    check(_is_number(lr) and lr > 0, "optimizer.learning_rate", lr, "a number > 0")
+    check(is_number(lr) and lr > 0, "optimizer.learning_rate", lr, "a number > 0")
     momentum = optimizer.get("momentum", 0.0)
-    check(_is_number(momentum) and 0 <= momentum < 1, "optimizer.momentum", momentum,
+    check(is_number(momentum) and 0 <= momentum < 1, "optimizer.momentum", momentum,
           "a number in [0, 1)")
     check(isinstance(optimizer.get("nesterov", False), bool), "optimizer.nesterov",
           optimizer.get("nesterov"), "true or false")
     decay = optimizer.get("weight_decay")
-    check(decay is None or (_is_number(decay) and decay >= 0), "optimizer.weight_decay", decay,
+    check(decay is None or (is_number(decay) and decay >= 0), "optimizer.weight_decay", decay,
           "a number >= 0")
     schedule = section("lr_schedule", SCHEDULE_KEYS, SCHEDULES,
                        "{name: step, milestones: [0.5, 0.75], gamma: 0.1}")
     milestones = schedule.get("milestones", [])
-    check(isinstance(milestones, list) and all(_is_number(m) and 0 < m < 1 for m in milestones),
+    check(isinstance(milestones, list) and all(is_number(m) and 0 < m < 1 for m in milestones),
           "lr_schedule.milestones", milestones, "a list of fractions of the stage in (0, 1)")
     gamma = schedule.get("gamma", 0.1)
-    check(_is_number(gamma) and gamma > 0, "lr_schedule.gamma", gamma, "a number > 0")
+    check(is_number(gamma) and gamma > 0, "lr_schedule.gamma", gamma, "a number > 0")
     scale = config["crop_scale"]
     check(
         isinstance(scale, (list, tuple)) and len(scale) == 2
-        and all(_is_number(s) for s in scale) and 0 < scale[0] <= scale[1] <= 1,
+        and all(is_number(s) for s in scale) and 0 < scale[0] <= scale[1] <= 1,
         "crop_scale", scale, "[min, max] with 0 < min <= max <= 1",
     )
     check(config["mixed_precision"] in (None, "mixed_float16", "mixed_bfloat16"),

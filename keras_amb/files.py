@@ -175,16 +175,6 @@ def atomic_save_array(path, array):
     atomic_write(path, write, suffix=".npy")
 
 
-def atomic_save_image(path, array):
-    """An 8-bit grey or RGB array saved as an image (format from `path`'s
-    extension) through a temporary file and a rename."""
-    from PIL import Image
-
-    image_format = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
-    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format=image_format),
-                 suffix=os.path.splitext(path)[1])
-
-
 def atomic_write_directory(path, write):
     """Calls `write(tmp_dir)`, then renames the folder onto `path`, which must
     not exist: a reader watching the parent (TF Serving) never sees half of

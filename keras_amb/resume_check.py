@@ -11,12 +11,12 @@ each key; `restart_stage` sets the current stage's checkpoints aside (never
 deleted) so the stage starts anew with the config as it is.
 """
 
-import datetime
 import os
 
 from keras_amb.errors import RunError
 from keras_amb.model_file import read_model_file
 from keras_amb.models.factory import model_arguments
+from keras_amb.runs import timestamp
 
 # What an earlier stage's model (the file the next stage starts from) must
 # share with the config: the network's shape and its preprocessing. Its loss
@@ -117,8 +117,7 @@ def restart_stage(run):
              if os.path.isfile(os.path.join(folder, n))]
     aside = None
     if names:
-        aside = os.path.join(folder, "replaced-" + datetime.datetime.now().strftime(
-            "%Y%m%d-%H%M%S"))
+        aside = os.path.join(folder, "replaced-" + timestamp())
         os.makedirs(aside, exist_ok=True)
         for name in names:
             os.replace(os.path.join(folder, name), os.path.join(aside, name))

@@ -363,7 +363,3 @@ def plot_curves(result, path, title=""):
 def summary(result):
     """The result without per-image values and curves (what `--json` prints)."""
     return {k: result.get(k) for k in SUMMARY_KEYS if k in result}
-
-
-def summary_json(result):
-    return json.dumps(summary(result))

@@ -6,9 +6,11 @@ else can be read through it. Pixels are read when asked for, so a folder of
 10,000 images costs only its listing.
 """
 
+import io
 import os
 
 import numpy as np
+from PIL import Image
 
 from keras_amb.data import map_store
 from keras_amb.data.image_io import read_image
@@ -94,23 +96,11 @@ def from_source(source, split, dataset, synthetic_params=None):
         return ImageSet(name, source.keys(split), labels,
                         lambda i: draw(config, split, i)["image"], dataset=dataset, split=split,
                         mask=lambda i: draw(config, split, i)["object_mask"])
-    import io
-
-    from PIL import Image
-
-    def png(array):
-        buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, format="PNG")
-        return buffer.getvalue()
-
-    def unpng(data):
-        return np.asarray(Image.open(io.BytesIO(data)))
-
     encoded, masks, labels = [], [], []
     for example in source.examples(split).as_numpy_iterator():
-        encoded.append(png(example["image"]))
+        encoded.append(png_bytes(example["image"]))
         if "object_mask" in example:
-            masks.append(png(example["object_mask"].astype(np.uint8)))
+            masks.append(png_bytes(example["object_mask"].astype(np.uint8)))
         labels.append(int(example["label"]))
     keys = [map_store.example_key(split, i) for i in range(len(encoded))]
     return ImageSet(name, keys, labels, lambda i: unpng(encoded[i])[..., :3],
@@ -153,3 +143,17 @@ def image_set(run, dataset=None, data_dir=None, split="train", folder=None):
     shown = dataset if dataset in ("synthetic",) + tuple(sources.TFDS_DATASETS) \
         else os.path.abspath(dataset)
     return from_source(source, split, shown, synthetic_params)
+
+
+def png_bytes(array):
+    """An 8-bit grey or RGB array as PNG bytes (pictures and maps the page
+    gets, and the images kept in memory)."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def unpng(data):
+    """PNG bytes as an array."""
+    with Image.open(io.BytesIO(data)) as picture:
+        return np.asarray(picture)

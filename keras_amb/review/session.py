@@ -24,7 +24,6 @@ and the fine-tuning process and its before/after maps.
 """
 
 import collections
-import datetime
 import hashlib
 import io
 import os
@@ -36,6 +35,8 @@ import threading
 import numpy as np
 
 from keras_amb.data.map_store import MapStore
+from keras_amb.review.images import png_bytes
+from keras_amb.runs import timestamp
 from keras_amb.errors import ReviewError  # noqa: F401 (re-exported)
 
 # A corrected map upload is a grey PNG; larger ones are refused unread.
@@ -67,18 +68,6 @@ def _size(value):
         return len(value)
     except TypeError:
         return 64
-
-
-def _png_bytes(array):
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _now():
-    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 def _free_name(base):
@@ -349,7 +338,7 @@ class Review:
 
     def picture(self, index):
         """The image as a PNG."""
-        return self._cached(("picture", index), lambda: _png_bytes(self.image(index)))
+        return self._cached(("picture", index), lambda: png_bytes(self.image(index)))
 
     def _whole_image_map(self, index, values):
         from keras_amb.explain.visualize import map_on_image
@@ -389,12 +378,12 @@ class Review:
 
     def map_png(self, index, kind):
         if kind == "model":
-            return _png_bytes(self.model_map(index))
+            return png_bytes(self.model_map(index))
         if kind == "corrected":
-            return _png_bytes(self.corrected_map(index))
+            return png_bytes(self.corrected_map(index))
         if kind == "after":
-            return _png_bytes(self.after_map(index))
-        return _png_bytes(self.reference_map(index, kind))
+            return png_bytes(self.after_map(index))
+        return png_bytes(self.reference_map(index, kind))
 
     def thumbnail(self, index):
         """The image with its current map (corrected, else the model's)
@@ -535,7 +524,7 @@ class Review:
             raise MapConflictError("a fine-tuning run is already running")
         if not self.summary()["corrected"]:
             raise ReviewError("save at least one corrected map first")
-        output = _free_name(os.path.join(self.output_dir, f"finetune-{_now()}"))
+        output = _free_name(os.path.join(self.output_dir, f"finetune-{timestamp()}"))
         argv = self.finetune_argv(epochs, output)
         os.makedirs(self.output_dir, exist_ok=True)
         log_path = output + ".log"
