@@ -72,7 +72,7 @@ print("imported:", sorted(m for m in ("keras", "tensorflow", "jax", "torch") if 
     assert "exit code 0" in result.stdout, result.stderr[-2000:]
     assert "imported: []" in result.stdout, result.stdout
     out = result.stdout
-    assert "AttentionMiningNetwork: AMB + PC + COT, no bypass" in out
+    assert "AttentionMiningNetwork: AMB (attention only) + PC + COT + area, no bypass" in out
     assert f"parameters      {run['parameters']:,}" in out
     assert f"Keras {keras.__version__}" in out
     # The test metrics, and every class name (wrapped over lines).
