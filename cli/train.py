@@ -3,6 +3,7 @@
 import click
 
 from keras_amb import arguments
+from keras_amb.config import OPTIMIZER_NAMES
 from keras_amb.cli.main import BACKENDS
 from keras_amb.cli.main import load_backend
 from keras_amb.cli.main import refuse_backend_assignment
@@ -26,9 +27,47 @@ _DEFAULTS = _config_defaults()
 _KEYS = {}
 
 
-def _opt(*names, key=None, help="", **kwargs):
+# `train --help` lists the options in these groups, in this order; an
+# option's group is its config section ("[data] ..." in its help), or
+# "Research switches" for the switches that study the method rather than
+# train with it.
+GROUPS = {"": "Run", "data": "Data", "model": "Model",
+          "schedule": "Schedule and optimizer", "runtime": "Runtime",
+          "research": "Research switches (METHOD.md)"}
+
+
+class GroupedOption(click.Option):
+    """A click option that knows its `train --help` group."""
+
+    def __init__(self, *args, group="", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help_group = group
+
+
+class GroupedCommand(click.Command):
+    """A command whose --help lists its options under `GROUPS` headings."""
+
+    def format_options(self, ctx, formatter):
+        groups = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                groups.setdefault(getattr(param, "help_group", ""), []).append(record)
+        for group, title in GROUPS.items():
+            if groups.get(group):
+                with formatter.section(title):
+                    formatter.write_dl(groups[group])
+
+
+def _opt(*names, key=None, help="", research=False, **kwargs):
     """An option that only overrides the config when given; its help shows
-    the value the default config supplies."""
+    the value the default config supplies. `help` starts with its config
+    section (`"[model] ..."`), which becomes its --help group (or
+    "Research switches" with `research`)."""
+    group = ""
+    if help.startswith("["):
+        group, help = help[1:].split("] ", 1)
+    group = "research" if research else group
     if key is not None:
         long_name = next(n for n in names if n.startswith("--")).split("/")[0]
         _KEYS[long_name[2:].replace("-", "_")] = key
@@ -37,10 +76,11 @@ def _opt(*names, key=None, help="", **kwargs):
             value = value.get(part) if isinstance(value, dict) else None
         shown = "none" if value is None else str(value).lower() if isinstance(value, bool) else value
         help = f"{help} [config: {key}, default {shown}]"
-    return click.option(*names, default=None, show_default=False, help=help, **kwargs)
+    return click.option(*names, default=None, show_default=False, help=help, cls=GroupedOption,
+                        group=group, **kwargs)
 
 
-@click.command()
+@click.command(cls=GroupedCommand)
 @click.option("--config", "config_file",
               help="YAML experiment config: a path, or the name of a bundled one "
               "(synthetic, synthetic_v2, synthetic_v3, small_images, stanford_dogs_imagenet, "
@@ -98,35 +138,35 @@ def _opt(*names, key=None, help="", **kwargs):
 @_opt("--pc/--no-pc", key="pc", help="[model] Prototype conformity loss (ablation switch).")
 @_opt("--cot/--no-cot", key="cot",
       help="[model] Complement objective training (ablation switch).")
-@_opt("--naive-bn-statistics/--no-naive-bn-statistics", key="naive_bn_statistics",
+@_opt("--naive-bn-statistics/--no-naive-bn-statistics", research=True, key="naive_bn_statistics",
       help="[model] Let the AMB pass and COT's forward pass update batch-norm statistics "
       "(a naive port of the paper).")
 @_opt("--mask-threshold", type=float, key="mask_threshold",
       help="[model] Mask threshold sigma (paper: 0.78 CUB, 0.40 Stanford Dogs).")
 @_opt("--amb-weight", type=float, key="amb_weight",
       help="[model] Weight of the mining loss L_am (paper: 1e-4; GAIN: 1).")
-@_opt("--amb-gradient", type=click.Choice(arguments.AMB_GRADIENTS), key="amb_gradient",
+@_opt("--amb-gradient", type=click.Choice(arguments.AMB_GRADIENTS), research=True, key="amb_gradient",
       help="[model] Weights the mining terms (L_am, COT's step) update: 'all' that feed "
       "the AMB (the paper), or the attention map's alone.")
 @_opt("--pc-weight", type=float, key="pc_weight",
       help="[model] Weight of the whole PC loss in eq. 5 (the paper: 1; the centers' "
       "speed does not depend on it).")
-@_opt("--pc-distance", type=click.Choice(arguments.PC_DISTANCES), key="pc_distance",
+@_opt("--pc-distance", type=click.Choice(arguments.PC_DISTANCES), research=True, key="pc_distance",
       help="[model] Distances in the PC loss: eq. 3's norms, or squared (the PC authors' "
       "code).")
 @_opt("--area-weight", type=float, key="area_weight",
       help="[model] Weight of the map's area term (ours, not the paper's): keeps the "
       "mining terms from spreading the map over everything. 0 is off.")
-@_opt("--area-target", type=float, key="area_target",
+@_opt("--area-target", type=float, research=True, key="area_target",
       help="[model] Area the map should cover: 0 penalises the map's mean; a fraction "
       "such as 0.1 uses the extremal-perturbation area constraint.")
-@_opt("--smoothness-weight", type=float, key="smoothness_weight",
+@_opt("--smoothness-weight", type=float, research=True, key="smoothness_weight",
       help="[model] Weight of the map's total variation. 0 is off.")
 @_opt("--map-normalization", type=click.Choice(arguments.MAP_NORMALIZATIONS),
-      key="map_normalization",
+      research=True, key="map_normalization",
       help="[model] Min-max normalise each map before the mining mask ('mask') or "
       "before the mask and the attention mechanism ('all').")
-@_opt("--erasing-weight", type=float, key="erasing_weight",
+@_opt("--erasing-weight", type=float, research=True, key="erasing_weight",
       help="[model] Weight of the erasing term (ACoL): the classifier learns the "
       "evidence the map left out. 0 is off.")
 @_opt("--init-from", type=click.Path(exists=True), key="init_from",
@@ -141,6 +181,12 @@ def _opt(*names, key=None, help="", **kwargs):
       help="[schedule] Epochs of ABN pre-training before the proposed model (paper: 300).")
 @_opt("--learning-rate", "--lr", type=float, key="optimizer.learning_rate",
       help="[schedule] Base learning rate.")
+@_opt("--optimizer", type=click.Choice(OPTIMIZER_NAMES), key="optimizer.name",
+      help="[schedule] Optimizer of both stages (COT's step gets its own copy).")
+@_opt("--momentum", type=float, key="optimizer.momentum",
+      help="[schedule] SGD momentum (paper: 0.9).")
+@_opt("--weight-decay", type=float, key="optimizer.weight_decay",
+      help="[schedule] Weight decay (paper: 1e-4; the PC centers get none).")
 # Runtime
 @_opt("--seed", type=int, key="seed",
       help="[runtime] Random seed (data order, augmentation, init).")

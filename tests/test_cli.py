@@ -43,7 +43,8 @@ def test_help_teaches():
     # Click wraps the help to the terminal's width: compare with single spaces.
     text = " ".join(result.stdout.split())
     for needle in ("--dataset", "--resume", "--no-cot", "--architecture", "--no-flip",
-                   "--print-config", "[data]", "[model]", "Examples:",
+                   "--print-config", "Data:", "Model:", "Schedule and optimizer:",
+                   "Research switches", "--momentum", "--weight-decay", "--optimizer", "Examples:",
                    "[config: epochs, default 8]", "[config: backbone, default resnet_tiny]"):
         assert needle in text, needle
     for command in ("predict", "info", "visualize", "evaluate", "export", "ablate", "review"):
