@@ -19,6 +19,7 @@ KERAS_AMB_DEFER_IMPORTS=1).
 import importlib
 import os
 import sys
+import warnings
 
 __version__ = "0.2.0"
 
@@ -29,7 +30,41 @@ __version__ = "0.2.0"
 # with oneDNN on a 2-core AVX2 CPU (benchmarks/results/cpu_2core_avx2_peer_tiny.md).
 # keras-amb turns them on everywhere unless TF_ENABLE_ONEDNN_OPTS is set; it
 # is read when TensorFlow loads, so this works when keras_amb is imported
-# first (the `keras-amb` command always is).
+# first (the `keras-amb` command always is); imported after TensorFlow (say
+# after `import keras`), it is too late, and keras_amb warns once where the
+# kernels stay off.
+_ONEDNN_BY_DEFAULT = ("avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def _late_onednn_warning(tensorflow_loaded, user_setting, cpu_flags):
+    """The warning to give when TensorFlow loaded before keras_amb could
+    turn oneDNN on, on a CPU where it is off by default; else None."""
+    if not tensorflow_loaded or user_setting is not None or cpu_flags is None:
+        return None
+    if any(flag in cpu_flags for flag in _ONEDNN_BY_DEFAULT):
+        return None
+    return ("TensorFlow was imported before keras_amb, so its oneDNN kernels stay off on "
+            "this CPU (no AVX512_VNNI/AMX): TensorFlow trains at about half the speed "
+            "(benchmarks/results/cpu_2core_avx2_peer_tiny.md). Import keras_amb before "
+            "keras or tensorflow, or set TF_ENABLE_ONEDNN_OPTS=1 before Python starts.")
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None  # not Linux: say nothing
+
+
+_message = _late_onednn_warning("tensorflow" in sys.modules,
+                                os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+                                _cpu_flags() if "tensorflow" in sys.modules else None)
+if _message:
+    warnings.warn(_message, RuntimeWarning, stacklevel=2)
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 _LAZY = {

@@ -211,3 +211,23 @@ def test_tensorflow_runs_its_onednn_kernels_unless_told_otherwise():
         # TensorFlow's own word, logged when it loads.
         assert ("oneDNN custom operations are on" in done.stderr) == (expected == "1"), (
             done.stderr[-2000:])
+
+
+def test_importing_keras_first_warns_where_the_fast_kernels_stay_off():
+    """#38: `import keras` before `import keras_amb` is the natural order; on
+    a CPU where TensorFlow's oneDNN kernels are off by default, keras_amb can
+    no longer turn them on, and says so once, naming the setting and the cost."""
+    import keras_amb
+
+    avx2 = {"avx2", "fma", "sse4_2"}
+    message = keras_amb._late_onednn_warning(True, None, avx2)
+    assert "TF_ENABLE_ONEDNN_OPTS=1" in message and "half the speed" in message
+    assert keras_amb._late_onednn_warning(True, None, avx2 | {"avx512_vnni"}) is None
+    assert keras_amb._late_onednn_warning(True, "0", avx2) is None  # the user chose
+    assert keras_amb._late_onednn_warning(False, None, avx2) is None  # keras_amb first
+    assert keras_amb._late_onednn_warning(True, None, None) is None  # flags unknown
+    # keras_amb first: no warning, whatever the CPU.
+    done = run_python("import warnings; warnings.simplefilter('error', RuntimeWarning)\n"
+                      "import keras_amb, keras\nprint('ok')",
+                      env={"TF_ENABLE_ONEDNN_OPTS": ""})
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
