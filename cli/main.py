@@ -123,7 +123,23 @@ def image_paths(inputs, exclude=()):
     `exclude` names: earlier outputs are not inputs); none is a usage error
     (exit code 2) naming what was given."""
     from keras_amb.inference import expand_inputs
+    from keras_amb.names import for_terminal
 
+    # A path given on the command line that is not there is a typo: said at
+    # once, before any model loads (an unreadable image is the command's to
+    # report, with the others still done).
+    missing = [item for item in inputs if not os.path.lexists(item)]
+    if missing:
+        import difflib
+
+        shown = ", ".join(for_terminal(m) for m in missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        near = difflib.get_close_matches(
+            os.path.basename(missing[0]),
+            os.listdir(os.path.dirname(missing[0]) or ".")
+            if os.path.isdir(os.path.dirname(missing[0]) or ".") else [], n=1)
+        hint = f"; did you mean {for_terminal(near[0])}?" if near else ""
+        raise UsageLine(f"no such file or folder: {shown}{hint}")
     paths = expand_inputs(inputs, exclude=[e for e in exclude if e])
     if not paths:
         raise click.UsageError(
@@ -132,6 +148,23 @@ def image_paths(inputs, exclude=()):
 
 
 def run_reporting_errors(fn, *args, **kwargs):
+    """Runs a command's work: a usage mistake or a failure becomes one line
+    (exit code 2 or 1), and output folders the command made and left empty
+    are removed (`safety.made_folders`)."""
+    from keras_amb import safety
+
+    outer, made = safety.made_folders, safety.OutputFolders()
+    safety.made_folders = made
+    try:
+        return _report(fn, *args, **kwargs)
+    except BaseException:
+        made.discard_empty()
+        raise
+    finally:
+        safety.made_folders = outer
+
+
+def _report(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except click.ClickException:

@@ -9,7 +9,8 @@ refused, naming both:
 - `check_output_file(path, option)`: a file that can be created (its folder
   is made if needed) and is not a folder;
 - `check_output_folder(path, option)`: a folder that exists or can be made,
-  and can be written;
+  and can be written (one it made is removed again, if still empty, when
+  the command fails: `made_folders`);
 - `check_not_an_input(path, option, inputs, model_path)`: `path` (a file, or
   a folder files are written into) is not, and does not hold, an input or
   the model file.
@@ -66,6 +67,54 @@ def check_output_file(path, option="--output"):
     _probe(folder, option, path)  # the file itself is replaced by a rename
 
 
+def _missing_folders(path):
+    """The folders `os.makedirs(path)` would create, outermost first."""
+    missing, current = [], os.path.abspath(path)
+    while not os.path.exists(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return missing[::-1]
+
+
+class OutputFolders:
+    """The folders a command made for its outputs, removed again if the
+    command fails while they are still empty: a mistake leaves nothing
+    behind. One per command (`keras_amb.cli.main.run_reporting_errors`).
+
+    Example:
+    >>> made = OutputFolders()
+    >>> made.make("/tmp/keras-amb-doctest/out", "--output")  # doctest: +SKIP
+    >>> made.discard_empty()  # doctest: +SKIP
+    """
+
+    def __init__(self):
+        self.made = []
+
+    def make(self, path, option="--output"):
+        missing = _missing_folders(path)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"{option} {path}: cannot create it ({error.strerror})") from None
+        self.made.extend(missing)
+
+    def discard_empty(self):
+        """Removes the folders made that are still empty, innermost first."""
+        for folder in reversed(self.made):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass  # not empty (the command wrote there), or gone
+        self.made = []
+
+
+# The current command's (`keras_amb.cli.main.run_reporting_errors` sets it).
+made_folders = OutputFolders()
+
+
 def check_output_folder(path, option="--output", create=True):
     """Fails unless `path` is (or can be made as) a writable folder.
 
@@ -79,10 +128,7 @@ def check_output_folder(path, option="--output", create=True):
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputError(f"{option} {path}: is a file, not a folder")
     if create:
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError as error:
-            raise OutputError(f"{option} {path}: cannot create it ({error.strerror})") from None
+        made_folders.make(path, option)
         _probe(path, option, path)
         return
     parent = os.path.abspath(path)

@@ -424,3 +424,36 @@ def test_load_model_takes_a_run_folder_as_every_command_does(interrupted_run):
     assert type(from_folder).__name__ == "AttentionMiningNetwork"  # its model.keras
     assert from_folder.get_class_names() == from_file.get_class_names()
     assert len(from_folder.get_class_names()) == from_folder.num_classes
+
+
+# === #38: a newcomer's mistakes are answered at once and leave nothing ===
+
+def test_a_misspelt_input_is_a_usage_error_before_the_model_loads(model_file, tmp_path,
+                                                                   monkeypatch):
+    from keras_amb import runs
+
+    monkeypatch.chdir(tmp_path)
+    write_png(tmp_path / "photo.png")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(runs.Run, "load_model", never)
+    for command in ("visualize", "predict"):
+        line = one_line_error(invoke(command, "phot.png", "--model", model_file), "phot.png",
+                              code=2)
+        assert "did you mean photo.png?" in line
+    assert sorted(os.listdir(tmp_path)) == ["photo.png"]
+
+
+def test_a_failed_command_leaves_no_empty_output_folder(model_file, photo, tmp_path):
+    out = tmp_path / "new" / "deeper" / "figures"
+    result = invoke("visualize", photo, "--model", model_file, "--class", "no-such-class",
+                    "--output", out)
+    assert result.exit_code == 2 and "--class" in result.output
+    assert not (tmp_path / "new").exists()
+    # A folder that was there stays, and one the command wrote into stays.
+    (tmp_path / "kept").mkdir()
+    invoke("visualize", photo, "--model", model_file, "--class", "no-such-class",
+           "--output", tmp_path / "kept")
+    assert (tmp_path / "kept").is_dir()
