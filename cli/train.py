@@ -5,6 +5,7 @@ import click
 from keras_amb import arguments
 from keras_amb.config import OPTIMIZER_NAMES
 from keras_amb.cli.main import BACKENDS
+from keras_amb.cli.main import _verbose
 from keras_amb.cli.main import load_backend
 from keras_amb.cli.main import refuse_backend_assignment
 from keras_amb.cli.main import run_reporting_errors
@@ -292,10 +293,12 @@ def _train(config_file, resume, assignments, print_config, output, options,
     from keras_amb import trainer
 
     log = lambda line: click.echo(line)  # noqa: E731
+    # --verbose: Keras's epoch line with every logged value; else a short one.
+    verbose = 2 if _verbose() else None
     if resume:
-        result = trainer.resume(run, log=log, restart_stage=restart_stage)
+        result = trainer.resume(run, log=log, verbose=verbose, restart_stage=restart_stage)
     else:
-        result = trainer.train(config, run_dir=output, log=log)
+        result = trainer.train(config, run_dir=output, log=log, verbose=verbose)
     m = result.test_metrics
     click.echo(
         f"\nTest: top-1 {m.get('top1', float('nan')):.4f}, top-5 "

@@ -29,6 +29,7 @@ from keras_amb import optimizers
 from keras_amb import runs
 from keras_amb import runtime
 from keras_amb import schedules
+from keras_amb.console import EpochSummary
 from keras_amb.data import folder
 from keras_amb.data import pipeline
 from keras_amb.data import sources
@@ -72,7 +73,8 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None, restart_st
         resume: bool, continue the run in `run_dir` from its last epoch. A
             config that disagrees with the run's checkpoints is refused
             (`keras_amb.resume_check`).
-        verbose: Keras `fit` verbosity (default: a progress bar on a terminal,
+        verbose: Keras `fit` verbosity; None (the default): one short line
+            per epoch (`keras_amb.console`) and a progress bar on a terminal,
             one line per epoch otherwise).
         log: callable taking a line of text (default: print).
         restart_stage: bool, with `resume`: the current stage starts anew
@@ -191,7 +193,9 @@ class _Training:
         self.run = run
         self.source = source
         self.log = log
-        self.verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
+        # None: keras_amb's short epoch lines (`console.EpochSummary`);
+        # a number: Keras's own (every logged value).
+        self.verbose = verbose
         self.resize_ratio = config.data.resize_ratio or source.resize_ratio
         state = run.state()
         amb_callbacks.truncate_history(
@@ -348,9 +352,11 @@ class _Training:
             ))
         self.log(f"Stage {stage!r}: epochs {completed + 1}-{epochs} "
                  f"({type(model).__name__}: {model.description})")
+        if self.verbose is None:
+            callbacks.append(EpochSummary(self.log, stage, epochs, progress=sys.stdout.isatty()))
         model.fit(
             self.train_ds, validation_data=self.val_ds, initial_epoch=completed,
-            epochs=epochs, callbacks=callbacks, verbose=self.verbose, shuffle=False,
+            epochs=epochs, callbacks=callbacks, verbose=self.verbose or 0, shuffle=False,
         )
 
     def finish(self, model):
