@@ -10,10 +10,9 @@ command-line tool defers that until it has applied `--backend` (as does
 KERAS_AMB_DEFER_IMPORTS=1).
 
     import keras_amb
-    run = keras_amb.Run.open("saved_models/synthetic-proposed-...")  # or a .keras file
-    model = run.load_model()
-    out = model.predict(images)                 # images: RGB in [0, 255]
-    model.decode_predictions(out["probabilities"], top_k=5)
+    model = keras_amb.load_model("saved_models/synthetic-proposed-...")  # or a .keras file
+    [p] = keras_amb.predict(model, "photo.jpg")  # any size: the model's own preprocessing
+    p.label, p.top_k, p.attention               # class, top-5 (name, probability), map
 """
 
 import importlib
@@ -73,6 +72,7 @@ _LAZY = {
     "DualOptimizer": "keras_amb.optimizers",
     "Run": "keras_amb.runs",
     "load_model": "keras_amb.runs",
+    "predict": "keras_amb.inference",
     "losses": "keras_amb.losses",
     "layers": "keras_amb.layers",
     "models": "keras_amb.models",

@@ -55,8 +55,9 @@ class Prediction:
     """One image's prediction, or the reason it has none.
 
     Attributes:
-        path: str, the image file.
+        path: str, the image file (for an array: `"<array i>"`).
         top_k: list of `(class name, probability)`, most likely first.
+        probabilities: `(K,)` the perception branch's class probabilities.
         attention_peak: `(x, y)`, the attention map's maximum as fractions of
             the model's center crop (0 = left / top, 1 = right / bottom).
         attention: the `(h, w)` attention map, in `[0, 1]`.
@@ -67,10 +68,16 @@ class Prediction:
 
     path: str
     top_k: list = None
+    probabilities: np.ndarray = dataclasses.field(default=None, repr=False)
     attention_peak: tuple = None
     attention: np.ndarray = dataclasses.field(default=None, repr=False)
     original_shape: tuple = None
     error: str = None
+
+    @property
+    def label(self):
+        """The predicted class's name (None for an image that failed)."""
+        return self.top_k[0][0] if self.top_k else None
 
     def record(self):
         """A flat dict for JSON or CSV."""
@@ -92,6 +99,40 @@ def attention_peak(attention):
     return ((col + 0.5) / w, (row + 0.5) / h)
 
 
+def predict(model, images, top_k=5, batch_size=32):
+    """What the model says about raw images, preprocessed as it was trained.
+
+    The model's input is a center crop of `model.image_size` pixels after the
+    shorter side is resized to `image_size * resize_ratio`: a raw image of
+    another size given to `model.predict` is not that, and its answer is
+    wrong without a warning. This function (and every `keras-amb` command)
+    applies the model's own preprocessing.
+
+    Args:
+        model: a keras-amb model (`keras_amb.load_model`).
+        images: an image file path, an `(H, W, 3)` RGB array in [0, 255] of
+            any size, or a list of them.
+        top_k: int, classes per image.
+        batch_size: int, images per forward pass.
+
+    Returns:
+        A list of `Prediction`s, one per image, in order: `label`,
+        `top_k`, `probabilities` and the `attention` map; a file that cannot
+        be read has its `error` instead.
+
+    Example:
+    >>> model = keras_amb.load_model("saved_models/synthetic-proposed-...")  # doctest: +SKIP
+    >>> [p] = keras_amb.predict(model, "photo.jpg")  # doctest: +SKIP
+    >>> p.label, p.top_k[:2], p.attention.shape  # doctest: +SKIP
+    """
+    single = isinstance(images, (str, os.PathLike)) or (
+        isinstance(images, np.ndarray) and images.ndim == 3)
+    items = [images] if single else list(images)
+    named = [(os.fspath(x), None) if isinstance(x, (str, os.PathLike))
+             else (f"<array {i}>", np.asarray(x)) for i, x in enumerate(items)]
+    return list(_predict(model, named, top_k, batch_size))
+
+
 def predict_files(model, paths, top_k=5, batch_size=32, progress=None):
     """Predictions for image files, batched; unreadable files get an error.
 
@@ -106,6 +147,11 @@ def predict_files(model, paths, top_k=5, batch_size=32, progress=None):
     Yields:
         `Prediction`s, in the order of `paths`.
     """
+    yield from _predict(model, [(p, None) for p in paths], top_k, batch_size, progress)
+
+
+def _predict(model, items, top_k, batch_size, progress=None):
+    """`Prediction`s for `(name, array or None)` items; None reads `name`."""
     import keras
 
     batch, pending = [], []
@@ -119,17 +165,21 @@ def predict_files(model, paths, top_k=5, batch_size=32, progress=None):
         attention = np.asarray(keras.ops.convert_to_numpy(out["attention"]))
         tops = model.decode_predictions(probabilities, top_k)
         results = [
-            Prediction(path=p, top_k=t, attention_peak=attention_peak(a), attention=a,
-                       original_shape=shape)
-            for (p, shape), t, a in zip(pending, tops, attention)
+            Prediction(path=p, top_k=t, probabilities=q, attention_peak=attention_peak(a),
+                       attention=a, original_shape=shape)
+            for (p, shape), t, q, a in zip(pending, tops, probabilities, attention)
         ]
         batch.clear()
         pending.clear()
         return results
 
-    for path in paths:
+    for path, image in items:
         try:
-            image = read_image(path)
+            if image is None:
+                image = read_image(path)
+            elif image.ndim != 3 or image.shape[-1] != 3:
+                raise ImageReadError(f"{path}: must be (height, width, 3) RGB, got shape "
+                                     f"{image.shape}")
         except ImageReadError as error:
             yield from flush()
             done += 1
@@ -142,9 +192,9 @@ def predict_files(model, paths, top_k=5, batch_size=32, progress=None):
             done += len(results)
             yield from results
             if progress:
-                progress(done, len(paths))
+                progress(done, len(items))
     results = flush()
     done += len(results)
     yield from results
     if progress:
-        progress(done, len(paths))
+        progress(done, len(items))
