@@ -195,12 +195,12 @@ def cli():
     Quick start (built-in synthetic dataset, a few minutes on a 2-core CPU):
       keras-amb train --dataset synthetic
       keras-amb visualize some_image.png
-      keras-amb predict photos/ --model saved_models/<run> --format csv
-    \b
+      keras-amb predict photos/ --model saved_models/RUN --format csv
+
     The model is an Attention Branch Network improved by an Attention Mining
     Branch, Prototype Conformity loss and Complement Objective Training.
-    Runs land in saved_models/<dataset>-<architecture>-<timestamp>/; every
-    command that reads a model takes such a folder or a bare .keras file.
+    Runs land in saved_models/DATASET-ARCHITECTURE-TIMESTAMP/; every command
+    that reads a model takes such a folder or a bare .keras file.
 
     \b
     Exit codes: 0 done; 1 the work failed (a file that cannot be read or

@@ -11,7 +11,7 @@ def configure(seed=0, deterministic=False, mixed_precision=None):
         seed: int, seeds Python, NumPy and the backend (initialisation,
             dropout); the input pipeline is seeded separately.
         deterministic: bool, `tf.config.experimental.enable_op_determinism()`
-            on TensorFlow (other backends: see the README).
+            on TensorFlow (other backends: docs/guides/scale.md).
         mixed_precision: None, `"mixed_float16"` or `"mixed_bfloat16"`.
     """
     keras.utils.set_random_seed(int(seed))
