@@ -33,11 +33,14 @@ from keras_amb.cli.main import set_backend
               "skips finished runs and evaluations.")
 @click.option("--limit", type=click.IntRange(min=1),
               help="Evaluate each model on the first N test images only.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the report as one JSON object instead of tables.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True,
+              help="Print tables, or the report as one JSON object. --json is short for "
+              "--format json.")
+@click.option("--json", "as_json", is_flag=True, hidden=True)
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
 def ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, assignments,
-           output, limit, as_json, backend):
+           output, limit, fmt, as_json, backend):
     """Reproduce the paper's ablation (Tables 1-4) on one dataset.
 
     Trains ABN, the human-knowledge baseline (datasets with masks), AMB,
@@ -57,6 +60,7 @@ def ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, assig
       keras-amb ablate --dataset synthetic --config synthetic_v2        # 3 seeds
       keras-amb ablate --dataset synthetic --seeds 1 --epochs 2 --pretrain-epochs 2
     """
+    as_json = as_json or fmt == "json"
     refuse_backend_assignment(assignments)
     set_backend(backend)
     run_reporting_errors(_ablate, dataset, config_file, seeds, epochs, pretrain_epochs,

@@ -33,14 +33,16 @@ from keras_amb.cli.main import set_backend
               help="Thresholds of the paper's Insertion/Deletion sweep over [0, 1].")
 @click.option("--rise-steps", type=click.IntRange(min=1), default=16, show_default=True,
               help="Steps of RISE's pixel-ranking Insertion/Deletion.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON object instead of a table (with --method all, keyed by "
-              "method).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True,
+              help="Print a table, or one JSON object (with --method all, keyed by method). "
+              "--json is short for --format json.")
+@click.option("--json", "as_json", is_flag=True, hidden=True)
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Where the curves PNG and results JSON go. Default: <run>/evaluation/.")
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
 def evaluate(run, dataset, data_dir, split, method, limit, batch_size, thresholds,
-             rise_steps, as_json, output, backend):
+             rise_steps, fmt, as_json, output, backend):
     """Measure accuracy, faithfulness (Insertion/Deletion) and localisation.
 
     \b
@@ -55,9 +57,10 @@ def evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshold
     Progress goes to standard error.
     \b
     Examples:
-      keras-amb evaluate --model saved_models/synthetic-proposed-... --json
+      keras-amb evaluate --model saved_models/synthetic-proposed-... --format json
       keras-amb evaluate --model saved_models/synthetic-proposed-... --method all > report.txt
     """
+    as_json = as_json or fmt == "json"
     set_backend(backend, models=[run])
     run_reporting_errors(_evaluate, run, dataset, data_dir, split, method, limit, batch_size,
                          thresholds, rise_steps, as_json, output)

@@ -19,7 +19,7 @@ from keras_amb.cli.main import set_backend
               help="savedmodel: the TF Serving model folder (versions go in numbered "
               "subfolders), default <run>-serving beside the run folder (or model file); "
               "onnx: the file, default <run>.onnx beside it.")
-@click.option("--version", "version", type=click.IntRange(min=1),
+@click.option("--serving-version", "version", type=click.IntRange(min=1),
               help="SavedModel version number (default: the next free one; never overwrites).")
 @click.option("--max-pixels", type=click.IntRange(min=1),
               help="savedmodel: refuse a request image of more pixels (all frames of a GIF "
@@ -78,7 +78,7 @@ def _export(run, fmt, output, version, max_pixels=None, max_aspect_ratio=None):
     output = output or default_output(opened, fmt)
     if fmt == "onnx":
         if version is not None:
-            raise click.UsageError("--version is for --format savedmodel")
+            raise click.UsageError("--serving-version is for --format savedmodel")
         safety.check_not_an_input(output, "--output", model_path=opened.protected_files())
         safety.check_output_file(output, "--output")
     else:

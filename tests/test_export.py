@@ -152,7 +152,7 @@ def test_export_never_overwrites_a_version(trained_run, tmp_path):
     result = keras_amb_cli(["export", "--model", trained_run, "--output", out])
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(os.listdir(out)) == ["1", "2"]
-    result = keras_amb_cli(["export", "--model", trained_run, "--output", out, "--version", "2"])
+    result = keras_amb_cli(["export", "--model", trained_run, "--output", out, "--serving-version", "2"])
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "already exists" in result.stderr and "next free: 3" in result.stderr
 
