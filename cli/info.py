@@ -6,6 +6,7 @@ import shutil
 
 import click
 
+from keras_amb.cli.main import model_given
 from keras_amb.cli.main import run_reporting_errors
 
 # Up to this many classes are listed in full; more are cut, and `--classes`
@@ -15,10 +16,11 @@ INDENT = " " * 18
 
 
 @click.command()
-@click.argument("run", type=click.Path(exists=True))
+@click.argument("positional", required=False, metavar="[RUN]")
+@click.option("--model", "-m", "run", help="The run folder or .keras file (or give it as RUN).")
 @click.option("--classes", "classes_only", is_flag=True,
               help="Print only the class names, one per line (the names `--class` takes).")
-def info(run, classes_only):
+def info(positional, run, classes_only):
     """Show what a run folder or .keras file holds.
 
     The architecture and its switches, backbone, classes, input size and
@@ -28,9 +30,10 @@ def info(run, classes_only):
 
     \b
     Examples:
-      keras-amb info saved_models/synthetic-proposed-20260101-120000
-      keras-amb info saved_models/synthetic-proposed-20260101-120000 --classes
+      keras-amb info --model saved_models/synthetic-proposed-20260101-120000
+      keras-amb info -m saved_models/synthetic-proposed-20260101-120000 --classes
     """
+    run = model_given(positional, run, "info")
     run_reporting_errors(_info, run, classes_only)
 
 
@@ -116,7 +119,7 @@ def _info(run, classes_only):
             f"{optimizer.get('learning_rate')} (weight decay "
             f"{optimizer.get('weight_decay')}), "
             f"{run_config.get('lr_schedule', {}).get('name')} schedule, seed "
-            f"{run_config.get('seed')}, backend {run_config.get('backend') or 'default'}"))
+            f"{run_config.get('seed')}, backend {_backend(run_config, opened.state())}"))
     state = opened.state()
     if state:
         status = "finished" if state.get("finished") else (
@@ -139,3 +142,13 @@ def _info(run, classes_only):
         click.echo("  files")
         for name, size in opened.files():
             click.echo(f"    {name:32s} {_size(size)}")
+
+
+def _backend(run_config, state):
+    """The backend that trained the run: recorded in state.json since 0.3;
+    for earlier runs, the one config.yaml asked for, if any."""
+    recorded = (state or {}).get("backend")
+    if recorded:
+        return recorded
+    asked = run_config.get("backend")
+    return asked if asked else "not recorded (KERAS_BACKEND's at the time, else tensorflow)"

@@ -118,6 +118,20 @@ def _user_errors():
     return (KerasAmbError, PermissionError)
 
 
+def model_given(positional, option, command):
+    """The model of `info` and `review`, which take it as every command does
+    (`--model RUN`) or, as before, as their argument; both is a usage error."""
+    if positional and option and positional != option:
+        raise click.UsageError(f"give the model once: --model {option} or {positional}")
+    run = option or positional
+    if not run:
+        raise click.UsageError(f"give the model: keras-amb {command} --model RUN "
+                               "(a run folder or a .keras file)")
+    if not os.path.exists(run):
+        raise click.BadParameter(f"{run!r} does not exist", param_hint="--model")
+    return run
+
+
 def image_paths(inputs, exclude=()):
     """The image files INPUTS name, folders expanded (outside the folders
     `exclude` names: earlier outputs are not inputs); none is a usage error
@@ -223,10 +237,12 @@ def _register():
     from keras_amb.cli.visualize import visualize
 
     for command in (train, visualize, predict, evaluate, info, export, ablate, review):
-        command.params.append(click.Option(
-            ["--verbose"], is_flag=True, is_eager=True, expose_value=False,
-            callback=_set_verbose,
-            help="Show TensorFlow's start-up lines and the libraries' warnings."))
+        # `info` reads files only: it imports no TensorFlow to be verbose about.
+        if command is not info:
+            command.params.append(click.Option(
+                ["--verbose"], is_flag=True, is_eager=True, expose_value=False,
+                callback=_set_verbose,
+                help="Show TensorFlow's start-up lines and the libraries' warnings."))
         cli.add_command(command)
 
 

@@ -9,6 +9,7 @@ import click
 
 from keras_amb.cli.main import BACKENDS
 from keras_amb.cli.main import UserError
+from keras_amb.cli.main import model_given
 from keras_amb.cli.main import run_reporting_errors
 from keras_amb.cli.main import set_backend
 
@@ -16,7 +17,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @click.command()
-@click.argument("run", type=click.Path(exists=True))
+@click.argument("positional", required=False, metavar="[RUN]")
+@click.option("--model", "-m", "run", help="The run folder or .keras file (or give it as RUN).")
 @click.option("--dataset", "-d",
               help="Review this dataset ('synthetic', a TFDS name, or a folder of class "
               "subfolders). Default: the run's own.")
@@ -41,7 +43,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
               help="Read the token from this file (its first line).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
-def review(run, dataset, data_dir, split, images, output, host, port, token, token_file,
+def review(positional, run, dataset, data_dir, split, images, output, host, port, token, token_file,
            batch_size, backend):
     """Look at a model's attention maps in the browser, correct them, fine-tune.
 
@@ -52,11 +54,12 @@ def review(run, dataset, data_dir, split, images, output, host, port, token, tok
 
     \b
     Examples:
-      keras-amb review saved_models/RUN                 # the run's dataset, train split
+      keras-amb review --model saved_models/RUN         # the run's dataset, train split
       keras-amb review RUN --dataset ./my_images --split val
       keras-amb review RUN --images photos/             # any folder, no labels
       keras-amb review RUN --host 0.0.0.0 --port 8765   # prints a URL with a token
     """
+    run = model_given(positional, run, "review")
     if importlib.util.find_spec("flask") is None:
         raise UserError('keras-amb review needs Flask: pip install "keras-amb[review]"')
     if images and dataset:

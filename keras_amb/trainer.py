@@ -135,7 +135,10 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None, restart_st
                     resize_ratio=config.data.resize_ratio or source.resize_ratio)
                 run.initialise(config, source.class_names,
                                stages_for(config.model, config.schedule))
-                run.update_state(skipped_images=[p for p, _ in source.skipped])
+                # The backend that trained it (config.yaml says only what was
+                # asked for: null is KERAS_BACKEND's, or TensorFlow).
+                run.update_state(skipped_images=[p for p, _ in source.skipped],
+                                 backend=keras.backend.backend())
             training = _Training(config, run, source, log, verbose)
             with scope:
                 model = training.run_stages()

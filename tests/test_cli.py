@@ -50,6 +50,8 @@ def test_help_teaches():
     for command in ("predict", "info", "visualize", "evaluate", "export", "ablate", "review"):
         result = keras_amb_cli([command, "--help"])
         assert result.returncode == 0 and "Example" in result.stdout, command
+        # One habit: every command that reads a model takes --model.
+        assert command == "ablate" or "--model" in result.stdout, command
 
 
 @pytest.mark.backend_independent("torch")  # spreads the suites' time: TensorFlow's is the longest

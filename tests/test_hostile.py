@@ -457,3 +457,11 @@ def test_a_failed_command_leaves_no_empty_output_folder(model_file, photo, tmp_p
     invoke("visualize", photo, "--model", model_file, "--class", "no-such-class",
            "--output", tmp_path / "kept")
     assert (tmp_path / "kept").is_dir()
+
+
+def test_info_takes_the_model_as_every_command_does(model_file):
+    as_argument, as_option = invoke("info", model_file), invoke("info", "--model", model_file)
+    assert as_argument.exit_code == as_option.exit_code == 0
+    assert as_argument.output == as_option.output
+    assert invoke("info", "-m", model_file, "--classes").output.split() == CLASSES
+    assert invoke("info").exit_code == 2
