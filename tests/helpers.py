@@ -1,6 +1,9 @@
 """Shared checks for keras-amb's layers and models, in the manner of
-keras-hub's `TestCase`: run a layer, round-trip its config, and save, load
-and predict a model. Each asserts with real numbers and fails loudly."""
+keras-hub's `TestCase` (`TestCase.run_layer_test`, `run_model_saving_test`,
+applied to every registered layer and model in test_testcase.py): run a
+layer eagerly and symbolically, check its output spec, weights, config and
+dtype policies, and save, load and predict a model. Each asserts with real
+numbers and fails loudly."""
 
 import fcntl
 import os
@@ -94,3 +97,83 @@ def trained_once(key, train, into):
             os.rename(partial, done)
     shutil.copytree(done, into)
     return into
+
+
+class TestCase:
+    """The checks every keras-amb layer and model gets, in the manner of
+    keras-hub's `TestCase`: `run_layer_test` and `run_model_saving_test`.
+    Test classes derive from it (it has no tests of its own)."""
+
+    def run_layer_test(self, cls, init_kwargs, input_data, expected_output_shape,
+                       expected_num_trainable_weights=None,
+                       expected_num_non_trainable_weights=None,
+                       dtype_policies=("float32", "mixed_float16", "mixed_bfloat16"),
+                       batched=True):
+        """Builds `cls(**init_kwargs)` and checks, with real values:
+
+        - its config survives a JSON round trip (`from_config` rebuilds an
+          identical config) and its class is registered for safe loading;
+        - an eager call on `input_data` (an array or a tuple of them) and a
+          symbolic call on `keras.KerasTensor`s of the same shapes give
+          outputs of `expected_output_shape` (a shape, or a dict of them),
+          and `compute_output_spec` agrees (with `batched=False`, the
+          shapes are whole: an output that does not follow the batch);
+        - its weight counts;
+        - a clone from the config with the same weights computes the same;
+        - under each dtype policy it builds, computes in the policy's compute
+          dtype and keeps its variables in the variable dtype.
+        """
+        import json
+
+        inputs = input_data if isinstance(input_data, tuple) else (input_data,)
+        layer = cls(**init_kwargs)
+        config = json.loads(json.dumps(layer.get_config()))
+        assert cls.from_config(config).get_config() == layer.get_config()
+        name = keras.saving.get_registered_name(cls)
+        assert name.startswith("keras_amb>") and keras.saving.get_registered_object(name) is cls
+        out = layer(*inputs)
+        first = inputs[0].shape[0] if batched else ()
+        self._check_shapes(out, expected_output_shape, batch=first)
+        symbolic = [keras.KerasTensor((None,) + tuple(x.shape[1:]), dtype="float32")
+                    for x in inputs]
+        spec_batch = None if batched else ()
+        self._check_shapes(layer(*symbolic), expected_output_shape, batch=spec_batch)
+        self._check_shapes(layer.compute_output_spec(*symbolic), expected_output_shape,
+                           batch=spec_batch)
+        if expected_num_trainable_weights is not None:
+            assert len(layer.trainable_weights) == expected_num_trainable_weights, (
+                len(layer.trainable_weights))
+        if expected_num_non_trainable_weights is not None:
+            assert len(layer.non_trainable_weights) == expected_num_non_trainable_weights, (
+                len(layer.non_trainable_weights))
+        clone = cls.from_config(config)
+        clone(*inputs)
+        clone.set_weights(layer.get_weights())
+        assert_all_close(out, clone(*inputs), atol=1e-5)
+        for policy in dtype_policies:
+            typed = cls(**init_kwargs, dtype=policy)
+            result = typed(*inputs)
+            compute = keras.mixed_precision.DTypePolicy(policy).compute_dtype
+            for leaf in keras.tree.flatten(result):
+                if "float" in str(leaf.dtype):
+                    assert keras.backend.standardize_dtype(leaf.dtype) in (compute, "float32"), (
+                        policy, leaf.dtype)
+            for variable in typed.weights:
+                assert variable.dtype == "float32", (policy, variable.path, variable.dtype)
+        return out
+
+    @staticmethod
+    def _check_shapes(out, expected, batch):
+        """`batch`: the leading dimension expected, or `()` for none."""
+        lead = batch if batch == () else (batch,)
+        if isinstance(expected, dict):
+            assert set(out) >= set(expected), (sorted(out), sorted(expected))
+            for key, shape in expected.items():
+                assert tuple(out[key].shape) == lead + tuple(shape), (key, out[key].shape)
+        else:
+            assert tuple(out.shape) == lead + tuple(expected), out.shape
+
+    def run_model_saving_test(self, model, x, path, atol=1e-5):
+        """`saved_model_round_trip`: saved, loaded in safe mode, same config
+        and same predictions."""
+        return saved_model_round_trip(model, x, path, atol=atol)
