@@ -6,10 +6,10 @@ import time
 
 import click
 
-from keras_amb.cli.main import BACKENDS
-from keras_amb.cli.main import refuse_backend_assignment
-from keras_amb.cli.main import run_reporting_errors
-from keras_amb.cli.main import set_backend
+from keras_amb.cli.common import BACKENDS
+from keras_amb.cli.common import refuse_backend_assignment
+from keras_amb.cli.common import run_reporting_errors
+from keras_amb.cli.common import set_backend
 
 
 @click.command()

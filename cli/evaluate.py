@@ -7,9 +7,9 @@ import sys
 
 import click
 
-from keras_amb.cli.main import BACKENDS
-from keras_amb.cli.main import run_reporting_errors
-from keras_amb.cli.main import set_backend
+from keras_amb.cli.common import BACKENDS
+from keras_amb.cli.common import run_reporting_errors
+from keras_amb.cli.common import set_backend
 
 
 @click.command()

@@ -6,8 +6,8 @@ import shutil
 
 import click
 
-from keras_amb.cli.main import model_given
-from keras_amb.cli.main import run_reporting_errors
+from keras_amb.cli.common import model_given
+from keras_amb.cli.common import run_reporting_errors
 
 # Up to this many classes are listed in full; more are cut, and `--classes`
 # lists them all.

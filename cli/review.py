@@ -7,11 +7,11 @@ import socket
 
 import click
 
-from keras_amb.cli.main import BACKENDS
-from keras_amb.cli.main import UserError
-from keras_amb.cli.main import model_given
-from keras_amb.cli.main import run_reporting_errors
-from keras_amb.cli.main import set_backend
+from keras_amb.cli.common import BACKENDS
+from keras_amb.cli.common import UserError
+from keras_amb.cli.common import model_given
+from keras_amb.cli.common import run_reporting_errors
+from keras_amb.cli.common import set_backend
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 

@@ -3,13 +3,13 @@
 import click
 
 from keras_amb import arguments
-from keras_amb.config import OPTIMIZER_NAMES
-from keras_amb.cli.main import BACKENDS
-from keras_amb.cli.main import _verbose
-from keras_amb.cli.main import load_backend
-from keras_amb.cli.main import refuse_backend_assignment
-from keras_amb.cli.main import run_reporting_errors
-from keras_amb.cli.main import set_backend
+from keras_amb.arguments import OPTIMIZER_NAMES
+from keras_amb.cli.common import BACKENDS
+from keras_amb.cli.common import _verbose
+from keras_amb.cli.common import load_backend
+from keras_amb.cli.common import refuse_backend_assignment
+from keras_amb.cli.common import run_reporting_errors
+from keras_amb.cli.common import set_backend
 
 
 def _config_defaults():

@@ -4,11 +4,11 @@ import os
 
 import click
 
-from keras_amb.cli.main import BACKENDS
-from keras_amb.cli.main import UserError
-from keras_amb.cli.main import image_paths
-from keras_amb.cli.main import run_reporting_errors
-from keras_amb.cli.main import set_backend
+from keras_amb.cli.common import BACKENDS
+from keras_amb.cli.common import UserError
+from keras_amb.cli.common import image_paths
+from keras_amb.cli.common import run_reporting_errors
+from keras_amb.cli.common import set_backend
 
 
 @click.command()
@@ -79,7 +79,7 @@ def _visualize(inputs, run, compare, method, class_name, alpha, output, save_map
     if output is None:
         output = opened.output_folder("visualize")
     _check_output(inputs, output, save_maps)
-    models = explain_visualize.load_models((run, *compare))
+    models = _load_models((run, *compare))
     try:
         written, failed = explain_visualize.visualize(
             inputs, models, methods, output, save_maps, class_name=class_name, alpha=alpha,
@@ -102,3 +102,19 @@ def _check_output(inputs, output, save_maps):
     folders = [output, os.path.join(output, "maps")] if save_maps else [output]
     safety.check_not_an_input(output, "--output", paths, folders=folders)
     safety.check_output_folder(output, "--output")
+
+
+def _load_models(paths):
+    """`LoadedModel`s for run folders or model files; labels are the run and
+    file (`run/abn.keras`) with the architecture, made unique."""
+    from keras_amb.explain.visualize import LoadedModel
+    from keras_amb.explain.visualize import unique_label
+    from keras_amb.runs import Run
+
+    loaded, used = [], set()
+    for path in paths:
+        run = Run.open(path)
+        model = run.load_model()
+        label = unique_label(f"{run.name} ({model.description})", used, " #")
+        loaded.append(LoadedModel(label=label, model=model))
+    return loaded

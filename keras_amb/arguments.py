@@ -24,6 +24,8 @@ from keras_amb.backbone_specs import BACKBONES as BACKBONE_SPECS
 ARCHITECTURES = ("abn", "proposed")
 # The backbones `keras_amb.models.backbones` builds, from their one table.
 BACKBONES = tuple(BACKBONE_SPECS)
+# The optimizers a config's `optimizer.name` (and `train --optimizer`) names.
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 # PC's distance: eq. 3's norm, or its square as in the PC authors' code.
 PC_DISTANCES = ("euclidean", "squared")
 # Which weights the mining terms (L_am, and COT's step on the masked

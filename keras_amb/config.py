@@ -24,6 +24,7 @@ import yaml
 
 from keras_amb import yaml_reader
 from keras_amb.arguments import ARCHITECTURES
+from keras_amb.arguments import OPTIMIZER_NAMES
 from keras_amb.arguments import is_int
 from keras_amb.arguments import is_number
 from keras_amb.errors import CommandLineError
@@ -48,7 +49,6 @@ RENAMED = {
 SHORT_FORMS = ("optimizer", "lr_schedule")
 # The `optimizer:` section: its names (`keras_amb.optimizers.make_optimizer`
 # builds each) and keys.
-OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 OPTIMIZER_KEYS = ("name", "learning_rate", "momentum", "nesterov", "weight_decay")
 SCHEDULE_KEYS = ("name", "milestones", "gamma")
 # The config a dataset gets when no --config is given. ImageNet-initialised

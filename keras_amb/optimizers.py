@@ -15,7 +15,7 @@
 import keras
 
 from keras_amb import keras_private
-from keras_amb.config import OPTIMIZER_NAMES as NAMES
+from keras_amb.arguments import OPTIMIZER_NAMES as NAMES
 
 
 class _CoupledWeightDecay:

@@ -82,7 +82,7 @@ def _missing_folders(path):
 class OutputFolders:
     """The folders a command made for its outputs, removed again if the
     command fails while they are still empty: a mistake leaves nothing
-    behind. One per command (`keras_amb.cli.main.run_reporting_errors`).
+    behind. One per command (`keras_amb.cli.common.run_reporting_errors`).
 
     Example:
     >>> made = OutputFolders()
@@ -111,7 +111,7 @@ class OutputFolders:
         self.made = []
 
 
-# The current command's (`keras_amb.cli.main.run_reporting_errors` sets it).
+# The current command's (`keras_amb.cli.common.run_reporting_errors` sets it).
 made_folders = OutputFolders()
 
 

@@ -8,128 +8,28 @@ Each source gives, per split, a `tf.data.Dataset` of example dicts with
 masks, Stanford Dogs boxes), `part_mask` (the synthetic discriminative
 parts) and, for synthetic version 2, `part1_mask` and `part2_mask`.
 
-Why this module is long (about 350 lines): the one `DataSource` type, the
-synthetic and folder sources that build it, the choice between the three
-kinds (`load_source`, `source_for_data`) and the attention targets joined
-to any of them are one contract: every caller gets the same example dicts,
-whatever the source.
+`DataSource` (`data.data_source`) is what each gives; the attention
+targets joined to any of them are `data.attention_targets`.
 """
 
-import dataclasses
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from keras_amb.data import attention_targets
 from keras_amb.data import folder
-from keras_amb.data import map_store
 from keras_amb.data import pipeline
 from keras_amb.data import synthetic
 from keras_amb.data.image_io import ImageReadError
 from keras_amb.data.image_io import read_image
 from keras_amb.data.tfds_datasets import TFDS_DATASETS
 from keras_amb.data.tfds_datasets import tfds_source
+from keras_amb.data.data_source import DataSource  # noqa: F401 (re-exported)
 from keras_amb.errors import DatasetError
 
 
-@dataclasses.dataclass
-class DataSource:
-    """A dataset's splits, class names and what annotations it carries.
-
-    Attributes:
-        name: str, the dataset's name (or folder path).
-        class_names: list of str.
-        annotations: tuple of mask keys the examples carry.
-        sizes: dict, split -> number of examples (None if unknown).
-        skipped: list of `(path, reason)` of files left out.
-        resize_ratio: float, test-time resize ratio that suits the data.
-        files: dict, split -> `[(path, label)]` (image folders only).
-    """
-
-    name: str
-    class_names: list
-    annotations: tuple
-    sizes: dict
-    make: object = dataclasses.field(repr=False, default=None)
-    skipped: list = dataclasses.field(default_factory=list)
-    resize_ratio: float = 256 / 224
-    make_occluded: object = dataclasses.field(repr=False, default=None)
-    files: dict = dataclasses.field(repr=False, default=None)
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-    def keys(self, split):
-        """Each example's key (`data.map_store`), in the split's order:
-        an image folder's relative paths, else `<split>/<example id>`."""
-        if self.files is not None:
-            return [map_store.folder_key(p, self.name) for p, _ in self.files[split]]
-        if self.sizes.get(split) is None:
-            raise DatasetError(
-                f"Dataset {self.name!r}: the size of split {split!r} is unknown, so its "
-                "examples cannot be keyed"
-            )
-        return [map_store.example_key(split, i) for i in range(self.sizes[split])]
-
-    def all_keys(self):
-        return [key for split in self.sizes for key in self.keys(split)]
-
-    def examples(self, split):
-        """The split's examples; `<split>_occluded_part<N>` (e.g.
-        `test_occluded_part1`) is that split with part N painted over, where
-        the dataset can draw that (synthetic versions 2 and 3)."""
-        base, _, part = split.partition("_occluded_part")
-        if part in ("1", "2") and self.make_occluded is not None and base in self.sizes:
-            return self.make_occluded(base, int(part))
-        if split not in self.sizes:
-            raise ValueError(
-                f"Dataset {self.name!r} has no split {split!r}. "
-                f"Splits: {', '.join(self.sizes)}"
-            )
-        return self.make(split)
-
-    @property
-    def part_names(self):
-        """Masks of separately scored parts (`part1_mask`, ...), if any."""
-        return tuple(k for k in self.annotations if k.startswith("part") and k[4:5].isdigit())
-
-    def occluded(self, split, part):
-        """The split with part `part` (1 or 2) painted over, where the
-        dataset can draw that (synthetic versions 2 and 3); else None."""
-        if self.make_occluded is None:
-            return None
-        return self.make_occluded(split, part)
-
-
 # === Synthetic ===
-
-
-def _target_lookup(directory, source):
-    """A function `split -> [map path or ""]` over the split's keys; the
-    folder is matched against every key of the dataset once, on first use."""
-    found = {}
-
-    def paths(split):
-        if not found:
-            found["maps"] = map_store.find_targets(directory, source.all_keys())
-        return [found["maps"].get(key, "") for key in source.keys(split)]
-
-    return paths
-
-
-def _load_targets(paths, height, width):
-    """Map files as float32 `(N, height, width)` and their `(N,)` presence."""
-    from PIL import Image
-
-    targets = np.zeros((len(paths), height, width), np.float32)
-    for i, path in enumerate(paths):
-        if path:
-            grey = (map_store.read_map(path) * 255).astype(np.uint8)
-            if grey.shape != (height, width):
-                grey = np.asarray(Image.fromarray(grey).resize((width, height), Image.BILINEAR))
-            targets[i] = grey.astype(np.float32) / 255.0
-    return targets, np.array([bool(p) for p in paths], np.float32)
 
 
 def synthetic_source(attention_targets_dir=None, **params):
@@ -158,8 +58,8 @@ def synthetic_source(attention_targets_dir=None, **params):
         data = {k: v for k, v in arrays(split, occlude).items() if k != "box"}
         if attention_targets_dir and occlude is None:
             size = config.image_size
-            data["attention_target"], data["has_attention_target"] = _load_targets(
-                targets(split), size, size)
+            data["attention_target"], data["has_attention_target"] = (
+                attention_targets.load_targets(targets(split), size, size))
         return tf.data.Dataset.from_tensor_slices(data)
 
     two_parts = config.version in ("2", "3")
@@ -174,7 +74,7 @@ def synthetic_source(attention_targets_dir=None, **params):
         make_occluded=(lambda split, part: make(split, part)) if two_parts else None,
     )
     if attention_targets_dir:
-        targets = _target_lookup(attention_targets_dir, source)
+        targets = attention_targets.target_lookup(attention_targets_dir, source)
     return source
 
 
@@ -188,14 +88,6 @@ def _decode_file(path):
         # Files were checked before training; one that broke since is
         # replaced by a black pixel rather than killing the run.
         return np.zeros((1, 1, 3), np.uint8)
-
-
-def _decode_target(path):
-    """An edited attention map (grey image) as float32 in [0, 1]; empty if missing."""
-    path = path.decode("utf-8")
-    if not path or not os.path.isfile(path):
-        return np.zeros((1, 1), np.float32)
-    return read_image(path)[..., 0].astype(np.float32) / 255.0
 
 
 def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
@@ -239,7 +131,7 @@ def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
             image = tf.ensure_shape(image, (None, None, 3))
             out = {"image": image, "label": example["label"]}
             if attention_targets_dir:
-                target = tf.numpy_function(_decode_target, [example["attention_target_path"]], tf.float32)
+                target = tf.numpy_function(attention_targets.decode_target, [example["attention_target_path"]], tf.float32)
                 target = tf.image.resize(tf.ensure_shape(target, (None, None))[..., None],
                                          tf.shape(image)[:2])[..., 0]
                 out["attention_target"] = target
@@ -258,27 +150,9 @@ def folder_source(root, skip_bad_images=False, check_images=True, progress=True,
         files=splits,
     )
     if attention_targets_dir:
-        target_paths = _target_lookup(attention_targets_dir, source)
+        target_paths = attention_targets.target_lookup(attention_targets_dir, source)
         target_paths("train")  # a clash is reported before training
     return source
-
-
-def _with_target_files(examples, paths):
-    """Adds `attention_target` (read from `paths[i]` for example i, resized
-    to its image) and `has_attention_target` to a dataset of examples."""
-    table = tf.constant(list(paths) or [""], dtype=tf.string)
-
-    def add(index, example):
-        path = table[index]
-        target = tf.numpy_function(_decode_target, [path], tf.float32)
-        target = tf.image.resize(tf.ensure_shape(target, (None, None))[..., None],
-                                 tf.shape(example["image"])[:2])[..., 0]
-        example = dict(example)
-        example["attention_target"] = target
-        example["has_attention_target"] = tf.cast(tf.strings.length(path) > 0, tf.float32)
-        return example
-
-    return examples.enumerate().map(add, num_parallel_calls=pipeline.parallel_calls())
 
 
 def load_source(dataset, data_dir=None, skip_bad_images=False, synthetic_params=None,

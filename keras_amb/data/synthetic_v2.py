@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_amb.data import synthetic
+from keras_amb.data import synthetic_scene as scene
 
 # Eight hues, less saturated than version 1's and closer together: with the
 # per-image jitter, neighbouring hues overlap a little.
@@ -35,7 +35,7 @@ _TEXTURES_V2 = ("solid", "stripes", "dots", "checks")
 
 
 @dataclasses.dataclass(frozen=True)
-class SyntheticConfigV2(synthetic._Splits):
+class SyntheticConfigV2(scene.Splits):
     """Parameters of synthetic version 2 (two cues per class).
 
     Args:
@@ -127,19 +127,19 @@ def make_example_v2(config, split, index, occlude=None, distractors=True):
     """
     if occlude not in (None, 1, 2):
         raise ValueError(f"`occlude` must be None, 1 or 2. Received: occlude={occlude!r}")
-    rng = np.random.default_rng([config.seed, 100 + synthetic._SPLITS[split], index])
+    rng = np.random.default_rng([config.seed, 100 + scene.SPLITS[split], index])
     size = config.image_size
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     label = int(rng.integers(config.num_classes))
 
-    image = synthetic._background(rng, size, yy, xx)
+    image = scene.background(rng, size, yy, xx)
 
     # Object: an ellipse body, a round head at the front and a square tail
     # patch at the back, at a random scale and orientation.
     scale = rng.uniform(0.85, 1.15)
     half_a, half_b = 0.2 * size * scale, 0.12 * size * scale
     part_r = config.part_size * size * scale
-    u, v, body = synthetic._pose(rng, size, half_a, half_b, half_a + part_r, yy, xx)
+    u, v, body = scene.pose(rng, size, half_a, half_b, half_a + part_r, yy, xx)
     head_u = half_a + 0.5 * part_r
     head = (u - head_u) ** 2 + v**2 <= part_r**2
     tail_u = -(half_a - 0.7 * part_r)
@@ -163,7 +163,7 @@ def make_example_v2(config, split, index, occlude=None, distractors=True):
         pattern = _pattern_pair(other)[int(rng.integers(2))]
         jitter = rng.normal(0, config.colour_jitter, 3).astype(np.float32)
         phase = rng.integers(0, 4, 2)
-        square = synthetic._free_square(rng, size, side, object_mask, yy, xx)
+        square = scene.free_square(rng, size, side, object_mask, yy, xx)
         if square is not None and distractors:
             _paint_v2(image, square, pattern, jitter, yy, xx, phase)
 
@@ -179,7 +179,7 @@ def make_example_v2(config, split, index, occlude=None, distractors=True):
     image += rng.normal(0, config.noise, image.shape).astype(np.float32)
     image = np.clip(np.round(image), 0, 255).astype(np.uint8)
 
-    box = synthetic._box(object_mask, size)
+    box = scene.box(object_mask, size)
     part1, part2 = head, tail & ~head
     return {
         "image": image,

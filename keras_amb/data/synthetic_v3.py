@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_amb.data import synthetic
+from keras_amb.data import synthetic_scene as scene
 
 # Saturated wing colours (RGB) and wing textures: 6 x 2 easy patterns.
 _WING_COLOURS = np.array(
@@ -47,7 +47,7 @@ _MAX_CLASSES = len(_WING_COLOURS) * len(_WING_TEXTURES)
 
 
 @dataclasses.dataclass(frozen=True)
-class SyntheticConfigV3(synthetic._Splits):
+class SyntheticConfigV3(scene.Splits):
     """Parameters of synthetic version 3 (one easy and one hard cue).
 
     Args:
@@ -136,18 +136,18 @@ def make_example_v3(config, split, index, occlude=None, distractors=True):
     """
     if occlude not in (None, 1, 2):
         raise ValueError(f"`occlude` must be None, 1 or 2. Received: occlude={occlude!r}")
-    rng = np.random.default_rng([config.seed, 300 + synthetic._SPLITS[split], index])
+    rng = np.random.default_rng([config.seed, 300 + scene.SPLITS[split], index])
     size = config.image_size
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     label = int(rng.integers(config.num_classes))
     colour, texture, hue = _cues(label)
 
-    image = synthetic._background(rng, size, yy, xx)
+    image = scene.background(rng, size, yy, xx)
 
     scale = rng.uniform(0.9, 1.1)
     half_a, half_b = 0.22 * size * scale, 0.13 * size * scale
     tail_r = config.tail_size * size * scale
-    u, v, body = synthetic._pose(rng, size, half_a, half_b, half_a + tail_r, yy, xx)
+    u, v, body = scene.pose(rng, size, half_a, half_b, half_a + tail_r, yy, xx)
     # The wing: an ellipse on the front of the body; the tail: a square
     # patch at its back end, apart from the wing.
     wing_a, wing_b = config.wing_size * half_a * 0.6, 0.75 * half_b
@@ -166,7 +166,7 @@ def make_example_v3(config, split, index, occlude=None, distractors=True):
         other = int(rng.integers(config.num_classes - 1))
         other += other >= label
         phase = rng.integers(0, 4)
-        square = synthetic._free_square(rng, size, side, object_mask, yy, xx)
+        square = scene.free_square(rng, size, side, object_mask, yy, xx)
         if square is not None and distractors:
             _paint_wing(image, square, _cues(other)[0], _cues(other)[1], xx + phase, yy)
 
@@ -188,5 +188,5 @@ def make_example_v3(config, split, index, occlude=None, distractors=True):
         "part1_mask": wing.astype(np.uint8),
         "part2_mask": tail.astype(np.uint8),
         "object_mask": object_mask.astype(np.uint8),
-        "box": synthetic._box(object_mask, size),
+        "box": scene.box(object_mask, size),
     }

@@ -10,7 +10,9 @@ import socket
 
 import tensorflow as tf
 
+from keras_amb.data import attention_targets
 from keras_amb.data import pipeline
+from keras_amb.data.data_source import DataSource
 from keras_amb.errors import DatasetUnavailableError
 
 TFDS_DATASETS = {
@@ -78,8 +80,6 @@ def tfds_source(name, data_dir=None, download=True, attention_targets_dir=None):
     """
     import tensorflow_datasets as tfds
 
-    from keras_amb.data import sources
-
     if name not in TFDS_DATASETS:
         raise ValueError(
             f"Unknown TFDS dataset {name!r}. Choose one of: {', '.join(TFDS_DATASETS)}"
@@ -108,7 +108,7 @@ def tfds_source(name, data_dir=None, download=True, attention_targets_dir=None):
         ds = builder.as_dataset(split=spec["splits"][split], shuffle_files=False)
         ds = ds.map(_normalise_tfds_example(name), num_parallel_calls=pipeline.parallel_calls())
         if attention_targets_dir:
-            ds = sources._with_target_files(ds, targets(split))
+            ds = attention_targets.with_target_files(ds, targets(split))
         return ds
 
     sizes = {}
@@ -117,7 +117,7 @@ def tfds_source(name, data_dir=None, download=True, attention_targets_dir=None):
             sizes[split] = info.splits[tfds_split].num_examples
         except Exception:  # mock data and partial metadata
             sizes[split] = None
-    source = sources.DataSource(
+    source = DataSource(
         name=name,
         class_names=class_names,
         annotations=("object_mask",),
@@ -125,5 +125,5 @@ def tfds_source(name, data_dir=None, download=True, attention_targets_dir=None):
         make=make,
     )
     if attention_targets_dir:
-        targets = sources._target_lookup(attention_targets_dir, source)
+        targets = attention_targets.target_lookup(attention_targets_dir, source)
     return source

@@ -7,7 +7,6 @@ computed batch by batch in one loop; the metrics themselves are
 `explain/metrics.py`.
 """
 
-import json
 import os
 
 import numpy as np

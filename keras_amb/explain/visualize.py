@@ -24,24 +24,11 @@ TITLES = {"attention": "attention", "cam": "CAM", "gradcam": "Grad-CAM"}
 
 @dataclasses.dataclass
 class LoadedModel:
-    """A model to draw, and the label of its row (unique in a figure)."""
+    """A model to draw, and the label of its row (unique in a figure;
+    `unique_label`). The command line opens run folders into these."""
 
     label: str
     model: object
-
-
-def load_models(paths):
-    """`LoadedModel`s for run folders or model files; labels are the run and
-    file (`run/abn.keras`) with the architecture, made unique."""
-    from keras_amb.runs import Run
-
-    loaded, used = [], set()
-    for path in paths:
-        run = Run.open(path)
-        model = run.load_model()
-        unique = _unique(f"{run.name} ({model.description})", used, " #")
-        loaded.append(LoadedModel(label=unique, model=model))
-    return loaded
 
 
 def slug(text):
@@ -195,7 +182,7 @@ def save_map(store, key, attention, original_shape, resize_ratio, source, model_
                        save_index=False)
 
 
-def _unique(name, used, separator):
+def unique_label(name, used, separator):
     """`name`, or `name<separator>2`, `3`... the first not in `used` (which
     gains it): figure stems and row labels never collide."""
     candidate, n = name, 1
@@ -240,7 +227,7 @@ def visualize(inputs, models, methods, output_dir, save_maps=False, class_name=N
             error(f"error: {err}")
             failed.append(path)
             continue
-        stem = _unique(os.path.splitext(os.path.basename(path))[0], used, "-")
+        stem = unique_label(os.path.splitext(os.path.basename(path))[0], used, "-")
         rows = []
         for loaded in models:
             crop, top5, maps, explained = explain_image(image, loaded.model, methods, class_name)
