@@ -85,7 +85,10 @@ def _info(run, classes_only):
     if not saved and run_config.get("resize_ratio"):
         resize_ratio = float(run_config["resize_ratio"])
     click.echo(for_terminal(opened.name))
-    click.echo(f"  model file      {for_terminal(opened.model_path)}")
+    if opened.source != opened.model_path and opened.run_dir is None:
+        click.echo(f"  preset          {for_terminal(opened.source)}")
+    else:
+        click.echo(f"  model file      {for_terminal(opened.model_path)}")
     if model.keras_version or model.date_saved:
         click.echo(f"  saved           {model.date_saved or '?'} by Keras {model.keras_version or '?'}")
     click.echo(f"  architecture    {model.class_name}: {describe(config)}")

@@ -73,6 +73,8 @@ _LAZY = {
     "Run": "keras_amb.runs",
     "load_model": "keras_amb.runs",
     "predict": "keras_amb.inference",
+    "save_preset": "keras_amb.presets",
+    "upload_preset": "keras_amb.presets",
     "losses": "keras_amb.losses",
     "layers": "keras_amb.layers",
     "models": "keras_amb.models",

@@ -71,14 +71,18 @@ def check_writable(directory, min_free_bytes=200 * 2**20):
 
 
 def load_model(path):
-    """A keras-amb model from a `.keras` file or a run folder, loaded in
-    Keras's safe mode (no code runs); a run folder gives its best available
-    model with its class names and resize ratio (`Run.open(path).load_model()`,
-    as every command does).
+    """A keras-amb model from a `.keras` file, a run folder or a preset
+    (a folder, or a hub handle such as `hf://user/name`: `keras_amb.presets`),
+    loaded in Keras's safe mode (no code runs); a run folder gives its best
+    available model with its class names and resize ratio
+    (`Run.open(path).load_model()`, as every command does).
 
     Example:
     >>> model = keras_amb.load_model("saved_models/synthetic-proposed-...")  # doctest: +SKIP
     """
+    from keras_amb import presets
+
+    path = presets.resolve_handle(path)
     if os.path.isdir(os.fspath(path)):
         return Run.open(path).load_model()
     import keras
@@ -116,6 +120,8 @@ class Run:
         run_dir: str or None, the run folder (None for a bare model file).
         model_path: str or None, the model file to use (None: the run's best
             available, see `MODEL_FILES`).
+        source: str or None, what the user gave when it is not `model_path`
+            (a preset folder, read through a temporary archive).
 
     Example:
     >>> run = Run.open("saved_models/synthetic-proposed-20260101-120000")  # doctest: +SKIP
@@ -123,9 +129,10 @@ class Run:
     >>> model.decode_predictions(model.predict(images)["probabilities"])  # doctest: +SKIP
     """
 
-    def __init__(self, run_dir=None, model_path=None):
+    def __init__(self, run_dir=None, model_path=None, source=None):
         self.run_dir = run_dir
         self._model_path = model_path
+        self.source = source or run_dir or model_path
         # `state.json` as last read or written, with the file's signature
         # (mtime, size, inode) then: read again only when the file changed.
         self._state_cache = None
@@ -135,7 +142,11 @@ class Run:
     @classmethod
     def open(cls, path):
         """A `Run` for a run folder or a `.keras` file (raises `RunError`)."""
+        from keras_amb import presets
+
         path = os.fspath(path)
+        if presets.is_preset(path):  # a preset folder reads as its model file
+            return cls(run_dir=None, model_path=presets.preset_archive(path), source=path)
         if os.path.isdir(path):
             if not (os.path.isfile(os.path.join(path, STATE_FILE))
                     or os.path.isfile(os.path.join(path, "config.yaml"))
@@ -172,6 +183,8 @@ class Run:
             if self._model_path and os.path.basename(self._model_path) != "model.keras":
                 name += f"/{os.path.relpath(self._model_path, self.run_dir)}"
             return name
+        if self.source != self._model_path:  # a preset: its folder's name
+            return os.path.basename(os.path.normpath(self.source))
         return os.path.basename(self._model_path)
 
     # === Files ===
