@@ -109,16 +109,15 @@ def _fail(path, reason):
 
 
 def _check_members(path, archive, weights_bound):
-    """Refuses unknown members and members larger than their bound."""
+    """Refuses unknown members, and weights and assets larger than their
+    bound (the two JSON members are bounded where they are read,
+    `_read_json`)."""
     assets = 0
     for info in archive.infolist():
         name = info.filename
         if name in (CONFIG_MEMBER, METADATA_MEMBER):
-            bound = MAX_CONFIG_BYTES if name == CONFIG_MEMBER else MAX_METADATA_BYTES
-            if info.file_size > bound:
-                _fail(path, f"its {name} is {info.file_size:,} bytes, over the "
-                            f"{bound // 2**20} MiB a model file's {name} may have")
-        elif name == WEIGHTS_MEMBER:
+            continue
+        if name == WEIGHTS_MEMBER:
             if weights_bound is not None and info.file_size > weights_bound:
                 _fail(path, f"its {name} is {info.file_size:,} bytes, more than a model of "
                             f"its declared shape needs ({weights_bound:,} at most); "
@@ -201,6 +200,13 @@ def check_model_file(path):
     Example:
     >>> check_model_file("saved_models/synthetic-proposed-.../model.keras")  # doctest: +SKIP
     """
+    return _inspect(path)[0]
+
+
+def _inspect(path, count_parameters=False):
+    """`(config, metadata, parameters)` of a model file, every check of
+    `check_model_file` made, the archive opened once; `parameters` is None
+    unless `count_parameters`."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -228,11 +234,18 @@ def check_model_file(path):
                             "keras-amb commands need a model trained by keras-amb")
             need = _check_arguments(path, config.get("class_name"), config.get("config"))
             _check_members(path, archive, WEIGHT_COPIES * need + WEIGHTS_SLACK_BYTES)
-            if METADATA_MEMBER in archive.namelist():
-                _read_json(path, archive, METADATA_MEMBER, MAX_METADATA_BYTES)
+            metadata = (_read_json(path, archive, METADATA_MEMBER, MAX_METADATA_BYTES)
+                        if METADATA_MEMBER in archive.namelist() else {})
+            parameters = None
+            if count_parameters:
+                try:
+                    parameters = _count_parameters(archive)
+                except (OSError, KeyError, ValueError) as error:
+                    _fail(path, f"not a readable .keras model file "
+                                f"({error.__class__.__name__}: {error})")
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         _fail(path, f"damaged .keras file ({error})")
-    return config
+    return config, metadata, parameters
 
 
 def _count_parameters(archive):
@@ -267,17 +280,8 @@ def read_model_file(path, count_parameters=True):
     Raises:
         RunError: the file is not a `.keras` archive with a model config.
     """
-    config = check_model_file(path)  # every way a file can be wrong: one line
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            metadata = (_read_json(path, archive, METADATA_MEMBER, MAX_METADATA_BYTES)
-                        if METADATA_MEMBER in names else {})
-            parameters = _count_parameters(archive) if count_parameters else None
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as error:
-        raise RunError(
-            f"{path}: not a readable .keras model file ({error.__class__.__name__}: {error})"
-        ) from None
+    # Every way a file can be wrong is one line; the archive is read once.
+    config, metadata, parameters = _inspect(path, count_parameters)
     arguments = saved_arguments(config.get("config") or {})
     class_name = config.get("class_name", "?")
     text = lambda value: value if isinstance(value, str) else None  # noqa: E731
