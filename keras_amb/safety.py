@@ -67,6 +67,16 @@ def check_output_file(path, option="--output"):
     _probe(folder, option, path)  # the file itself is replaced by a rename
 
 
+def _make_folder(path, option):
+    """Makes `path` (and its parents); returns the folders it made."""
+    missing = _missing_folders(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{option} {path}: cannot create it ({error.strerror})") from None
+    return missing
+
+
 def _missing_folders(path):
     """The folders `os.makedirs(path)` would create, outermost first."""
     missing, current = [], os.path.abspath(path)
@@ -94,12 +104,7 @@ class OutputFolders:
         self.made = []
 
     def make(self, path, option="--output"):
-        missing = _missing_folders(path)
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError as error:
-            raise OutputError(f"{option} {path}: cannot create it ({error.strerror})") from None
-        self.made.extend(missing)
+        self.made.extend(_make_folder(path, option))
 
     def discard_empty(self):
         """Removes the folders made that are still empty, innermost first."""
@@ -111,8 +116,9 @@ class OutputFolders:
         self.made = []
 
 
-# The current command's (`keras_amb.cli.common.run_reporting_errors` sets it).
-made_folders = OutputFolders()
+# The current command's, while `keras_amb.cli.common.run_reporting_errors`
+# runs one; None outside a command (nothing is recorded).
+made_folders = None
 
 
 def check_output_folder(path, option="--output", create=True):
@@ -128,7 +134,10 @@ def check_output_folder(path, option="--output", create=True):
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputError(f"{option} {path}: is a file, not a folder")
     if create:
-        made_folders.make(path, option)
+        if made_folders is not None:
+            made_folders.make(path, option)
+        else:
+            _make_folder(path, option)
         _probe(path, option, path)
         return
     parent = os.path.abspath(path)

@@ -48,7 +48,6 @@ def load(text, source, error=ConfigError):
         try:
             node = loader.get_single_node()
         except RecursionError:
-            node = None
             raise error(f"{source}: nested too deeply (over {MAX_DEPTH} levels)") from None
         except yaml.YAMLError as problem:
             raise error(f"{source}: not valid YAML: {_first_line(problem)}") from None

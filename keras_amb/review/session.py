@@ -80,17 +80,14 @@ def _free_name(base):
 
 
 def _not_writable(folder):
-    """None if corrections can be saved under `folder` (made if needed),
-    else why not, in words."""
-    import tempfile
+    """None if corrections can be saved under `folder` (made if needed,
+    `safety.check_output_folder`), else why not, in words."""
+    from keras_amb import safety
 
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
-        os.close(fd)
-        os.remove(probe)
-    except OSError as error:
-        return f"{folder} is not writable ({error.strerror or error})"
+        safety.check_output_folder(folder, "--output")
+    except safety.OutputError as error:
+        return str(error)
     return None
 
 
