@@ -177,3 +177,20 @@ class TestCase:
         """`saved_model_round_trip`: saved, loaded in safe mode, same config
         and same predictions."""
         return saved_model_round_trip(model, x, path, atol=atol)
+
+
+def tiny_model_file(folder, class_names=("wren", "finch", "crow", "jay"), image_size=32,
+                    **kwargs):
+    """A tiny untrained `AttentionMiningNetwork` (seeded) saved as
+    `folder/tiny.keras`, for tests of files and commands rather than of
+    learning; `kwargs` go to the constructor. Returns the path."""
+    from keras_amb import AttentionMiningNetwork
+
+    path = os.path.join(os.fspath(folder), "tiny.keras")
+    keras.utils.set_random_seed(0)
+    model = AttentionMiningNetwork(num_classes=len(class_names), backbone="resnet_tiny",
+                                   image_size=image_size, class_names=list(class_names),
+                                   **kwargs)
+    model(np.zeros((1, image_size, image_size, 3), np.float32))
+    model.save(path)
+    return path

@@ -32,6 +32,7 @@ from keras_amb import files
 from keras_amb import runs
 from keras_amb import trainer
 from keras_amb.cli.main import cli
+from tests.helpers import tiny_model_file
 
 # What no backend changes here (files, outputs, messages) runs once, under
 # torch, the shortest suite; the TensorFlow suite sets the time of the three.
@@ -103,13 +104,7 @@ def png_bomb(path, width, height):
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     """A tiny keras-amb model file (untrained: only files are under test)."""
-    path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
-    keras.utils.set_random_seed(0)
-    model = AttentionMiningNetwork(num_classes=4, backbone="resnet_tiny", image_size=SIZE,
-                                   class_names=CLASSES)
-    model(np.zeros((1, SIZE, SIZE, 3), np.float32))
-    model.save(path)
-    return path
+    return tiny_model_file(tmp_path_factory.mktemp("model"), CLASSES, SIZE)
 
 
 @pytest.fixture

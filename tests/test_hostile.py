@@ -10,15 +10,12 @@ memory is the point. The helpers are `test_faults.py`'s.
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import zipfile
 
-import keras
 import numpy as np
 import pytest
-from PIL import Image
 
 from keras_amb import AttentionMiningNetwork
 from keras_amb import files
@@ -30,20 +27,15 @@ from tests.test_faults import hashes
 from tests.test_faults import invoke
 from tests.test_faults import one_line_error
 from tests.test_faults import write_png
+from tests.helpers import tiny_model_file
 
 pytestmark = pytest.mark.backend_independent(ONCE_UNDER)
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    """A tiny untrained keras-amb model file, and its members."""
-    path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
-    keras.utils.set_random_seed(0)
-    model = AttentionMiningNetwork(num_classes=4, backbone="resnet_tiny", image_size=SIZE,
-                                   class_names=CLASSES)
-    model(np.zeros((1, SIZE, SIZE, 3), np.float32))
-    model.save(path)
-    return path
+    """A tiny untrained keras-amb model file."""
+    return tiny_model_file(tmp_path_factory.mktemp("model"), CLASSES, SIZE)
 
 
 @pytest.fixture

@@ -5,13 +5,12 @@ import json
 import os
 import sys
 
-import keras
 import numpy as np
 import pytest
 
 import keras_amb
-from keras_amb import AttentionMiningNetwork
 from keras_amb.errors import RunError
+from tests.helpers import tiny_model_file
 from tests.test_faults import CLASSES
 from tests.test_faults import SIZE
 from tests.test_faults import hashes
@@ -22,13 +21,7 @@ from tests.test_faults import write_png
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
-    keras.utils.set_random_seed(0)
-    model = AttentionMiningNetwork(num_classes=4, backbone="resnet_tiny", image_size=SIZE,
-                                   class_names=CLASSES, resize_ratio=1.25)
-    model(np.zeros((1, SIZE, SIZE, 3), np.float32))
-    model.save(path)
-    return path
+    return tiny_model_file(tmp_path_factory.mktemp("model"), CLASSES, SIZE, resize_ratio=1.25)
 
 
 def test_a_preset_saves_and_loads_with_the_same_answers(model_file, tmp_path):

@@ -4,12 +4,11 @@ command does."""
 
 import json
 
-import keras
 import numpy as np
 import pytest
 
 import keras_amb
-from keras_amb import AttentionMiningNetwork
+from tests.helpers import tiny_model_file
 from tests.test_faults import CLASSES
 from tests.test_faults import SIZE
 from tests.test_faults import invoke
@@ -18,13 +17,7 @@ from tests.test_faults import write_png
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
-    keras.utils.set_random_seed(0)
-    model = AttentionMiningNetwork(num_classes=4, backbone="resnet_tiny", image_size=SIZE,
-                                   class_names=CLASSES, resize_ratio=1.25)
-    model(np.zeros((1, SIZE, SIZE, 3), np.float32))
-    model.save(path)
-    return path
+    return tiny_model_file(tmp_path_factory.mktemp("model"), CLASSES, SIZE, resize_ratio=1.25)
 
 
 def test_three_lines_give_what_the_command_line_gives(model_file, tmp_path):
