@@ -42,16 +42,11 @@ def term_pushes(model, batches):
     totals = {}
     for x, y in batches:
         for step in steps:
-            with frozen_statistics():
-                names = list(model.weighted_terms(
-                    model.compute_losses(model.forward_step(x, step, training=True), y, step)[1],
-                    step))
-            for name in names:
-                def term(step=step, name=name):
+            method = model.main_step_loss if step == "main" else model.complement_step_loss
+            for name in model.objective.weights(step):
+                def term(method=method, name=name):
                     with frozen_statistics():
-                        outputs = model.forward_step(x, step, training=True)
-                    parts = model.compute_losses(outputs, y, step)[1]
-                    return model.weighted_terms(parts, step)[name]
+                        return method(x, y, training=True).terms[name]
 
                 grads = gradients.variable_gradients(term, variables)
                 beta, gamma = (-float(_numpy(g).sum()) for g in grads)

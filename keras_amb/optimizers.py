@@ -243,6 +243,41 @@ def complement_optimizer(optimizer):
     return optimizer.complement_optimizer if isinstance(optimizer, DualOptimizer) else None
 
 
+def step_optimizer(optimizer, step):
+    """The optimizer of section 3.5's update `step` (`"main"` or
+    `"complement"`) within a model's `optimizer`."""
+    if step == "main":
+        return main_optimizer(optimizer)
+    complement = complement_optimizer(optimizer)
+    if complement is None:
+        raise ValueError(
+            "The complement step needs a DualOptimizer (`model.compile` makes "
+            f"one when the model has a complement step). Received: {optimizer!r}"
+        )
+    return complement
+
+
+def step_states(optimizer, values):
+    """Splits values of `optimizer.variables` (JAX's stateless optimizer
+    state) into each step's optimizer's own: `{"main": [...],
+    "complement": [...]}` ("complement" only for a `DualOptimizer`). Each
+    sub-optimizer's variables are matched by identity, not by position."""
+    position = {id(v): i for i, v in enumerate(optimizer.variables)}
+    steps = ("main", "complement") if isinstance(optimizer, DualOptimizer) else ("main",)
+    return {step: [values[position[id(v)]] for v in step_optimizer(optimizer, step).variables]
+            for step in steps}
+
+
+def join_step_states(optimizer, states):
+    """The inverse of `step_states`: values in `optimizer.variables`' order."""
+    values = [None] * len(optimizer.variables)
+    position = {id(v): i for i, v in enumerate(optimizer.variables)}
+    for step, step_values in states.items():
+        for variable, value in zip(step_optimizer(optimizer, step).variables, step_values):
+            values[position[id(variable)]] = value
+    return values
+
+
 def _loss_scaled(optimizer):
     scaler = keras.optimizers.LossScaleOptimizer
     return optimizer if isinstance(optimizer, scaler) else scaler(optimizer)

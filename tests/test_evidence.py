@@ -17,6 +17,7 @@ from keras_amb.explain import evaluation
 from keras_amb.explain import metrics
 from keras_amb.models import gradients
 from keras_amb.models import train_steps
+from keras_amb.models.objective import Objective
 from keras_amb.models.objective import feature_statistics
 
 from tests.test_model import SIZE
@@ -75,8 +76,7 @@ def _center_gradient(pc_weight):
     variables = model.center_variables
 
     def loss_fn():
-        out = model.forward_step(x, "main", training=False)
-        return model.compute_losses(out, y, "main")[0]
+        return model.main_step_loss(x, y, training=False).loss
 
     return [_numpy(g) for g in gradients.variable_gradients(loss_fn, variables)]
 
@@ -111,25 +111,68 @@ def test_eq5_weights_and_l_am_left_out_with_cot():
     parts = {"att_loss": 1.0, "per_loss": 2.0, "pc_loss": 4.0, "amb_loss": 0.5,
              "cot_loss": -0.25, "attention_target_loss": 3.0}
     model = _model(pc_weight=0.1, amb_weight=0.01)
-    terms = model.weighted_terms(
-        {k: v for k, v in parts.items() if k != "attention_target_loss"})
+    terms = model.objective.terms(
+        {k: v for k, v in parts.items() if k != "attention_target_loss"}, "main")
     assert terms == pytest.approx({"att_loss": 1.0, "per_loss": 2.0, "pc_loss": 0.4})
-    assert model.weighted_terms(parts, "complement") == {"cot_loss": -0.25}
+    assert model.objective.terms(parts, "complement") == {"cot_loss": -0.25}
     no_cot = _model(cot=False, pc=False, amb_weight=0.01)
-    terms = no_cot.weighted_terms({k: parts[k] for k in ("att_loss", "per_loss", "amb_loss")})
+    terms = no_cot.objective.terms(
+        {k: parts[k] for k in ("att_loss", "per_loss", "amb_loss")}, "main")
     assert terms == pytest.approx({"att_loss": 1.0, "per_loss": 2.0, "amb_loss": 0.005})
     abn = _model(AttentionBranchNetwork, attention_target_weight=10.0)
-    terms = abn.weighted_terms({k: parts[k] for k in ("att_loss", "per_loss",
-                                                      "attention_target_loss")})
+    terms = abn.objective.terms({k: parts[k] for k in ("att_loss", "per_loss",
+                                                       "attention_target_loss")}, "main")
     assert terms == pytest.approx({"att_loss": 1.0, "per_loss": 2.0,
                                    "attention_target_loss": 30.0})
 
 
-def test_compute_losses_sums_the_weighted_terms():
+def test_eq5_is_assembled_in_one_place():
+    """`Objective.weights` puts L_am in eq. 5 or in the complement step, and
+    the forward passes compute what those weights need and nothing else."""
+    paper = Objective(amb=True, pc=True, cot=True, amb_weight=1e-4, pc_weight=0.5)
+    assert paper.weights("main") == {"att_loss": 1.0, "per_loss": 1.0, "pc_loss": 0.5}
+    assert paper.weights("complement") == {"cot_loss": 1.0}
+    assert paper.logged("complement") == {"amb_loss", "cot_loss"}
+    assert not paper.needs("main", "amb_logits") and paper.needs("eval", "amb_logits")
+    mining = Objective(amb=True, amb_weight=0.01)
+    assert mining.weights("main") == {"att_loss": 1.0, "per_loss": 1.0, "amb_loss": 0.01}
+    assert mining.weights("complement") == {} and not mining.has_complement_step
+    attention_only = Objective(amb=True, amb_gradient="attention", amb_weight=0.01,
+                               area_weight=2.0)
+    assert attention_only.weights("main") == {"att_loss": 1.0, "per_loss": 1.0,
+                                              "area_loss": 2.0}
+    assert attention_only.weights("complement") == {"amb_loss": 0.01}
+    with pytest.raises(ValueError, match="'predict'"):
+        paper.weights("predict")
+    model = _model(pc_weight=0.5, amb_weight=1e-4, area_weight=0.0)
+    assert model.objective.weights("main") == paper.weights("main")
+
+
+def test_each_steps_optimizer_state_is_found_by_identity():
+    model = _model(cot=True)
+    model.compile(optimizers.SGD(0.1, momentum=0.9))
+    dual = model.optimizer
+    values = [f"value of {v.path}" for v in dual.variables]
+    states = optimizers.step_states(dual, values)
+    assert states["main"] == [f"value of {v.path}" for v in dual.optimizer.variables]
+    assert states["complement"] == [
+        f"value of {v.path}" for v in dual.complement_optimizer.variables]
+    assert optimizers.join_step_states(dual, states) == values
+    assert len(states["complement"]) < len(states["main"])  # built on fewer weights
+    plain = _model(cot=False, pc=False, amb_weight=0.01, amb_gradient="all")
+    plain.compile(optimizers.SGD(0.1))
+    assert list(optimizers.step_states(plain.optimizer, [1] * len(
+        plain.optimizer.variables))) == ["main"]
+    with pytest.raises(ValueError, match="DualOptimizer"):
+        optimizers.step_optimizer(plain.optimizer, "complement")
+
+
+def test_main_step_loss_sums_the_weighted_terms():
     model = _model(cot=False, pc=True, pc_weight=0.1, amb_weight=0.5)
     x, y = _batch(8)
-    out = model.forward_step(x, "main", training=False)
-    total, parts = model.compute_losses(out, y, "main")
+    total, terms, parts, _ = model.main_step_loss(x, y, training=False)
+    assert sorted(terms) == ["amb_loss", "att_loss", "pc_loss", "per_loss"]
+    assert float(terms["pc_loss"]) == pytest.approx(0.1 * float(parts["pc_loss"]), rel=1e-6)
     expected = (float(parts["att_loss"]) + float(parts["per_loss"])
                 + 0.1 * float(parts["pc_loss"]) + 0.5 * float(parts["amb_loss"]))
     assert float(total) == pytest.approx(expected, rel=1e-5)
@@ -143,8 +186,8 @@ def test_attention_only_mining_moves_only_the_map_weights():
     x, y = _batch(8)
     out = model.forward_step(x, "main", training=True)
     assert "amb_logits" not in out  # L_am is not in the main step
-    loss, parts = model.compute_losses(model.forward_step(x, "complement", training=True), y,
-                                       "complement")
+    loss, terms, parts, _ = model.complement_step_loss(x, y)
+    assert list(terms) == ["amb_loss"] and "loss" not in parts
     assert float(loss) == pytest.approx(float(parts["amb_loss"]))
     paper = _model(cot=True, pc=False)
     names = {v.path for v in paper.complement_variables}
@@ -202,9 +245,9 @@ def test_term_gradient_norms_name_each_force_on_the_map():
 
     for step, name in (("main", "att_loss"), ("main", "pc_loss"), ("complement", "cot_loss")):
         def alone(step=step, name=name):
+            method = model.main_step_loss if step == "main" else model.complement_step_loss
             with frozen_statistics():
-                outputs = model.forward_step(x, step, training=True)
-            return model.weighted_terms(model.compute_losses(outputs, y, step)[1], step)[name]
+                return method(x, y, training=True).terms[name]
 
         grads = gradients.variable_gradients(alone, model.attention_branch.map_variables)
         expected = np.sqrt(sum(np.sum(np.square(_numpy(g))) for g in grads))

@@ -78,8 +78,7 @@ def test_normalise_map_spans_zero_to_one_per_image():
 def test_eq5_adds_each_map_term_with_its_weight():
     model = _model(area_weight=2.0, area_target=0.0, smoothness_weight=3.0, erasing_weight=0.5)
     x, y = _batch()
-    outputs = model.forward_step(x, "main", training=False)
-    loss, parts = model.compute_losses(outputs, y, "main")
+    loss, terms, parts, outputs = model.main_step_loss(x, y, training=False)
     attention = _numpy(outputs["attention"])
     assert float(parts["area_loss"]) == pytest.approx(attention.mean(), abs=1e-6)
     assert float(parts["smoothness_loss"]) == pytest.approx(
@@ -90,7 +89,6 @@ def test_eq5_adds_each_map_term_with_its_weight():
     erased = model.perception_branch(features - features * mask)["logits"]
     assert float(parts["erasing_loss"]) == pytest.approx(
         float(losses.cross_entropy(y, erased)), abs=1e-4)
-    terms = model.weighted_terms(parts, "main")
     assert float(terms["area_loss"]) == pytest.approx(2.0 * float(parts["area_loss"]), rel=1e-6)
     assert float(terms["smoothness_loss"]) == pytest.approx(
         3.0 * float(parts["smoothness_loss"]), rel=1e-6)
@@ -99,15 +97,14 @@ def test_eq5_adds_each_map_term_with_its_weight():
     assert float(loss) == pytest.approx(sum(float(v) for v in terms.values()), rel=1e-5)
     # Off (the paper's objective): no term, no tracker, eq. 5.
     plain = _model(**arguments.PAPER_OBJECTIVE)
-    _, parts = plain.compute_losses(plain.forward_step(x, "main", training=False), y, "main")
+    parts = plain.main_step_loss(x, y, training=False).parts
     assert not {"area_loss", "smoothness_loss", "erasing_loss"} & set(parts)
     assert "area_loss" not in plain.loss_trackers
 
 
 def _term_gradients(model, x, y, name, variables):
     def alone():
-        outputs = model.forward_step(x, "main", training=False)
-        return model.compute_losses(outputs, y, "main")[1][name]
+        return model.main_step_loss(x, y, training=False).parts[name]
 
     return [_numpy(g) for g in gradients.variable_gradients(alone, variables)]
 

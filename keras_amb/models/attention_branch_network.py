@@ -49,12 +49,10 @@ from keras_amb.layers.mining_mask import MiningMask
 from keras_amb.models import backbones
 from keras_amb.models import objective
 from keras_amb.models.objective import FEATURE_STATISTICS
+from keras_amb.models.objective import STEPS
 from keras_amb.models.objective import feature_statistics
 from keras_amb.models import train_steps
 
-# The steps of section 3.5's iteration whose losses `forward_step` feeds
-# (with "eval", every loss, for validation).
-STEPS = ("main", "complement", "eval")
 
 
 def _attention_outputs(attention, attention_logits):
@@ -260,6 +258,7 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
             [str(n) for n in class_names] if class_names is not None else None
         )
         self.resize_ratio = float(resize_ratio)
+        self.objective = objective.Objective.of(self)
 
         # === Layers ===
         branch = dict(
@@ -399,31 +398,30 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
 
         Section 3.5's iteration: `"main"` (eq. 5: `call`'s outputs, the two
         PC features and centers, and the AMB logits when L_am is in eq. 5),
-        `"complement"` (COT's step: the attention map and the AMB logits;
-        the perception branch runs on F* only) and `"eval"` (everything, for
-        validation losses). The complement step recomputes a batch the main
-        step has already counted, so its forward pass leaves batch-norm
-        moving statistics alone (unless `naive_bn_statistics`).
+        `"complement"` (the complement step: the attention map and the AMB
+        logits; the perception branch runs on F* only) and `"eval"`
+        (everything, for validation losses). What each step computes is
+        the objective's to say (`self.objective.needs`). The complement
+        step recomputes a batch the main step has already counted, so its
+        forward pass leaves batch-norm moving statistics alone (unless
+        `naive_bn_statistics`).
 
         Args:
             inputs: images `(N, H, W, 3)`, or a dict with `"images"`.
-            step: str, one of `STEPS`.
+            step: str, one of `objective.STEPS`.
             training: bool.
 
         Returns:
-            A dict of tensors, the loss's inputs (see `objective.compute_losses`).
+            A dict of tensors, the loss's inputs (see `Objective.parts`).
         """
         if step not in STEPS:
             raise ValueError(f"`step` must be one of {STEPS}. Received: step={step!r}")
+        needs = self.objective.needs
         images = inputs["images"] if isinstance(inputs, dict) else inputs
         counted = step == "complement" and not self.naive_bn_statistics
         with frozen_statistics() if counted else contextlib.nullcontext():
             features = self.forward_features(images, training=training)
-            if step == "complement":  # the AMB alone reads the attention
-                branch = self.attention_branch(features, training=training)
-                attention = self._used_map(branch["attention"])
-                outputs = _attention_outputs(attention, branch["logits"])
-            else:
+            if needs(step, "head"):
                 head = self.forward_head(features, training=training)
                 attention = head["attention"]
                 outputs = _predictions(head)
@@ -434,9 +432,13 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
                         self.perception_centers.centers)
                     outputs["attention_centers"] = ops.convert_to_tensor(
                         self.attention_centers.centers)
-            if self.amb and (step != "main" or not self.has_complement_step):
+            else:  # the AMB alone reads the attention
+                branch = self.attention_branch(features, training=training)
+                attention = self._used_map(branch["attention"])
+                outputs = _attention_outputs(attention, branch["logits"])
+            if needs(step, "amb_logits"):
                 outputs["amb_logits"] = self.forward_amb(features, attention, training=training)
-            if self.erasing_weight > 0 and step != "complement":
+            if needs(step, "erased_logits"):
                 outputs["erased_logits"] = self.forward_amb(
                     features, attention, training=training, fixed_mask=True)
         return outputs
@@ -492,32 +494,55 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, keras.Model):
         """
         return self.forward_head(self.forward_features(images), attention)["logits"]
 
-    # === Losses (eq. 5 and the complement step: `objective.py`) ===
+    # === The steps of section 3.5 (their losses: `objective.py`) ===
 
-    def compute_losses(
-        self, outputs, y, step="main", attention_target=None,
-        has_attention_target=None, sample_weight=None,
-    ):
-        """The loss `step` minimizes, from `forward_step(x, step)`'s
-        outputs, and each named component (see `objective.compute_losses`)."""
-        return objective.compute_losses(
-            self, outputs, y, step, attention_target=attention_target,
-            has_attention_target=has_attention_target, sample_weight=sample_weight,
-        )
+    def main_step_loss(self, inputs, y, training=True, **extra):
+        """The first update of each iteration: eq. 5, over every weight.
 
-    def weighted_terms(self, parts, step="main"):
-        """Each term of the loss `step` minimizes, weighted
-        (see `objective.weighted_terms`)."""
-        return objective.weighted_terms(self, parts, step)
+        Args:
+            inputs: images `(N, H, W, 3)`, or a dict with `"images"`.
+            y: integer labels, `(N,)`.
+            training: bool.
+            **extra: `sample_weight` `(N,)`; `attention_target` (corrected
+                maps, `(N, h, w, 1)`) and `has_attention_target` `(N,)`.
 
-    # === Training ===
+        Returns:
+            An `objective.StepLoss`: `loss`, `terms` (eq. 5's weighted
+            terms, by name), `parts` (the unweighted components and
+            `"loss"`, as logged) and the forward pass's `outputs`.
+        """
+        return self._step_loss("main", inputs, y, training, extra)
+
+    def complement_step_loss(self, inputs, y, training=True, **extra):
+        """The second update: a fresh forward pass with the weights eq. 5's
+        update left, and COT's complement entropy of the AMB output (or,
+        with `amb_gradient="attention"` and no COT, `amb_weight * L_am`),
+        over `complement_variables`. Arguments and result as
+        `main_step_loss`; `parts` has no `"loss"`."""
+        return self._step_loss("complement", inputs, y, training, extra)
+
+    def eval_loss(self, inputs, y, training=False, **extra):
+        """Validation: eq. 5's loss, with the mining losses the complement
+        step minimizes logged beside it. As `main_step_loss`."""
+        return self._step_loss("eval", inputs, y, training, extra)
+
+    def _step_loss(self, step, inputs, y, training, extra):
+        outputs = self.forward_step(inputs, step, training=training)
+        return self.objective.loss(outputs, y, step, **extra)
 
     @property
     def has_complement_step(self):
         """Whether each iteration takes the complement step after eq. 5's:
         COT's, or L_am's on the attention map alone
         (`amb_gradient="attention"`)."""
-        return self.cot or (self.amb and self.amb_gradient == "attention")
+        return self.objective.has_complement_step
+
+    def step_variables(self, step):
+        """The weights the update of `step` changes: every trainable weight
+        for eq. 5's, `complement_variables` for the complement step's."""
+        if step == "complement":
+            return self.complement_variables
+        return self.trainable_variables
 
     @property
     def metrics(self):

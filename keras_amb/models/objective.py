@@ -14,21 +14,24 @@ branch's pooled class maps), and L_am is the attention mining loss on the
 AMB output. The map terms are ours, not the paper's (METHOD.md, "The map
 terms"): the map's area (`losses.area_loss`), its total variation
 (`losses.smoothness_loss`), and the erasing term, CE of the perception
-branch on the erased features with the mask held fixed. L_am is left out
-of eq. 5 whenever the complement step takes it: with COT (the paper: "COT
-replaces L_am") and with `amb_gradient="attention"`.
+branch on the erased features with the mask held fixed.
 
 The complement step minimizes COT's complement entropy of the AMB output,
 with the true class zeroed (the masked features must not name the true
 class and must not favour any other), or, without COT and with
 `amb_gradient="attention"`, `amb_weight * L_am` on the attention map alone.
+L_am is then left out of eq. 5 (the paper: "COT replaces L_am"): that is
+decided once, in `Objective.weights`, which every other question (which
+outputs a step's forward pass computes, what the force log pulls back)
+reads.
 
 Every component is a mean over the batch, weighted by the sample weights
-(and so by `class_weight`) when given. The functions take the model for its
-switches and weights (`amb`, `pc`, `cot`, `pc_weight`, ...); they hold no
-state. `AttentionBranchNetwork.compute_losses` and `.weighted_terms` call
-them.
+(and so by `class_weight`) when given. `Objective` holds the switches and
+weights it needs and nothing else; the model builds one from its
+arguments.
 """
+
+import collections
 
 import numpy as np
 from keras import ops
@@ -43,99 +46,176 @@ FEATURE_STATISTICS = (
     "att_feature_norm", "att_feature_zero_fraction",
 )
 
+# The updates of section 3.5's iteration, and "eval" (eq. 5, with every
+# other component logged), for validation.
+STEPS = ("main", "complement", "eval")
 
-def compute_losses(model, outputs, y, step="main", attention_target=None,
-                   has_attention_target=None, sample_weight=None):
-    """The loss the update of `step` minimizes, and each named component.
+StepLoss = collections.namedtuple("StepLoss", ["loss", "terms", "parts", "outputs"])
+StepLoss.__doc__ = """What one step's loss method returns.
+
+`loss` is the sum of `terms` (each weighted term the step minimizes, by
+name); `parts` holds every unweighted component computed (the logged
+values, with `"loss"` outside the complement step); `outputs` is the
+forward pass's dict."""
+
+
+class Objective:
+    """The losses of section 3.5's two updates, for one model's switches.
 
     Args:
-        model: the `AttentionBranchNetwork` whose outputs these are.
-        outputs: the dict of `model.forward_step(images, step)`.
-        y: integer labels, `(N,)`.
-        step: `"main"` (eq. 5), `"complement"` (the complement step) or
-            `"eval"` (eq. 5 plus whatever else is defined, for logging).
-        attention_target: corrected attention maps, `(N, h, w, 1)`, or None.
-        has_attention_target: `(N,)`, 1 where an image has a corrected map.
-        sample_weight: `(N,)` or None.
+        amb, pc, cot: bool, the model's switches.
+        amb_gradient: `"all"` or `"attention"` (L_am in its own step).
+        amb_weight, pc_weight, pc_contrastive_weight, attention_target_weight,
+        area_weight, smoothness_weight, erasing_weight: float, the weights.
+        pc_distance: `"euclidean"` or `"squared"`.
+        area_target: float, the area term's target.
 
-    Returns:
-        `(loss, parts)`: the loss is the sum of `weighted_terms(model, parts,
-        step)`; `parts` holds each unweighted component (and, except in
-        `"complement"`, the total as `"loss"`).
+    Example:
+    >>> objective = Objective(amb=True, pc=True, cot=True, amb_weight=1e-4)
+    >>> sorted(objective.weights("main")), objective.weights("complement")
+    (['att_loss', 'per_loss', 'pc_loss'], {'cot_loss': 1.0})
     """
-    w = sample_weight
-    parts = {}
-    if "amb_logits" in outputs:
-        parts["amb_loss"] = losses.attention_mining_loss(y, outputs["amb_logits"],
-                                                         sample_weight=w)
-        if model.cot:
+
+    ARGUMENTS = (
+        "amb", "pc", "cot", "amb_gradient", "amb_weight", "pc_weight",
+        "pc_contrastive_weight", "pc_distance", "attention_target_weight",
+        "area_weight", "area_target", "smoothness_weight", "erasing_weight",
+    )
+
+    def __init__(self, amb=False, pc=False, cot=False, amb_gradient="all",
+                 amb_weight=1e-4, pc_weight=1.0, pc_contrastive_weight=1e-4,
+                 pc_distance="euclidean", attention_target_weight=0.0,
+                 area_weight=0.0, area_target=0.0, smoothness_weight=0.0,
+                 erasing_weight=0.0):
+        self.amb, self.pc, self.cot = bool(amb), bool(pc), bool(cot)
+        self.amb_gradient = amb_gradient
+        self.amb_weight = float(amb_weight)
+        self.pc_weight = float(pc_weight)
+        self.pc_contrastive_weight = float(pc_contrastive_weight)
+        self.pc_distance = pc_distance
+        self.attention_target_weight = float(attention_target_weight)
+        self.area_weight = float(area_weight)
+        self.area_target = float(area_target)
+        self.smoothness_weight = float(smoothness_weight)
+        self.erasing_weight = float(erasing_weight)
+
+    @classmethod
+    def of(cls, model):
+        """The objective of a model (or any object with the arguments)."""
+        return cls(**{name: getattr(model, name) for name in cls.ARGUMENTS})
+
+    @property
+    def has_complement_step(self):
+        """Whether each iteration takes the complement step: COT's, or L_am's
+        on the attention map alone (`amb_gradient="attention"`)."""
+        return self.cot or (self.amb and self.amb_gradient == "attention")
+
+    def weights(self, step):
+        """Each term the update of `step` minimizes, with its weight: the
+        one place where eq. 5 is assembled and L_am put in or left out.
+
+        `"main"` and `"eval"`: `att_loss` and `per_loss` (1), `pc_loss`
+        (`pc_weight`), `amb_loss` (`amb_weight`, only without a complement
+        step), and each map term and the corrected-map term whose weight is
+        above 0. `"complement"`: `cot_loss` (1) with COT, else `amb_loss`
+        (`amb_weight`); empty without a complement step.
+        """
+        if step not in STEPS:
+            raise ValueError(f"`step` must be one of {STEPS}. Received: step={step!r}")
+        if step == "complement":
+            if not self.has_complement_step:
+                return {}
+            return {"cot_loss": 1.0} if self.cot else {"amb_loss": self.amb_weight}
+        weights = {"att_loss": 1.0, "per_loss": 1.0}
+        if self.pc:
+            weights["pc_loss"] = self.pc_weight
+        if self.amb and not self.has_complement_step:
+            weights["amb_loss"] = self.amb_weight
+        for name in ("attention_target", "area", "smoothness", "erasing"):
+            weight = getattr(self, f"{name}_weight")
+            if weight > 0:
+                weights[f"{name}_loss"] = weight
+        return weights
+
+    def logged(self, step):
+        """The components `step` computes: its terms, and in the complement
+        step and validation also the mining losses it does not minimize."""
+        names = set(self.weights(step))
+        if step != "main" and self.amb:
+            names.add("amb_loss")
+            if self.cot:
+                names.add("cot_loss")
+        return names
+
+    def needs(self, step, output):
+        """Whether the forward pass of `step` must compute `output`
+        (`"amb_logits"`: the AMB pass; `"erased_logits"`: the erasing pass;
+        `"head"`: the perception branch on the attended features)."""
+        logged = self.logged(step)
+        if output == "amb_logits":
+            return bool(logged & {"amb_loss", "cot_loss"})
+        if output == "erased_logits":
+            return "erasing_loss" in logged
+        if output == "head":
+            return step != "complement"
+        raise ValueError(f"Unknown output {output!r}")
+
+    def parts(self, outputs, y, step, attention_target=None,
+              has_attention_target=None, sample_weight=None):
+        """Each unweighted component `step` computes (`logged(step)`), from
+        the forward pass's `outputs`; the corrected-map term only when
+        corrected maps are given."""
+        w = sample_weight
+        names = self.logged(step)
+        parts = {}
+        if "amb_loss" in names:
+            parts["amb_loss"] = losses.attention_mining_loss(
+                y, outputs["amb_logits"], sample_weight=w)
+        if "cot_loss" in names:
             parts["cot_loss"] = losses.complement_entropy(
                 y, outputs["amb_logits"], zero_true_class=True, sample_weight=w)
-    if step == "complement":
-        return sum(weighted_terms(model, parts, step).values()), parts
-    parts["att_loss"] = losses.cross_entropy(y, outputs["attention_logits"], w)
-    parts["per_loss"] = losses.cross_entropy(y, outputs["logits"], w)
-    if model.pc:
-        parts["pc_loss"] = sum(
-            losses.prototype_conformity(
-                outputs[f"{name}_features"], y,
-                centers_for_loss(outputs[f"{name}_centers"], model.pc_weight),
-                model.pc_contrastive_weight, sample_weight=w, distance=model.pc_distance,
+        if "att_loss" in names:
+            parts["att_loss"] = losses.cross_entropy(y, outputs["attention_logits"], w)
+            parts["per_loss"] = losses.cross_entropy(y, outputs["logits"], w)
+        if "pc_loss" in names:
+            parts["pc_loss"] = sum(
+                losses.prototype_conformity(
+                    outputs[f"{name}_features"], y,
+                    centers_for_loss(outputs[f"{name}_centers"], self.pc_weight),
+                    self.pc_contrastive_weight, sample_weight=w,
+                    distance=self.pc_distance,
+                )
+                for name in ("perception", "attention")
             )
-            for name in ("perception", "attention")
-        )
-    if model.area_weight > 0:
-        parts["area_loss"] = losses.area_loss(outputs["attention"], model.area_target)
-    if model.smoothness_weight > 0:
-        parts["smoothness_loss"] = losses.smoothness_loss(outputs["attention"])
-    if "erased_logits" in outputs:
-        parts["erasing_loss"] = losses.cross_entropy(y, outputs["erased_logits"], w)
-    if model.attention_target_weight > 0 and attention_target is not None:
-        weights = has_attention_target
-        if w is not None:
-            w = ops.reshape(ops.cast(w, "float32"), (-1,))
-            weights = w if weights is None else weights * w
-        parts["attention_target_loss"] = losses.attention_target_loss(
-            outputs["attention"], attention_target, weights=weights)
-    total = sum(weighted_terms(model, parts, step).values())
-    parts["loss"] = total
-    return total, parts
+        if "area_loss" in names:
+            parts["area_loss"] = losses.area_loss(outputs["attention"], self.area_target)
+        if "smoothness_loss" in names:
+            parts["smoothness_loss"] = losses.smoothness_loss(outputs["attention"])
+        if "erasing_loss" in names:
+            parts["erasing_loss"] = losses.cross_entropy(y, outputs["erased_logits"], w)
+        if "attention_target_loss" in names and attention_target is not None:
+            weights = has_attention_target
+            if w is not None:
+                w = ops.reshape(ops.cast(w, "float32"), (-1,))
+                weights = w if weights is None else weights * w
+            parts["attention_target_loss"] = losses.attention_target_loss(
+                outputs["attention"], attention_target, weights=weights)
+        return parts
 
+    def terms(self, parts, step):
+        """The weighted terms of `step` present in `parts`."""
+        return {name: weight * parts[name]
+                for name, weight in self.weights(step).items() if name in parts}
 
-def weighted_terms(model, parts, step="main"):
-    """Each term of the loss that the update of `step` minimizes, weighted.
-
-    Eq. 5 (`"main"`, `"eval"`): `L_att + L_per + pc_weight * L_PC +
-    amb_weight * L_am`, L_am only when no complement step takes it, plus
-    `attention_target_weight *` the corrected-map loss and the map terms
-    (`area_weight * L_area`, `smoothness_weight * L_tv`,
-    `erasing_weight * L_erase`) where their weights are above 0. `"complement"`: the
-    complement entropy with COT, else `amb_weight * L_am`.
-
-    Args:
-        model: the model, for its switches and weights.
-        parts: the components from `compute_losses`.
-        step: `"main"`, `"eval"` or `"complement"`.
-
-    Returns:
-        A dict, component name to its weighted value.
-    """
-    if step == "complement":
-        if model.cot:
-            return {"cot_loss": parts["cot_loss"]}
-        return {"amb_loss": model.amb_weight * parts["amb_loss"]}
-    terms = {"att_loss": parts["att_loss"], "per_loss": parts["per_loss"]}
-    if "pc_loss" in parts:
-        terms["pc_loss"] = model.pc_weight * parts["pc_loss"]
-    if "amb_loss" in parts and not model.has_complement_step:
-        terms["amb_loss"] = model.amb_weight * parts["amb_loss"]
-    if "attention_target_loss" in parts:
-        terms["attention_target_loss"] = (
-            model.attention_target_weight * parts["attention_target_loss"])
-    for name in ("area", "smoothness", "erasing"):
-        if f"{name}_loss" in parts:
-            terms[f"{name}_loss"] = getattr(model, f"{name}_weight") * parts[f"{name}_loss"]
-    return terms
+    def loss(self, outputs, y, step, **extra):
+        """`StepLoss` of `step` from the forward pass's `outputs`; `extra`:
+        `sample_weight`, `attention_target`, `has_attention_target`."""
+        parts = self.parts(outputs, y, step, **extra)
+        terms = self.terms(parts, step)
+        total = sum(terms.values())
+        if step != "complement":
+            parts["loss"] = total
+        return StepLoss(total, terms, parts, outputs)
 
 
 def centers_for_loss(centers, pc_weight):

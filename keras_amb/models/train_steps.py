@@ -1,38 +1,30 @@
-"""The backend-specific part of training and explaining, and nothing else.
+"""The backend-specific part of training, and nothing else.
 
-Each backend computes gradients its own way (TensorFlow's GradientTape,
-PyTorch's autograd, JAX's stateless `value_and_grad`); the forward pass, the
-losses and the metrics are the model's backend-agnostic methods:
-`model.forward_step(x, step)`, `model.compute_losses(...)`,
-`model.update_metrics(...)`.
+One training iteration (paper, section 3.5) is written once, in
+`_train_sequence`, on the model's step methods:
+  main step: `model.main_step_loss` (eq. 5) over `model.step_variables
+    ("main")` (every trainable weight), with the main optimizer;
+  complement step (with COT, or L_am on the map alone): a fresh forward pass
+    with the updated weights, `model.complement_step_loss`, over
+    `model.step_variables("complement")`, with the complement optimizer.
+Each backend supplies an adapter that only takes a gradient of a step's loss
+and applies it (TensorFlow's GradientTape, PyTorch's autograd, JAX's
+stateless `value_and_grad`), and reads and writes weights. The force log
+(`term_gradient_norms`: which term pushes the map) uses the same adapters.
 
-One training iteration (paper, section 3.5):
-  main step: eq. 5 over all trainable weights, main optimizer;
-  complement step (COT on): a fresh forward pass with the updated weights,
-    the AMB complement entropy, a step of the complement optimizer over
-    `model.complement_variables` (the weights that feed the AMB).
-`_train_sequence` writes that iteration once; each backend only supplies an
-adapter that takes a gradient step over a set of weights and reads and
-writes them.
-
-Each adapter's gradient comes from `models/gradients.py`, which also gives
-the gradients explanations and the force log need (`input_gradient` for
-Grad-CAM, `term_gradients` for the force log). Compiled inference (for
-explanations and PC's centers) is in `models/compiled.py`.
-
-Why this module is long (about 450 lines): the three backends' adapters
-are each small (20-60 lines), but JAX's stateless step must carry the
-variables, the optimizers' and the metrics' state through the sequence
-itself, which the other two get from their variables, and JAX's force log
-is compiled over that state too (eagerly, JAX compiles each operation).
+JAX's step is stateless: its adapter carries the weights' values and each
+optimizer's state through the sequence, the state split by
+`optimizers.step_states`, which matches each optimizer's own variables.
 """
 
-import weakref
+import contextlib
 
 import keras
 
 from keras_amb import keras_private
 from keras_amb import optimizers
+from keras_amb.layers.batch_normalization import frozen_statistics
+from keras_amb.models import compiled
 from keras_amb.models import gradients
 
 _BACKEND = keras.backend.backend()
@@ -66,28 +58,15 @@ def _unpack(data):
     return x, y, extra
 
 
-_INDICES = weakref.WeakKeyDictionary()
-
-
-def _positions(model, variables):
-    """Positions of `variables` in `model.trainable_variables`."""
-    position = {id(v): i for i, v in enumerate(model.trainable_variables)}
-    return [position[id(v)] for v in variables]
-
-
-def _indices(model):
-    """Positions in `model.trainable_variables` of the complement variables
-    and of the PC centers (computed once per model)."""
-    if model not in _INDICES:
-        _INDICES[model] = (_positions(model, model.complement_variables),
-                           _positions(model, model.center_variables))
-    return _INDICES[model]
-
-
 def _rescale(before, after, multiplier):
     """`before + multiplier * (after - before)`: an update scaled, whatever
     optimizer made it (the PC centers' learning-rate multiplier)."""
     return before + multiplier * (after - before)
+
+
+# The step methods of the model, by the name of section 3.5's update.
+def _step_loss(model, step):
+    return {"main": model.main_step_loss, "complement": model.complement_step_loss}[step]
 
 
 # === The training iteration, written once ===
@@ -96,29 +75,35 @@ def _rescale(before, after, multiplier):
 def _train_sequence(model, steps):
     """The paper's training iteration on a backend's `steps` adapter.
 
-    `steps.minimize(step, optimizer, indices)` takes one gradient step of
-    the loss of `step` over the trainable variables at `indices` (None: all)
-    and returns `(outputs, parts)`; `steps.read(indices)` and
-    `steps.write(indices, values)` read and set trainable values. The
-    adapters differ only in how a gradient is taken and where the weights
-    live (variables on TensorFlow and PyTorch, explicit state on JAX).
+    `steps.minimize(step, optimizer, variables)` takes one gradient step of
+    the loss of `step` (the model's step method) over `variables` and
+    returns its `objective.StepLoss`; `steps.read(variables)` and
+    `steps.write(variables, values)` read and set weights' values.
 
     Returns:
         `(outputs, parts)` of the main step, with the complement step's parts.
     """
-    complement_indices, center_indices = _indices(model)
+    centers = model.center_variables
     multiplier = model.center_lr_multiplier
-    rescale = bool(center_indices) and multiplier != 1.0
-    before = steps.read(center_indices) if rescale else None
-    outputs, parts = steps.minimize("main", optimizers.main_optimizer(model.optimizer), None)
+    rescale = bool(centers) and multiplier != 1.0
+    before = steps.read(centers) if rescale else None
+    main = steps.minimize("main", optimizers.step_optimizer(model.optimizer, "main"),
+                          model.step_variables("main"))
     if rescale:
-        after = steps.read(center_indices)
-        steps.write(center_indices, [_rescale(b, a, multiplier) for b, a in zip(before, after)])
+        after = steps.read(centers)
+        steps.write(centers, [_rescale(b, a, multiplier) for b, a in zip(before, after)])
+    parts = dict(main.parts)
     if model.has_complement_step:
-        complement = optimizers.complement_optimizer(model.optimizer)
-        _, second = steps.minimize("complement", complement, complement_indices)
-        parts.update(second)
-    return outputs, parts
+        complement = steps.minimize(
+            "complement", optimizers.step_optimizer(model.optimizer, "complement"),
+            model.step_variables("complement"))
+        parts.update(complement.parts)
+    return main.outputs, parts
+
+
+def _norms(grads_by_term):
+    return {name: keras.ops.sqrt(sum(keras.ops.sum(keras.ops.square(g)) for g in grads))
+            for name, grads in grads_by_term.items()}
 
 
 class _VariableSteps:
@@ -129,34 +114,37 @@ class _VariableSteps:
     def __init__(self, model, x, y, extra):
         self.model, self.x, self.y, self.extra = model, x, y, extra
 
-    def _variables(self, indices):
-        variables = self.model.trainable_variables
-        return variables if indices is None else [variables[i] for i in indices]
-
     def _loss(self, step, optimizer):
-        outputs = self.model.forward_step(self.x, step, training=True)
-        loss, parts = self.model.compute_losses(outputs, self.y, step, **self.extra)
-        return optimizer.scale_loss(self.per_replica(loss)), outputs, parts
+        result = _step_loss(self.model, step)(self.x, self.y, training=True, **self.extra)
+        return optimizer.scale_loss(self.per_replica(result.loss)), result
 
     def per_replica(self, loss):
         return loss
 
-    def minimize(self, step, optimizer, indices):
-        variables = self._variables(indices)
-        grads, (_, outputs, parts) = self.gradients(lambda: self._loss(step, optimizer),
-                                                    variables)
+    def minimize(self, step, optimizer, variables):
+        grads, (_, result) = self.gradients(lambda: self._loss(step, optimizer), variables)
         self.apply(optimizer, grads, variables)
-        return outputs, parts
+        return result
 
     def apply(self, optimizer, grads, variables):
         optimizer.apply(grads, variables)
 
-    def read(self, indices):
-        return [keras.ops.copy(keras.ops.convert_to_tensor(v)) for v in self._variables(indices)]
+    def read(self, variables):
+        return [keras.ops.copy(keras.ops.convert_to_tensor(v)) for v in variables]
 
-    def write(self, indices, values):
-        for variable, value in zip(self._variables(indices), values):
+    def write(self, variables, values):
+        for variable, value in zip(variables, values):
             variable.assign(value)
+
+    def term_norms(self, step, variables):
+        """The norm of each weighted term's gradient over `variables`, from
+        one forward pass of `step` (batch-norm statistics untouched)."""
+        def terms_fn():
+            with frozen_statistics():
+                return _step_loss(self.model, step)(self.x, self.y, training=True,
+                                                    **self.extra).terms
+
+        return _norms(gradients.term_gradients(terms_fn, variables))
 
 
 # === TensorFlow ===
@@ -196,13 +184,17 @@ def _tf_train_step(model, data):
 
 def _eval_step(model, data):
     x, y, extra = _unpack(data)
-    outputs = model.forward_step(x, "eval", training=False)
-    _, parts = model.compute_losses(outputs, y, "eval", **extra)
-    return model.update_metrics(parts, outputs, y, extra["sample_weight"])
+    result = model.eval_loss(x, y, training=False, **extra)
+    return model.update_metrics(result.parts, result.outputs, y, extra["sample_weight"])
 
 
 def _tf_test_step(model, data):
     return _tf_logs(_eval_step(model, data))
+
+
+def _variable_steps(model, x, y, extra):
+    steps = _TensorFlowSteps if _BACKEND == "tensorflow" else _TorchSteps
+    return steps(model, x, y, extra)
 
 
 # === PyTorch ===
@@ -239,13 +231,6 @@ def _torch_test_step(model, data):
 # === JAX ===
 
 
-def _jax_forward_step(model, trainable, non_trainable, x, step, training):
-    """`model.forward_step(x, step)` on explicit weights: the outputs and
-    the non-trainable values after the pass."""
-    return gradients.stateless(model, trainable, non_trainable,
-                               lambda: model.forward_step(x, step, training=training))
-
-
 def _jax_stateless_metrics(model, metrics_variables, parts, outputs, y, sample_weight):
     mapping = list(zip(model.metrics_variables, metrics_variables))
     with keras.StatelessScope(state_mapping=mapping) as scope:
@@ -256,6 +241,8 @@ def _jax_stateless_metrics(model, metrics_variables, parts, outputs, y, sample_w
 def _jax_scaled(optimizer, optimizer_values, loss):
     """`optimizer.scale_loss(loss)` with the loss scale read from this step's
     optimizer state (a `LossScaleOptimizer` under `mixed_float16`)."""
+    if optimizer_values is None:
+        return loss
     mapping = list(zip(optimizer.variables, optimizer_values))
     with keras.StatelessScope(state_mapping=mapping):
         return optimizer.scale_loss(loss)
@@ -263,64 +250,86 @@ def _jax_scaled(optimizer, optimizer_values, loss):
 
 class _JaxSteps:
     """The adapter where the weights are explicit state (JAX): it holds this
-    step's trainable and non-trainable values and each optimizer's state,
-    and replaces them as the sequence runs."""
+    step's trainable and non-trainable values and each step's optimizer
+    state (`optimizers.step_states`), and replaces them as the sequence
+    runs. A weight is found by identity among the model's trainable
+    variables."""
 
-    def __init__(self, model, x, y, extra, trainable, non_trainable, optimizer_states):
+    def __init__(self, model, x, y, extra, trainable, non_trainable, states=None):
         self.model, self.x, self.y, self.extra = model, x, y, extra
         self.trainable = list(trainable)
         self.non_trainable = non_trainable
-        self.optimizer_states = optimizer_states  # id(optimizer) -> its values
+        self.states = states  # step name -> its optimizer's values
+        self.position = {id(v): i for i, v in enumerate(model.trainable_variables)}
 
-    def minimize(self, step, optimizer, indices):
-        import jax
+    def _indices(self, variables):
+        return [self.position[id(v)] for v in variables]
 
-        if indices is None:
-            indices = list(range(len(self.trainable)))
-        state = self.optimizer_states[id(optimizer)]
-
+    def _loss_fn(self, step, indices, optimizer=None, state=None, frozen=False):
+        """The step's loss as a function of the values at `indices` and the
+        non-trainable values: `(scaled loss, (StepLoss, non-trainable))`."""
         def loss_fn(subset, non_trainable):
             trainable = list(self.trainable)
             for i, value in zip(indices, subset):
                 trainable[i] = value
-            outputs, non_trainable = _jax_forward_step(
-                self.model, trainable, non_trainable, self.x, step, training=True
-            )
-            loss, parts = self.model.compute_losses(outputs, self.y, step, **self.extra)
+            with frozen_statistics() if frozen else contextlib.nullcontext():
+                result, non_trainable = gradients.stateless(
+                    self.model, trainable, non_trainable,
+                    lambda: _step_loss(self.model, step)(self.x, self.y, training=True,
+                                                         **self.extra))
             # Gradients of the scaled loss: the loss-scale optimizer divides
             # them by the same scale.
-            return _jax_scaled(optimizer, state, loss), (outputs, parts, non_trainable)
+            return _jax_scaled(optimizer, state, result.loss), (result, non_trainable)
 
-        (_, (outputs, parts, self.non_trainable)), grads = jax.value_and_grad(
-            loss_fn, has_aux=True
-        )(self.read(indices), self.non_trainable)
-        subset, self.optimizer_states[id(optimizer)] = optimizer.stateless_apply(
-            state, grads, self.read(indices)
-        )
-        self.write(indices, subset)
-        return outputs, parts
+        return loss_fn
 
-    def read(self, indices):
-        return [self.trainable[i] for i in indices]
+    def minimize(self, step, optimizer, variables):
+        import jax
 
-    def write(self, indices, values):
-        for i, value in zip(indices, values):
+        indices = self._indices(variables)
+        state = self.states[step]
+        loss_fn = self._loss_fn(step, indices, optimizer, state)
+        (_, (result, self.non_trainable)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(self.read(variables), self.non_trainable)
+        subset, self.states[step] = optimizer.stateless_apply(
+            state, grads, self.read(variables))
+        self.write(variables, subset)
+        return result
+
+    def read(self, variables):
+        return [self.trainable[i] for i in self._indices(variables)]
+
+    def write(self, variables, values):
+        for i, value in zip(self._indices(variables), values):
             self.trainable[i] = value
+
+    def term_norms(self, step, variables):
+        """As `_VariableSteps.term_norms`: one forward pass, each term
+        pulled back through it."""
+        import jax
+        import jax.numpy as jnp
+
+        indices = self._indices(variables)
+        loss_fn = self._loss_fn(step, indices, frozen=True)
+
+        def terms_fn(subset):
+            return loss_fn(subset, self.non_trainable)[1][0].terms
+
+        terms, pullback = jax.vjp(terms_fn, self.read(variables))
+        norms = {}
+        for name in terms:
+            cotangent = {k: jnp.asarray(k == name, v.dtype) for k, v in terms.items()}
+            norms[name] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in pullback(cotangent)[0]))
+        return norms
 
 
 def _jax_train_step(model, state, data):
     trainable, non_trainable, optimizer_variables, metrics_variables = state
     x, y, extra = _unpack(data)
-    main = optimizers.main_optimizer(model.optimizer)
-    complement = optimizers.complement_optimizer(model.optimizer)
-    n_main = len(main.variables)
-    states = {id(main): optimizer_variables[:n_main]}
-    if complement is not None:
-        states[id(complement)] = optimizer_variables[n_main:]
+    states = optimizers.step_states(model.optimizer, optimizer_variables)
     steps = _JaxSteps(model, x, y, extra, trainable, non_trainable, states)
     outputs, parts = _train_sequence(model, steps)
-    optimizer_variables = list(states[id(main)]) + (
-        list(states[id(complement)]) if complement is not None else [])
+    optimizer_variables = optimizers.join_step_states(model.optimizer, steps.states)
     logs, metrics_variables = _jax_stateless_metrics(
         model, metrics_variables, parts, outputs, y, extra["sample_weight"]
     )
@@ -330,12 +339,11 @@ def _jax_train_step(model, state, data):
 def _jax_test_step(model, state, data):
     trainable, non_trainable, metrics_variables = state
     x, y, extra = _unpack(data)
-    outputs, non_trainable = _jax_forward_step(
-        model, trainable, non_trainable, x, "eval", training=False
-    )
-    _, parts = model.compute_losses(outputs, y, "eval", **extra)
+    result, non_trainable = gradients.stateless(
+        model, trainable, non_trainable,
+        lambda: model.eval_loss(x, y, training=False, **extra))
     logs, metrics_variables = _jax_stateless_metrics(
-        model, metrics_variables, parts, outputs, y, extra["sample_weight"]
+        model, metrics_variables, result.parts, result.outputs, y, extra["sample_weight"]
     )
     return logs, (trainable, non_trainable, metrics_variables)
 
@@ -370,78 +378,39 @@ def term_gradient_norms(model, data, variables):
     """The norm of the gradient that each weighted loss term sends to
     `variables` (e.g. the attention map's weights), on one batch.
 
-    The terms are those each step minimizes (`model.weighted_terms`): eq. 5's
-    for the main step, COT's (or L_am's) for the complement step. Forward passes
-    run in training mode without touching batch-norm moving statistics.
+    The terms are those each step minimizes (`StepLoss.terms`): eq. 5's for
+    the main step, COT's (or L_am's) for the complement step; the training
+    step's adapter takes the gradients. Forward passes run in training mode
+    without touching batch-norm moving statistics. On JAX the whole is one
+    compiled program per model (run eagerly, JAX compiled each of the few
+    hundred operations on first use: 10-12 s of a tiny CLI training).
 
     Returns:
         A dict, term name to a float.
     """
-    from keras_amb.layers.batch_normalization import frozen_statistics
-
-    steps = ["main"] + (["complement"] if model.has_complement_step else [])
-    if _BACKEND == "jax":
-        norms = _jax_term_gradient_norms(model, variables, tuple(steps))(data)
-        return {name: float(value) for name, value in norms.items()}
-    x, y, extra = _unpack(data)
-    norms = {}
-    for step in steps:
-
-        def terms_fn(step=step):
-            with frozen_statistics():
-                outputs = model.forward_step(x, step, training=True)
-            _, parts = model.compute_losses(outputs, y, step, **extra)
-            return model.weighted_terms(parts, step)
-
-        # One forward pass per step, each term pulled back through it.
-        for name, grads in gradients.term_gradients(terms_fn, variables).items():
-            total = sum(float(keras.ops.sum(keras.ops.square(g))) for g in grads)
-            norms[name] = total**0.5
-    return norms
-
-
-def _jax_term_gradient_norms(model, variables, steps):
-    """`term_gradient_norms` on JAX as one compiled program per model
-    (`compiled.compiled`), run on the model's current weights. Run eagerly,
-    JAX compiled each of the few hundred operations of the forward and
-    backward passes on first use (10-12 s of a tiny CLI training on the
-    2-core CPU)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from keras_amb.layers.batch_normalization import frozen_statistics
-    from keras_amb.models import compiled
-
-    positions = _positions(model, variables)
+    steps = ("main",) + (("complement",) if model.has_complement_step else ())
 
     def norms(model, data):
-        # Inside `compiled`'s stateless scope: the weights read here are the
-        # compiled program's inputs.
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
         x, y, extra = _unpack(data)
+        if _BACKEND == "jax":
+            # Inside `compiled`'s stateless scope: these values are the
+            # compiled program's inputs.
+            adapter = _JaxSteps(model, x, y, extra,
+                                [v.value for v in model.trainable_variables],
+                                [v.value for v in model.non_trainable_variables])
+        else:
+            adapter = _variable_steps(model, x, y, extra)
         result = {}
         for step in steps:
-
-            def terms_fn(selected, step=step):
-                values = list(trainable)
-                for i, value in zip(positions, selected):
-                    values[i] = value
-                with frozen_statistics():
-                    outputs, _ = _jax_forward_step(model, values, non_trainable, x, step,
-                                                   training=True)
-                _, parts = model.compute_losses(outputs, y, step, **extra)
-                return model.weighted_terms(parts, step)
-
-            # One forward pass per step, each term pulled back through it.
-            terms, pullback = jax.vjp(terms_fn, [trainable[i] for i in positions])
-            for name in terms:
-                cotangent = {k: jnp.asarray(k == name, v.dtype) for k, v in terms.items()}
-                grads = pullback(cotangent)[0]
-                result[name] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in grads))
+            result.update(adapter.term_norms(step, variables))
         return result
 
-    program = compiled.compiled(model, f"term_gradient_norms{steps}{positions}", norms)
-    return lambda data: program(
-        keras.tree.map_structure(lambda a: None if a is None else np.asarray(a), data))
+    if _BACKEND == "jax":
+        import numpy as np
+
+        program = compiled.compiled(model, "term_gradient_norms", norms, key=variables)
+        data = keras.tree.map_structure(lambda a: None if a is None else np.asarray(a), data)
+        values = program(data)
+    else:
+        values = norms(model, data)
+    return {name: float(value) for name, value in values.items()}
