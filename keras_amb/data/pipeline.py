@@ -9,7 +9,8 @@ sleeps for doubling periods (10 ms, 20 ms, ... up to a minute) and destroying
 an iterator waits for the current sleep to end, so every epoch (and every
 `evaluate`) of a training run ended on the next of those wake-ups, 1.27,
 2.55, 5.11, 10.23, 20.47 s ... after it began: up to twice its real length.
-`benchmarks/tf_iterator_teardown.py` shows it without keras-amb. Parallelism
+`benchmarks/results/cpu_2core_tf_iterator_teardown.md` shows it without
+keras-amb. Parallelism
 is set explicitly instead.
 """
 
