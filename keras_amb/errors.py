@@ -95,3 +95,22 @@ class ReviewError(KerasAmbError, ValueError):
     """A request the review refuses; `status` is the HTTP status to answer."""
 
     status = 400
+
+
+class UnknownImageError(ReviewError):
+    """No such image (or no fine-tuned model yet) in the review (404)."""
+
+    status = 404
+
+
+class MapConflictError(ReviewError):
+    """The map changed since the page loaded it, or a fine-tuning run is
+    already running (409)."""
+
+    status = 409
+
+
+class ReadOnlyError(ReviewError):
+    """The review's output folder cannot be written (403)."""
+
+    status = 403

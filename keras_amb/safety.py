@@ -148,6 +148,16 @@ def check_output_folder(path, option="--output", create=True):
     _probe(parent, option, path)
 
 
+def why_not_writable(path, option="--output"):
+    """None if `path` is (or was now made) a writable folder, else why not,
+    in words (`check_output_folder`'s message)."""
+    try:
+        check_output_folder(path, option)
+    except OutputError as error:
+        return str(error)
+    return None
+
+
 def check_not_an_input(path, option, inputs=(), model_path=None, folders=None):
     """Refuses an output that is, or would overwrite, an input or the model.
 

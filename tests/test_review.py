@@ -13,8 +13,10 @@ from PIL import Image
 
 pytest.importorskip("flask", reason="keras-amb[review] (Flask) is not installed")
 
+from keras_amb.review import finetune as review_finetune  # noqa: E402
 from keras_amb.review import images as review_images  # noqa: E402
 from keras_amb.review import session as review_session  # noqa: E402
+from keras_amb.review.byte_cache import ByteCache  # noqa: E402
 from keras_amb.review.server import create_app  # noqa: E402
 from keras_amb.review.session import Review  # noqa: E402
 from keras_amb.review.images import image_set  # noqa: E402
@@ -263,9 +265,9 @@ def test_bad_uploads_write_nothing(client, review, setup):
     big = app.test_client().put(f"/api/image/{key}/map", data=b"\x89PNG" + b"0" * 5000,
                                 headers={"If-Match": "none"})
     assert big.status_code == 413 and "limit" in big.get_json()["error"]
-    assert len(b"0" * (review_session.MAX_UPLOAD_BYTES + 1)) > review_session.MAX_UPLOAD_BYTES
+    assert len(b"0" * (review_images.MAX_UPLOAD_BYTES + 1)) > review_images.MAX_UPLOAD_BYTES
     with pytest.raises(review_session.ReviewError, match="over the limit"):
-        review.check_map_upload(0, b"\x89PNG\r\n\x1a\n" + bytes(review_session.MAX_UPLOAD_BYTES))
+        review.check_map_upload(0, b"\x89PNG\r\n\x1a\n" + bytes(review_images.MAX_UPLOAD_BYTES))
     assert _all_files(review.output_dir) == []
 
 
@@ -467,7 +469,7 @@ class _SlowChild:
 
 @pytest.mark.backend_independent("torch")
 def test_concurrent_fine_tunes_one_runs_the_other_gets_409(client, review, monkeypatch):
-    monkeypatch.setattr(review_session.subprocess, "Popen", _SlowChild)
+    monkeypatch.setattr(review_finetune.subprocess, "Popen", _SlowChild)
     _SlowChild.started = []
     key = _keys(review, "jay")[0]
     version = client.get(f"/api/image/{key}").get_json()["version"]
@@ -551,14 +553,17 @@ def test_the_token_never_reaches_the_log_or_later_urls(review, caplog):
 
 
 @pytest.mark.backend_independent("torch")
-def test_the_picture_cache_is_bounded_in_bytes(review, monkeypatch):
-    monkeypatch.setattr(review_session, "CACHE_BYTES", 10 * 2**20)
+def test_the_picture_cache_is_bounded_in_bytes(review):
+    assert review.cache.max_bytes == review_session.CACHE_BYTES
+    cache = ByteCache(10 * 2**20)
     for i in range(40):  # 40 values of 1 MiB: at most 10 MiB kept
-        review._cached(("test", i), lambda: np.zeros(2**20, np.uint8))
-    assert review._cache_bytes <= 10 * 2**20
-    assert sum(v.nbytes for v in review._cache.values()) == review._cache_bytes
-    huge = review._cached(("huge",), lambda: np.zeros(5 * 2**20, np.uint8))
-    assert huge.nbytes == 5 * 2**20 and ("huge",) not in review._cache  # over a quarter
+        cache.get(("test", i), lambda: np.zeros(2**20, np.uint8))
+    assert cache.bytes == 10 * 2**20 and len(cache) == 10
+    assert cache.get(("test", 39), lambda: None) is not None  # the newest stay
+    assert cache.get(("test", 0), lambda: "made again") == "made again"
+    huge = cache.get(("huge",), lambda: np.zeros(5 * 2**20, np.uint8))
+    assert huge.nbytes == 5 * 2**20
+    assert cache.get(("huge",), lambda: "not kept") == "not kept"  # over a quarter
 
 
 @pytest.mark.backend_independent("torch")

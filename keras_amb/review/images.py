@@ -14,6 +14,10 @@ from PIL import Image
 
 from keras_amb.data import map_store
 from keras_amb.data.image_io import read_image
+from keras_amb.errors import ReviewError
+
+# A corrected map upload is a grey PNG; larger ones are refused unread.
+MAX_UPLOAD_BYTES = 16 * 2**20
 
 
 class ImageSet:
@@ -157,3 +161,70 @@ def unpng(data):
     """PNG bytes as an array."""
     with Image.open(io.BytesIO(data)) as picture:
         return np.asarray(picture)
+
+
+def read_map_upload(data, height, width):
+    """An uploaded corrected map as uint8 `(height, width)`; `ReviewError`
+    unless it is a grey 8-bit PNG of that size, at most `MAX_UPLOAD_BYTES`."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ReviewError(f"map upload of {len(data)} bytes is over the limit of "
+                          f"{MAX_UPLOAD_BYTES}")
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ReviewError("the corrected map must be a PNG file")
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            if picture.format != "PNG":
+                raise ReviewError("the corrected map must be a PNG file")
+            if picture.size != (width, height):
+                raise ReviewError(
+                    f"the corrected map is {picture.width}x{picture.height}; the image "
+                    f"is {width}x{height}")
+            if picture.mode not in ("L", "LA", "RGB", "RGBA"):
+                raise ReviewError(f"the corrected map must be 8-bit grey, not mode "
+                                  f"{picture.mode}")
+            picture.load()
+            array = np.asarray(picture)
+    except ReviewError:
+        raise
+    except Exception as error:
+        raise ReviewError(f"the corrected map is not a readable PNG ({error})") from None
+    if array.ndim == 3:
+        colour = array[..., :3]
+        if not (np.array_equal(colour[..., 0], colour[..., 1])
+                and np.array_equal(colour[..., 0], colour[..., 2])):
+            raise ReviewError("the corrected map must be grey (equal red, green, blue)")
+        array = colour[..., 0]
+    return np.ascontiguousarray(array, np.uint8)
+
+
+def thumbnail_png(image, grey, size):
+    """`grey` (uint8 map of the image's size) blended over `image`, scaled
+    to `size` pixels on its longer side (up by whole factors), as a PNG."""
+    from keras_amb.explain.overlay import overlay
+
+    picture = Image.fromarray(overlay(image, grey.astype(np.float32) / 255.0, alpha=0.5))
+    scale = size / max(picture.size)
+    if scale < 1:
+        picture = picture.resize((max(1, round(picture.width * scale)),
+                                  max(1, round(picture.height * scale))))
+    elif scale > 1:
+        factor = int(scale)
+        picture = picture.resize((picture.width * factor, picture.height * factor),
+                                 Image.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def review_order(wrong, confidence, scored, energy, low_confidence):
+    """Indices in the order to review: misclassified (`wrong`) first, most
+    confident first; then the correctly classified under `low_confidence`,
+    least confident first; then the rest by `energy` inside the object
+    (least first) where known (not NaN), else by confidence; unscored
+    images last; ties in dataset order."""
+    n = len(wrong)
+    tier = np.where(wrong, 0, np.where(confidence < low_confidence, 1, 2))
+    tier = np.where(scored, tier, 3)
+    rest = np.where(np.isnan(energy), confidence, energy)
+    within = np.where(tier == 0, -confidence, np.where(tier == 1, confidence, rest))
+    return np.lexsort((np.arange(n), within, tier))

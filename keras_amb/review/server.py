@@ -35,6 +35,7 @@ import urllib.parse
 import flask
 from werkzeug.exceptions import HTTPException
 
+from keras_amb.review import images
 from keras_amb.review import session
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -56,7 +57,7 @@ def create_app(review, token=None):
     # `/api/image//etc/x` is an unknown key (404), not a redirect elsewhere.
     app.url_map.merge_slashes = False
     # Flask refuses larger bodies with 413 before reading them.
-    app.config["MAX_CONTENT_LENGTH"] = session.MAX_UPLOAD_BYTES
+    app.config["MAX_CONTENT_LENGTH"] = images.MAX_UPLOAD_BYTES
 
     @app.before_request
     def check_token():
@@ -83,7 +84,7 @@ def create_app(review, token=None):
 
     @app.errorhandler(413)
     def too_large(error):
-        return _error(413, f"request over the limit of {session.MAX_UPLOAD_BYTES} bytes")
+        return _error(413, f"request over the limit of {images.MAX_UPLOAD_BYTES} bytes")
 
     @app.errorhandler(404)
     def not_found(error):
@@ -118,7 +119,7 @@ def create_app(review, token=None):
     @app.get("/api/info")
     def info():
         epochs = _int_arg("epochs", 3)
-        argv = review.finetune_argv(epochs)
+        argv = review.finetune.argv(epochs)
         return {
             "run": review.run,
             "images": review.images.name,
@@ -130,7 +131,7 @@ def create_app(review, token=None):
             "maps": review.maps_dir,
             "summary": review.summary(),
             "finetune_command": None if argv is None else _shell(argv),
-            "max_upload_bytes": session.MAX_UPLOAD_BYTES,
+            "max_upload_bytes": images.MAX_UPLOAD_BYTES,
             "read_only": review.read_only,
         }
 
@@ -174,8 +175,8 @@ def create_app(review, token=None):
 
     @app.get("/api/finetune")
     def finetune_status():
-        status = review.finetune_status(_int_arg("offset", 0))
-        argv = review.finetune_argv(_int_arg("epochs", 3))
+        status = review.finetune.status(_int_arg("offset", 0))
+        argv = review.finetune.argv(_int_arg("epochs", 3))
         status["command"] = status.get("command") or (None if argv is None else _shell(argv))
         return status
 

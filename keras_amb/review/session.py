@@ -6,89 +6,38 @@ web framework (`keras_amb.review.server` only routes requests to it):
 - predictions and attention maps, computed in batches (a background thread
   scores every image, a page's images are scored first when asked for) and
   kept small (a map is `h x w` floats), so 10,000 images cost little;
-- the order to review them in: misclassified first (most confident
-  first), then the correctly classified ones of low confidence (under
-  `LOW_CONFIDENCE`, the least confident first), then the rest: where the
-  dataset has object masks or boxes, the least attention energy inside the
-  object first, else the least confident first;
+- the order to review them in, misclassified and unsure first
+  (`images.review_order`);
 - corrected maps saved in `<output>/maps` (`data.map_store`), atomically,
   refusing to overwrite a map saved since the page loaded it;
-- the fine-tuning command on the corrections, optionally run, and the maps
-  before and after.
-
-Why this module is long (about 550 lines): a `Review` is the state of one
-review session behind the page's routes (`server.py` holds only the Flask
-routes), and its parts share that state: scoring in a background thread,
-the order, the caches of maps and thumbnails, saving with conflict checks,
-and the fine-tuning process and its before/after maps.
+- the maps before and after fine-tuning on the corrections
+  (`review.finetune`, the child process that runs it).
 """
 
-import collections
 import hashlib
-import io
 import os
-import shlex
-import subprocess
-import sys
 import threading
 
 import numpy as np
 
+from keras_amb import safety
 from keras_amb.data.map_store import MapStore
 from keras_amb.review.images import png_bytes
-from keras_amb.runs import timestamp
+from keras_amb.review.images import read_map_upload
+from keras_amb.review.images import review_order
+from keras_amb.review.images import thumbnail_png
+from keras_amb.errors import MapConflictError
+from keras_amb.errors import ReadOnlyError
 from keras_amb.errors import ReviewError  # noqa: F401 (re-exported)
+from keras_amb.errors import UnknownImageError
+from keras_amb.review.byte_cache import ByteCache
+from keras_amb.review.finetune import Finetune
 
-# A corrected map upload is a grey PNG; larger ones are refused unread.
-MAX_UPLOAD_BYTES = 16 * 2**20
 # Pictures, thumbnails and maps kept for the page, bounded in bytes (a 16 Mpx
 # photo's PNG is tens of MB); the least recently used go first.
 CACHE_BYTES = 128 * 2**20
 THUMBNAIL = 160
 LOW_CONFIDENCE = 0.5
-
-
-class UnknownImageError(ReviewError):
-    status = 404
-
-
-class MapConflictError(ReviewError):
-    status = 409
-
-
-class ReadOnlyError(ReviewError):
-    status = 403
-
-
-def _size(value):
-    """Bytes a cached value holds (PNG bytes, arrays)."""
-    if hasattr(value, "nbytes"):
-        return int(value.nbytes)
-    try:
-        return len(value)
-    except TypeError:
-        return 64
-
-
-def _free_name(base):
-    """`base`, or `base-2`, `base-3`, ...: the first with no folder or log."""
-    name, n = base, 1
-    while os.path.exists(name) or os.path.exists(name + ".log"):
-        n += 1
-        name = f"{base}-{n}"
-    return name
-
-
-def _not_writable(folder):
-    """None if corrections can be saved under `folder` (made if needed,
-    `safety.check_output_folder`), else why not, in words."""
-    from keras_amb import safety
-
-    try:
-        safety.check_output_folder(folder, "--output")
-    except safety.OutputError as error:
-        return str(error)
-    return None
 
 
 class Review:
@@ -133,15 +82,12 @@ class Review:
         self.errors = {}
         self._model_lock = threading.Lock()
         self._save_lock = threading.Lock()
-        self._cache = collections.OrderedDict()
-        self._cache_bytes = 0
-        self._cache_lock = threading.Lock()
-        self._finetune_lock = threading.Lock()
+        self.cache = ByteCache(CACHE_BYTES)
         self._scorer = None
         self._stop = threading.Event()
-        self.finetune = None
-        self._after_model = None
-        self.read_only = _not_writable(self.output_dir)
+        self.finetune = Finetune(self.run, self.model, images.dataset, self.output_dir,
+                                 self.maps_dir)
+        self.read_only = safety.why_not_writable(self.output_dir)
 
     # === Scoring ===
 
@@ -237,14 +183,7 @@ class Review:
         """
         n = len(self.images)
         wrong = np.array([self.misclassified(i) for i in range(n)], bool)
-        conf = self.confidence
-        # Tiers: 0 misclassified, 1 low confidence, 2 the rest, 3 unscored;
-        # within a tier by `within`; ties by dataset order.
-        tier = np.where(wrong, 0, np.where(conf < LOW_CONFIDENCE, 1, 2))
-        tier = np.where(self.scored, tier, 3)
-        rest = np.where(np.isnan(self.energy), conf, self.energy)
-        within = np.where(tier == 0, -conf, np.where(tier == 1, conf, rest))
-        order = np.lexsort((np.arange(n), within, tier))
+        order = review_order(wrong, self.confidence, self.scored, self.energy, LOW_CONFIDENCE)
         keep = np.ones(n, bool)
         if only == "misclassified":
             keep &= wrong
@@ -317,25 +256,9 @@ class Review:
         except KeyError:
             raise UnknownImageError(f"no image with key {key!r} in this review") from None
 
-    def _cached(self, name, make):
-        with self._cache_lock:
-            if name in self._cache:
-                self._cache.move_to_end(name)
-                return self._cache[name]
-        value = make()
-        size = _size(value)
-        with self._cache_lock:
-            if name not in self._cache and size <= CACHE_BYTES // 4:
-                self._cache[name] = value
-                self._cache_bytes += size
-            while self._cache_bytes > CACHE_BYTES:
-                _, dropped = self._cache.popitem(last=False)
-                self._cache_bytes -= _size(dropped)
-        return value
-
     def picture(self, index):
         """The image as a PNG."""
-        return self._cached(("picture", index), lambda: png_bytes(self.image(index)))
+        return self.cache.get(("picture", index), lambda: png_bytes(self.image(index)))
 
     def _whole_image_map(self, index, values):
         from keras_amb.explain.visualize import map_on_image
@@ -363,7 +286,7 @@ class Review:
                 values = explain_maps.compute(self.model, x, method)[0]
             return self._whole_image_map(index, values)
 
-        return self._cached((method, index), make)
+        return self.cache.get((method, index), make)
 
     def corrected_map(self, index):
         from keras_amb.data.map_store import read_map
@@ -385,30 +308,13 @@ class Review:
     def thumbnail(self, index):
         """The image with its current map (corrected, else the model's)
         blended over it, at most `THUMBNAIL` pixels a side, as a PNG."""
-        from PIL import Image
-
-        from keras_amb.explain.overlay import overlay
-
         version = self.version(self.images.keys[index])
 
         def make():
-            image = self.image(index)
             grey = self.corrected_map(index) if version != "none" else self.model_map(index)
-            blended = overlay(image, grey.astype(np.float32) / 255.0, alpha=0.5)
-            picture = Image.fromarray(blended)
-            scale = THUMBNAIL / max(picture.size)
-            if scale < 1:
-                picture = picture.resize((max(1, round(picture.width * scale)),
-                                          max(1, round(picture.height * scale))))
-            elif scale > 1:
-                factor = int(scale)
-                picture = picture.resize((picture.width * factor, picture.height * factor),
-                                         Image.NEAREST)
-            buffer = io.BytesIO()
-            picture.save(buffer, format="PNG")
-            return buffer.getvalue()
+            return thumbnail_png(self.image(index), grey, THUMBNAIL)
 
-        return self._cached(("thumbnail", index, version), make)
+        return self.cache.get(("thumbnail", index, version), make)
 
     # === Saving corrections ===
 
@@ -424,38 +330,8 @@ class Review:
     def check_map_upload(self, index, data):
         """The uploaded corrected map as uint8 `(H, W)`; `ReviewError` unless
         it is a grey 8-bit PNG of the image's size."""
-        from PIL import Image
-
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise ReviewError(f"map upload of {len(data)} bytes is over the limit of "
-                              f"{MAX_UPLOAD_BYTES}")
-        if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-            raise ReviewError("the corrected map must be a PNG file")
         height, width = self.image(index).shape[:2]
-        try:
-            with Image.open(io.BytesIO(data)) as picture:
-                if picture.format != "PNG":
-                    raise ReviewError("the corrected map must be a PNG file")
-                if picture.size != (width, height):
-                    raise ReviewError(
-                        f"the corrected map is {picture.width}x{picture.height}; the image "
-                        f"is {width}x{height}")
-                if picture.mode not in ("L", "LA", "RGB", "RGBA"):
-                    raise ReviewError(f"the corrected map must be 8-bit grey, not mode "
-                                      f"{picture.mode}")
-                picture.load()
-                array = np.asarray(picture)
-        except ReviewError:
-            raise
-        except Exception as error:
-            raise ReviewError(f"the corrected map is not a readable PNG ({error})") from None
-        if array.ndim == 3:
-            colour = array[..., :3]
-            if not (np.array_equal(colour[..., 0], colour[..., 1])
-                    and np.array_equal(colour[..., 0], colour[..., 2])):
-                raise ReviewError("the corrected map must be grey (equal red, green, blue)")
-            array = colour[..., 0]
-        return np.ascontiguousarray(array, np.uint8)
+        return read_map_upload(data, height, width)
 
     def save(self, key, data, expected_version):
         """Saves a corrected map unless it changed since `expected_version`.
@@ -483,89 +359,17 @@ class Review:
                              dataset=self.images.dataset, split=self.images.split)
             return self.version(key)
 
-    # === Fine-tuning ===
-
-    def finetune_argv(self, epochs=3, output=None):
-        """The `keras-amb train` arguments that fine-tune on the corrections
-        (None for unlabelled images: they cannot train)."""
-        if self.images.dataset is None:
-            return None
-        argv = ["keras-amb", "train", "--dataset", self.images.dataset]
-        config_file = os.path.join(self.run, "config.yaml")
-        if os.path.isfile(config_file):
-            argv += ["--config", config_file]
-        else:  # a bare model file: its own architecture, no other weights
-            argv += ["--backbone", self.model.backbone, "--image-size",
-                     str(self.model.image_size), "--weights", "none"]
-        argv += ["--architecture", "abn", "--init-from", self.run,
-                 "--attention-targets", self.maps_dir, "--epochs", str(int(epochs)),
-                 "--output", output or os.path.join(self.output_dir, "finetune-<timestamp>")]
-        return argv
+    # === Fine-tuning (`review.finetune`) ===
 
     def start_finetune(self, epochs=3):
-        """Runs the fine-tuning command in a child process, its log in
-        `<output>/finetune-<timestamp>.log`; one at a time (a second request
-        while one runs gets `MapConflictError`, 409)."""
-        with self._finetune_lock:
-            return self._start_finetune(epochs)
-
-    def _start_finetune(self, epochs):
-        if self.read_only:
-            raise ReadOnlyError(f"fine-tuning is off: {self.read_only}")
-        if epochs < 1 or epochs > 1000:
-            raise ReviewError(f"epochs must be in [1, 1000], got {epochs}")
-        if self.images.dataset is None:
-            raise ReviewError("fine-tuning needs labels: review a dataset (--dataset), "
-                              "not --images")
-        if self.finetune is not None and self.finetune["process"].poll() is None:
-            raise MapConflictError("a fine-tuning run is already running")
-        if not self.summary()["corrected"]:
-            raise ReviewError("save at least one corrected map first")
-        output = _free_name(os.path.join(self.output_dir, f"finetune-{timestamp()}"))
-        argv = self.finetune_argv(epochs, output)
-        os.makedirs(self.output_dir, exist_ok=True)
-        log_path = output + ".log"
-        log = open(log_path, "wb")
-        import keras
-
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2",
-                   KERAS_BACKEND=keras.backend.backend())
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from keras_amb.cli.main import main; main()"] + argv[1:],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )
-        log.close()
-        # Reaped when it ends, whether or not the page asks (no zombie).
-        threading.Thread(target=process.wait, daemon=True).start()
-        self._after_model = None
-        self.finetune = {"process": process, "output": output, "log": log_path,
-                         "epochs": int(epochs), "command": shlex.join(argv)}
-        return self.finetune_status()
-
-    def finetune_status(self, offset=0):
-        if self.finetune is None:
-            return {"state": "idle"}
-        job = self.finetune
-        code = job["process"].poll()
-        with open(job["log"], "rb") as f:
-            f.seek(max(0, int(offset)))
-            text = f.read().decode("utf-8", "replace")
-            end = f.tell()
-        epoch = 0
-        history = os.path.join(job["output"], "history.csv")
-        if os.path.isfile(history):
-            with open(history, encoding="utf-8") as f:
-                epoch = max(0, sum(1 for line in f if line.strip()) - 1)
-        state = "running" if code is None else "finished" if code == 0 else "failed"
-        return {"state": state, "returncode": code, "log": text, "offset": end,
-                "epoch": epoch, "epochs": job["epochs"], "output": job["output"],
-                "command": job["command"]}
+        """Fine-tunes on the corrections in a child process, one at a time."""
+        return self.finetune.start(epochs, self.summary()["corrected"], self.read_only)
 
     def after_map(self, index):
         """The fine-tuned model's attention over the whole image."""
         from keras_amb.inference import preprocess
 
-        model = self._finetuned()
+        model = self.finetune.finetuned_model()
 
         def make():
             import keras
@@ -576,22 +380,12 @@ class Review:
             values = np.asarray(keras.ops.convert_to_numpy(out["attention"]))[0]
             return self._whole_image_map(index, values)
 
-        return self._cached(("after", self.finetune["output"], index), make)
-
-    def _finetuned(self):
-        from keras_amb.runs import load_model
-
-        status = self.finetune_status()
-        if status["state"] != "finished":
-            raise UnknownImageError("no finished fine-tuning run yet")
-        if self._after_model is None:
-            self._after_model = load_model(os.path.join(self.finetune["output"], "model.keras"))
-        return self._after_model
+        return self.cache.get(("after", self.finetune.job["output"], index), make)
 
     def before_after(self):
         """Each corrected image's distance to its correction (mean absolute
         difference, maps in [0, 1]) before and after fine-tuning."""
-        self._finetuned()
+        self.finetune.finetuned_model()
         rows = []
         for key in sorted(self.store.index()):
             if key not in self.images._index or not os.path.isfile(self.store.path(key)):
