@@ -115,7 +115,7 @@ def starting_model(abn, reference_run):
     """The proposed model as its training starts: the reference run's
     arguments, the ABN's weights, PC's centers at the class means."""
     from keras_amb import runs
-    from keras_amb.models.attention_branch_network import AttentionMiningNetwork
+    from keras_amb.models import AttentionMiningNetwork
 
     config = runs.Run.open(reference_run).load_model().get_config()
     for key in ("name", "trainable", "dtype"):

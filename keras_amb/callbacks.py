@@ -10,9 +10,9 @@ import numpy as np
 
 from keras_amb.files import atomic_save_model
 from keras_amb.files import atomic_write
-from keras_amb.models import train_steps
+from keras_amb.models import force_log
 from keras_amb.models.objective import FEATURE_STATISTICS
-from keras_amb.models.attention_branch_network import NonFiniteLossError
+from keras_amb.errors import NonFiniteLossError
 
 LOSS_TERMS = (
     "att_loss", "per_loss", "pc_loss", "amb_loss", "cot_loss", "attention_target_loss",
@@ -252,7 +252,7 @@ class MapGradientNorms(keras.callbacks.Callback):
             # Under a tf.distribute strategy the variables are mirrored and
             # can only be differentiated per replica: not logged there.
             return
-        norms = train_steps.term_gradient_norms(
+        norms = force_log.term_gradient_norms(
             self.model, self.batch, self.model.attention_branch.map_variables
         )
         logs.update({f"map_grad_{name}": value for name, value in norms.items()})

@@ -16,7 +16,7 @@ from keras_amb.data import synthetic
 from keras_amb.explain import evaluation
 from keras_amb.explain import metrics
 from keras_amb.models import gradients
-from keras_amb.models import train_steps
+from keras_amb.models import force_log
 from keras_amb.models.objective import Objective
 from keras_amb.models.objective import feature_statistics
 
@@ -234,7 +234,7 @@ def test_term_gradient_norms_name_each_force_on_the_map():
     model = _model(cot=True, pc=True, pc_weight=0.5)
     model.compile(optimizers.SGD(0.01))
     x, y = _batch(8)
-    norms = train_steps.term_gradient_norms(model, (x, y), model.attention_branch.map_variables)
+    norms = force_log.term_gradient_norms(model, (x, y), model.attention_branch.map_variables)
     assert set(norms) == {"att_loss", "per_loss", "pc_loss", "cot_loss"}
     assert all(np.isfinite(v) and v >= 0 for v in norms.values())
     assert norms["per_loss"] > 0 and norms["cot_loss"] > 0

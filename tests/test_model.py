@@ -13,7 +13,7 @@ from keras_amb import AttentionMiningNetwork
 from keras_amb import arguments
 from keras_amb import losses
 from keras_amb import optimizers
-from keras_amb.models.attention_branch_network import NonFiniteLossError
+from keras_amb.errors import NonFiniteLossError
 from tests.conftest import BACKEND
 from tests.helpers import EAGERLY
 from tests.helpers import saved_model_round_trip

@@ -26,7 +26,7 @@ def compiled(model, name, fn, key=None):
     over the model's current weights (read at each call, so training in
     between is seen); PyTorch: run eagerly without autograd bookkeeping
     unless `fn` asks for gradients itself. Used for explanations, PC's
-    centers and, on JAX, the force log (`train_steps.term_gradient_norms`).
+    centers and, on JAX, the force log (`force_log.term_gradient_norms`).
 
     Args:
         model: the model whose weights `fn` reads.

@@ -5,7 +5,7 @@ import dataclasses
 from keras_amb.arguments import MAP_TERMS
 from keras_amb.arguments import MODEL_KEYS
 from keras_amb.models.attention_branch_network import AttentionBranchNetwork
-from keras_amb.models.attention_branch_network import AttentionMiningNetwork
+from keras_amb.models.attention_mining_network import AttentionMiningNetwork
 
 
 def build_model(model, architecture, class_names, image_size, resize_ratio=None,

@@ -70,7 +70,7 @@ def term_gradients(terms_fn, variables):
     """Gradients over `variables` of each scalar of `terms_fn()` (a dict of
     name to scalar), from one forward pass: TensorFlow keeps its tape,
     PyTorch its graph. (JAX's is one compiled program over the model's
-    state, `train_steps._jax_term_gradient_norms`.) Returns a dict of name
+    state, `train_steps._JaxSteps.term_norms`.) Returns a dict of name
     to a None-free list of gradients."""
     if _BACKEND == "tensorflow":
         import tensorflow as tf

@@ -10,7 +10,7 @@ One training iteration (paper, section 3.5) is written once, in
 Each backend supplies an adapter that only takes a gradient of a step's loss
 and applies it (TensorFlow's GradientTape, PyTorch's autograd, JAX's
 stateless `value_and_grad`), and reads and writes weights. The force log
-(`term_gradient_norms`: which term pushes the map) uses the same adapters.
+(`force_log.py`: which term pushes the map) uses the same adapters.
 
 JAX's step is stateless: its adapter carries the weights' values and each
 optimizer's state through the sequence, the state split by
@@ -24,7 +24,6 @@ import keras
 from keras_amb import keras_private
 from keras_amb import optimizers
 from keras_amb.layers.batch_normalization import frozen_statistics
-from keras_amb.models import compiled
 from keras_amb.models import gradients
 
 _BACKEND = keras.backend.backend()
@@ -192,7 +191,15 @@ def _tf_test_step(model, data):
     return _tf_logs(_eval_step(model, data))
 
 
-def _variable_steps(model, x, y, extra):
+def adapter(model, data):
+    """The backend's adapter on one batch, `data` as `fit` gives it, on the
+    model's current weights (the force log's; on JAX, inside a stateless
+    scope such as `compiled.compiled`'s, whose values it reads)."""
+    x, y, extra = _unpack(data)
+    if _BACKEND == "jax":
+        return _JaxSteps(model, x, y, extra,
+                         [v.value for v in model.trainable_variables],
+                         [v.value for v in model.non_trainable_variables])
     steps = _TensorFlowSteps if _BACKEND == "tensorflow" else _TorchSteps
     return steps(model, x, y, extra)
 
@@ -369,48 +376,3 @@ def train_step(model, *args):
 
 def test_step(model, *args):
     return _steps()[1](model, *args)
-
-
-# === Which force drives the map ===
-
-
-def term_gradient_norms(model, data, variables):
-    """The norm of the gradient that each weighted loss term sends to
-    `variables` (e.g. the attention map's weights), on one batch.
-
-    The terms are those each step minimizes (`StepLoss.terms`): eq. 5's for
-    the main step, COT's (or L_am's) for the complement step; the training
-    step's adapter takes the gradients. Forward passes run in training mode
-    without touching batch-norm moving statistics. On JAX the whole is one
-    compiled program per model (run eagerly, JAX compiled each of the few
-    hundred operations on first use: 10-12 s of a tiny CLI training).
-
-    Returns:
-        A dict, term name to a float.
-    """
-    steps = ("main",) + (("complement",) if model.has_complement_step else ())
-
-    def norms(model, data):
-        x, y, extra = _unpack(data)
-        if _BACKEND == "jax":
-            # Inside `compiled`'s stateless scope: these values are the
-            # compiled program's inputs.
-            adapter = _JaxSteps(model, x, y, extra,
-                                [v.value for v in model.trainable_variables],
-                                [v.value for v in model.non_trainable_variables])
-        else:
-            adapter = _variable_steps(model, x, y, extra)
-        result = {}
-        for step in steps:
-            result.update(adapter.term_norms(step, variables))
-        return result
-
-    if _BACKEND == "jax":
-        import numpy as np
-
-        program = compiled.compiled(model, "term_gradient_norms", norms, key=variables)
-        data = keras.tree.map_structure(lambda a: None if a is None else np.asarray(a), data)
-        values = program(data)
-    else:
-        values = norms(model, data)
-    return {name: float(value) for name, value in values.items()}
