@@ -8,15 +8,12 @@ final model) and `test_metrics.json`. `Run.open` accepts such a folder or a
 bare `.keras` file; every command goes through it, so both give the same
 class names and preprocessing.
 
-Why this module is long (about 470 lines): a run folder has one owner of
-its layout, and every command opens runs and models through it, so the
-folder's files, its state (`state.json`, read once and kept current), the
-lock that keeps one trainer per folder, the model-file checks and loading
-(safe mode, a clear error naming the file) are here together rather than
-each command knowing part of the layout.
+A run folder has one owner of its layout: its files, its state
+(`state.json`, read once and kept current), the lock that keeps one trainer
+per folder (`run_lock.py`) and loading its model (safe mode, a clear error
+naming the file).
 """
 
-import contextlib
 import copy
 import datetime
 import json
@@ -24,20 +21,16 @@ import os
 import shutil
 import stat
 
+from keras_amb import run_files
+from keras_amb import run_lock
 from keras_amb.errors import RunError  # noqa: F401 (re-exported)
 from keras_amb.files import atomic_write_text
 from keras_amb.model_file import check_model_file  # noqa: F401 (re-exported)
+from keras_amb.run_files import LOCK_FILE
+from keras_amb.run_files import MODEL_FILES
+from keras_amb.run_files import STATE_FILE
 
 DEFAULT_ROOT = "saved_models"
-STATE_FILE = "state.json"
-LOCK_FILE = ".lock"
-# Where a run's trained model is, best first.
-MODEL_FILES = (
-    "model.keras",
-    os.path.join("checkpoints", "proposed-best.keras"),
-    "abn.keras",
-    os.path.join("checkpoints", "abn-best.keras"),
-)
 
 
 def timestamp():
@@ -50,18 +43,11 @@ def default_run_dir(dataset, architecture, root=DEFAULT_ROOT):
 
 
 def check_writable(directory, min_free_bytes=200 * 2**20):
-    """Fails before training when the output cannot be written."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as error:
-        raise RunError(f"Cannot create output folder {directory}: {error.strerror}") from None
-    probe = os.path.join(directory, ".write-test")
-    try:
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as error:
-        raise RunError(f"Output folder {directory} is not writable: {error.strerror}") from None
+    """Fails before training when the output folder cannot be made or
+    written (`safety.check_output_folder`) or its disk is nearly full."""
+    from keras_amb import safety
+
+    safety.check_output_folder(directory, "--output")
     free = shutil.disk_usage(directory).free
     if free < min_free_bytes:
         raise RunError(
@@ -87,8 +73,7 @@ def load_model(path):
         return Run.open(path).load_model()
     import keras
 
-    import keras_amb.models  # noqa: F401  (registers the classes)
-    import keras_amb.optimizers  # noqa: F401
+    import keras_amb.optimizers  # noqa: F401  (registers the classes, as the next)
     from keras_amb.models import AttentionBranchNetwork
 
     check_model_file(path)
@@ -336,62 +321,30 @@ class Run:
         """`(relative path, bytes)` of the run's files (logs/ summarised)."""
         if self.run_dir is None:
             return [(self._model_path, os.path.getsize(self._model_path))]
-        listing = []
-        for entry in sorted(os.listdir(self.run_dir)):
-            if entry.startswith("."):
-                continue
-            full = self.path(entry)
-            if os.path.isdir(full):
-                size = sum(
-                    os.path.getsize(os.path.join(d, f))
-                    for d, _, fs in os.walk(full) for f in fs
-                )
-                listing.append((entry + "/", size))
-            else:
-                listing.append((entry, os.path.getsize(full)))
-        return listing
-
-    # What `initialise` and training write in a run folder.
-    RUN_FILES = ("config.yaml", "labels.txt", STATE_FILE, "history.csv", "logs",
-                 "checkpoints", "test_metrics.json")
+        return run_files.listing(self.run_dir)
 
     def protected_files(self):
         """The files a command reading this run must never overwrite: the
         model file and, in a run folder, the run's own files."""
         found = [self.model_path]
         if self.run_dir is not None:
-            found += [self.path(f) for f in self.RUN_FILES + MODEL_FILES
+            found += [self.path(f) for f in run_files.RUN_FILES + MODEL_FILES
                       if os.path.isfile(self.path(f))]
         return found
 
     def remove_run_files(self):
         """Removes the files of a run that never trained (`never_trained`),
         so it can start again; other files in the folder stay."""
-        for entry in self.RUN_FILES:
-            full = self.path(entry)
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full, ignore_errors=True)
-            elif os.path.lexists(full):
-                os.remove(full)
+        run_files.remove(self.run_dir, run_files.RUN_FILES)
 
     def discard(self, before):
-        """Undoes a start that failed before its first epoch.
-
-        Args:
-            before: set of the folder's entries before the run started, or
-                None if the run made the folder (which then goes entirely).
-        """
+        """Undoes a start that failed before its first epoch: removes what
+        the start added to the folder (`before`: its entries before the
+        start), or the whole folder if the start made it (`before` None)."""
         if before is None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
-            return
-        for entry in os.listdir(self.run_dir):
-            if entry in before:
-                continue
-            full = self.path(entry)
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full, ignore_errors=True)
-            else:
-                os.remove(full)
+        else:
+            run_files.remove(self.run_dir, set(os.listdir(self.run_dir)) - set(before))
 
     # === The model ===
 
@@ -420,35 +373,10 @@ class Run:
 
     # === One trainer at a time ===
 
-    @contextlib.contextmanager
     def lock(self):
-        """Holds the run's lock while training; refuses a second trainer.
-
-        An exclusive `flock` on `<run>/.lock`: the kernel releases it when the
-        holder exits, even when killed, so a killed run never blocks its own
-        `--resume`.
-        """
-        import fcntl
-
-        os.makedirs(self.run_dir, exist_ok=True)
-        handle = open(self.path(LOCK_FILE), "a+", encoding="utf-8")
-        try:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise RunError(
-                    f"{self.run_dir} is being trained by process {holder}; wait for "
-                    "it to finish (or stop it) before training in this folder again"
-                ) from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(os.getpid()))
-            handle.flush()
-            yield self
-        finally:
-            handle.close()
+        """Holds the run's lock while training; refuses a second trainer
+        (`run_lock.hold`: the kernel releases it when the holder exits)."""
+        return run_lock.hold(self.run_dir, self.path(LOCK_FILE))
 
 
 def newest_run(root=DEFAULT_ROOT):
