@@ -11,9 +11,9 @@ config as four typed sections, data, model, schedule and runtime. The
 command line's dotted keys and `--set KEY=VALUE` are read by
 `keras_amb/overrides.py`.
 
-Why this module is long (about 390 lines): most of it is `validate`, one
-check per config key with a message naming the file and the key; the
-model's own arguments and their checks are in `keras_amb/arguments.py`.
+Every key is checked by `config_checks.validate`, with a message naming
+the file (or option) and the key; the model's own arguments and their
+checks are in `keras_amb/arguments.py`.
 """
 
 import copy
@@ -23,18 +23,15 @@ import os
 import yaml
 
 from keras_amb import yaml_reader
-from keras_amb.arguments import ARCHITECTURES
-from keras_amb.arguments import OPTIMIZER_NAMES
-from keras_amb.arguments import is_int
-from keras_amb.arguments import is_number
 from keras_amb.errors import CommandLineError
 from keras_amb.errors import ConfigError  # noqa: F401 (re-exported)
+from keras_amb.config_checks import option_name
+from keras_amb.config_checks import validate
 from keras_amb.files import atomic_write_text
 from keras_amb.overrides import key_path
 from keras_amb.overrides import nest_overrides
 from keras_amb.overrides import parse_assignments
 from keras_amb.run_config import RunConfig
-from keras_amb.schedules import NAMES as SCHEDULES
 
 # The built-in defaults, flat as in YAML: read from the typed sections
 # field defaults (`keras_amb.run_config`), where the keys are written once.
@@ -47,10 +44,6 @@ RENAMED = {
 }
 # Mappings that may be given by their name alone (`optimizer: adam`).
 SHORT_FORMS = ("optimizer", "lr_schedule")
-# The `optimizer:` section: its names (`keras_amb.optimizers.make_optimizer`
-# builds each) and keys.
-OPTIMIZER_KEYS = ("name", "learning_rate", "momentum", "nesterov", "weight_decay")
-SCHEDULE_KEYS = ("name", "milestones", "gamma")
 # The config a dataset gets when no --config is given. ImageNet-initialised
 # configs say so in their names; the paper's from-scratch setups are
 # `<dataset>_paper`.
@@ -252,158 +245,6 @@ def as_run_config(config):
     _merge(flat, update, "config")
     validate(flat, "config")
     return RunConfig.from_dict(flat, config_file=dict(config).get("config_file"))
-
-
-def option_name(key):
-    """The `keras-amb train` option that sets a config key."""
-    if key == "optimizer.learning_rate":
-        return "--learning-rate"
-    return "--" + key.replace("_", "-")
-
-
-def _check_synthetic(params, check):
-    """Types and ranges of a `synthetic:` mapping (the generator's own
-    checks follow in `keras_amb.data.synthetic.make_config`)."""
-    import dataclasses
-
-    from keras_amb.data import synthetic
-
-    version = str(params.get("version", "1"))
-    check(version in synthetic.VERSIONS, "synthetic.version", params.get("version"),
-          f"one of {synthetic.VERSIONS}")
-    cls = synthetic.config_class(version)
-    fields = {f.name: f.default for f in dataclasses.fields(cls)}
-    for key, value in params.items():
-        if key == "version" or key not in fields:
-            continue  # unknown keys: make_config lists the known ones
-        default = fields[key]
-        if key == "train_size":
-            check(is_int(value) and value > 0, f"synthetic.{key}", value, "a positive integer")
-        elif is_int(default):
-            check(is_int(value) and value >= 0, f"synthetic.{key}", value, "an integer >= 0")
-        elif isinstance(default, float):
-            check(is_number(value) and value >= 0, f"synthetic.{key}", value, "a number >= 0")
-
-
-def validate(config, source="config", given=()):
-    """Checks every key's type and range; raises `ConfigError` naming where
-    the bad value came from and the key.
-
-    Args:
-        config: dict, a merged config.
-        source: str, the config file (or "command line").
-        given: keys (`optimizer.learning_rate` for nested ones) that the
-            command line set, mapped to the option that set them (or a set
-            of keys, named `--key-name`): an error in one names its option.
-
-    Model arguments are checked by the model's own checks
-    (`keras_amb.arguments.check_arguments`).
-    """
-    from keras_amb.arguments import MODEL_KEYS
-    from keras_amb.arguments import check_arguments
-
-    if not isinstance(given, dict):
-        given = {key: option_name(key) for key in given}
-
-    def where(key):
-        top = key.split(".")[0]
-        if key in given or top in given:
-            return "command line", given.get(key) or given[top]
-        return source, key
-
-    def check(condition, key, value, expected):
-        if not condition:
-            origin, name = where(key)
-            error = CommandLineError if origin == "command line" else ConfigError
-            raise error(f"{origin}: {name} must be {expected}, got {value!r}")
-
-    def optional_text(key):
-        value = config[key]
-        check(value is None or (isinstance(value, str) and value), key, value,
-              "a non-empty string or null")
-
-    for key in ("image_size", "batch_size", "epochs"):
-        value = config[key]
-        check(is_int(value) and value > 0, key, value, "a positive integer")
-    value = config["pretrain_epochs"]
-    check(is_int(value) and value >= 0, "pretrain_epochs", value, "an integer >= 0")
-    check(isinstance(config["dataset"], str) and config["dataset"], "dataset",
-          config["dataset"], "a dataset name or folder")
-    for key in ("data_dir", "weights", "init_from", "attention_targets"):
-        optional_text(key)
-    for key in ("skip_bad_images", "flip", "cache", "deterministic", "distribute"):
-        check(isinstance(config[key], bool), key, config[key], "true or false")
-    check(config["jit_compile"] in ("auto", True, False) and not is_int(config["jit_compile"]),
-          "jit_compile", config["jit_compile"], "auto, true or false")
-    seed = config["seed"]
-    check(is_int(seed) and 0 <= seed < 2**31, "seed", seed, "an integer in [0, 2**31)")
-    value = config["attention_images"]
-    check(is_int(value) and value >= 0, "attention_images", value, "an integer >= 0")
-    check(config["architecture"] in ARCHITECTURES, "architecture",
-          config["architecture"], f"one of {ARCHITECTURES}")
-    model_arguments = {k: config[k] for k in MODEL_KEYS}
-    model_arguments["attention_target_weight"] = config["attention_target_weight"]
-    if config["resize_ratio"] is not None:
-        model_arguments["resize_ratio"] = config["resize_ratio"]
-    if config["architecture"] == "abn":
-        model_arguments["cot"] = False
-    try:
-        check_arguments(**model_arguments)
-    except ValueError as error:
-        key = str(error).split("`")[1] if str(error).count("`") >= 2 else None
-        origin, name = where(key) if key in config else (source, key)
-        message = str(error).replace(f"`{key}`", name, 1).replace("`", "")
-        error = CommandLineError if origin == "command line" else ConfigError
-        raise error(f"{origin}: {message}") from None
-
-    def section(key, keys, names, example):
-        """A mapping with a known `name` and only `keys`; returns it."""
-        value = config[key]
-        check(isinstance(value, dict), key, value, f"a mapping ({example}) or one of {names}")
-        unknown = sorted(set(value) - set(keys))
-        check(not unknown, key, unknown, f"a mapping of {', '.join(keys)} (unknown keys listed)")
-        check(value.get("name") in names, f"{key}.name", value.get("name"), f"one of {names}")
-        return value
-
-    optimizer = section("optimizer", OPTIMIZER_KEYS, OPTIMIZER_NAMES,
-                        "{name: sgd, learning_rate: 0.05, ...}")
-    lr = optimizer.get("learning_rate")
-    check(is_number(lr) and lr > 0, "optimizer.learning_rate", lr, "a number > 0")
-    momentum = optimizer.get("momentum", 0.0)
-    check(is_number(momentum) and 0 <= momentum < 1, "optimizer.momentum", momentum,
-          "a number in [0, 1)")
-    check(isinstance(optimizer.get("nesterov", False), bool), "optimizer.nesterov",
-          optimizer.get("nesterov"), "true or false")
-    decay = optimizer.get("weight_decay")
-    check(decay is None or (is_number(decay) and decay >= 0), "optimizer.weight_decay", decay,
-          "a number >= 0")
-    schedule = section("lr_schedule", SCHEDULE_KEYS, SCHEDULES,
-                       "{name: step, milestones: [0.5, 0.75], gamma: 0.1}")
-    milestones = schedule.get("milestones", [])
-    check(isinstance(milestones, list) and all(is_number(m) and 0 < m < 1 for m in milestones),
-          "lr_schedule.milestones", milestones, "a list of fractions of the stage in (0, 1)")
-    gamma = schedule.get("gamma", 0.1)
-    check(is_number(gamma) and gamma > 0, "lr_schedule.gamma", gamma, "a number > 0")
-    scale = config["crop_scale"]
-    check(
-        isinstance(scale, (list, tuple)) and len(scale) == 2
-        and all(is_number(s) for s in scale) and 0 < scale[0] <= scale[1] <= 1,
-        "crop_scale", scale, "[min, max] with 0 < min <= max <= 1",
-    )
-    check(config["mixed_precision"] in (None, "mixed_float16", "mixed_bfloat16"),
-          "mixed_precision", config["mixed_precision"], "mixed_float16 or mixed_bfloat16")
-    check(config["backend"] in (None, "tensorflow", "jax", "torch"), "backend",
-          config["backend"], "tensorflow, jax or torch")
-    check(isinstance(config["synthetic"], dict), "synthetic", config["synthetic"], "a mapping")
-    if config["dataset"] == "synthetic":
-        _check_synthetic(config["synthetic"], check)
-        from keras_amb.data import synthetic
-
-        try:
-            synthetic.make_config(config["synthetic"])
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"{where('synthetic')[0]}: synthetic: {error}") from None
-    return config
 
 
 def dump(config, path):
