@@ -9,11 +9,10 @@ Signatures:
 Both return `probabilities` (N, K), `top_k_ids`, `top_k_scores`,
 `top_k_names` (N, k) and `attention` (N, h, w) in [0, 1].
 
-Why this module is long (about 320 lines): the serving graph
-(`serving_module`) and the guard it needs against hostile images
-(`header_size`, about 75 lines: the image size read from each format's
-header before anything is decoded) belong together, and the ONNX export
-beside them shares the input contract.
+The serving graph (`serving_module`) and its guard against hostile images
+(`header_size`: the image size read from each format's header before
+anything is decoded) sit together; the ONNX export shares their input
+contract.
 """
 
 import base64

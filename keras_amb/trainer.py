@@ -6,12 +6,10 @@ every epoch; `train(..., resume=True)` continues a killed run from its last
 completed epoch with both optimizers' state. One process at a time trains in
 a run folder (`Run.lock`).
 
-Why this module is long (about 360 lines): `_Training` (about 190 of them)
-is one run's life, and its steps share the run, the data and the log: start
-or resume a stage, set the PC centers, fit with the checkpoint and history
-callbacks, hand the ABN to the proposed stage in memory, and finish with
-the test metrics. Split further, each part would take all of that state as
-arguments.
+`_Training` is one run's life; its steps share the run, the data and the
+log: start or resume a stage, set the PC centers, fit with the checkpoint
+and history callbacks, hand the ABN to the proposed stage in memory, and
+finish with the test metrics.
 """
 
 import contextlib

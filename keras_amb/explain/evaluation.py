@@ -1,10 +1,9 @@
 """`keras-amb evaluate`: accuracy, faithfulness and localisation on a split.
 
-Why this module is long (about 330 lines): `evaluate_methods` (about 120 of
-them) is one pass over the split for every method, so the accuracy, the
-occlusions and each method's curves, localisation and interventions are
-computed batch by batch in one loop; the metrics themselves are
-`explain/metrics.py`.
+`evaluate_methods` is one pass over the split for every method: the
+accuracy, the occlusions and each method's curves, localisation and
+interventions are computed batch by batch in one loop; the metrics
+themselves are `explain/metrics.py`'s.
 """
 
 import os
