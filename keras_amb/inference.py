@@ -63,6 +63,7 @@ class Prediction:
         attention: the `(h, w)` attention map, in `[0, 1]`.
         original_shape: `(height, width)` of the image file, to place the map
             on it (`explain.visualize.save_map`) without decoding it again.
+        maps: with `methods`, each method's `(h, w)` map (`model.explain`).
         error: str or None, why the file could not be read.
     """
 
@@ -73,6 +74,7 @@ class Prediction:
     attention: np.ndarray = dataclasses.field(default=None, repr=False)
     original_shape: tuple = None
     error: str = None
+    maps: dict = dataclasses.field(default=None, repr=False)
 
     @property
     def label(self):
@@ -99,7 +101,7 @@ def attention_peak(attention):
     return ((col + 0.5) / w, (row + 0.5) / h)
 
 
-def predict(model, images, top_k=5, batch_size=32):
+def predict(model, images, top_k=5, batch_size=32, methods=None):
     """What the model says about raw images, preprocessed as it was trained.
 
     The model's input is a center crop of `model.image_size` pixels after the
@@ -114,6 +116,8 @@ def predict(model, images, top_k=5, batch_size=32):
             any size, or a list of them.
         top_k: int, classes per image.
         batch_size: int, images per forward pass.
+        methods: optional sequence of `explain.maps.METHODS`: each image's
+            `maps` then holds them (`model.explain`).
 
     Returns:
         A list of `Prediction`s, one per image, in order: `label`,
@@ -130,7 +134,11 @@ def predict(model, images, top_k=5, batch_size=32):
     items = [images] if single else list(images)
     named = [(os.fspath(x), None) if isinstance(x, (str, os.PathLike))
              else (f"<array {i}>", np.asarray(x)) for i, x in enumerate(items)]
-    return list(_predict(model, named, top_k, batch_size))
+    if methods is not None:
+        from keras_amb.explain import maps
+
+        maps.check_methods(methods)
+    return list(_predict(model, named, top_k, batch_size, methods=methods))
 
 
 def predict_files(model, paths, top_k=5, batch_size=32, progress=None):
@@ -150,7 +158,7 @@ def predict_files(model, paths, top_k=5, batch_size=32, progress=None):
     yield from _predict(model, [(p, None) for p in paths], top_k, batch_size, progress)
 
 
-def _predict(model, items, top_k, batch_size, progress=None):
+def _predict(model, items, top_k, batch_size, progress=None, methods=None):
     """`Prediction`s for `(name, array or None)` items; None reads `name`."""
     import keras
 
@@ -160,14 +168,20 @@ def _predict(model, items, top_k, batch_size, progress=None):
     def flush():
         if not batch:
             return []
-        out = model.predict_on_batch(np.stack(batch))
+        if methods is None:
+            out, explained = model.predict_on_batch(np.stack(batch)), None
+        else:
+            from keras_amb.explain import maps
+
+            out, explained = maps.explain(model, np.stack(batch), methods)
         probabilities = np.asarray(keras.ops.convert_to_numpy(out["probabilities"]))
         attention = np.asarray(keras.ops.convert_to_numpy(out["attention"]))
         tops = model.decode_predictions(probabilities, top_k)
         results = [
             Prediction(path=p, top_k=t, probabilities=q, attention_peak=attention_peak(a),
-                       attention=a, original_shape=shape)
-            for (p, shape), t, q, a in zip(pending, tops, probabilities, attention)
+                       attention=a, original_shape=shape,
+                       maps=None if explained is None else {k: v[i] for k, v in explained.items()})
+            for i, ((p, shape), t, q, a) in enumerate(zip(pending, tops, probabilities, attention))
         ]
         batch.clear()
         pending.clear()

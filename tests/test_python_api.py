@@ -49,3 +49,29 @@ def test_arrays_of_any_size_and_unreadable_items(model_file, tmp_path):
     # what the model was trained on, and answers differently.
     raw = model.predict(array[None].astype("float32"), verbose=0)["probabilities"][0]
     assert not np.allclose(raw, from_array.probabilities, atol=1e-4)
+
+
+def test_explain_gives_the_class_probabilities_and_maps(model_file, tmp_path):
+    from keras_amb.explain import maps
+    from keras_amb.inference import preprocess
+
+    model = keras_amb.load_model(model_file)
+    photo = write_png(tmp_path / "photo.png", size=(320, 240))
+    [explained] = model.explain(photo)
+    [predicted] = keras_amb.predict(model, photo)
+    assert explained.label == predicted.label
+    np.testing.assert_allclose(explained.probabilities, predicted.probabilities, atol=1e-5)
+    assert sorted(explained.maps) == ["attention", "cam", "gradcam"]
+    np.testing.assert_allclose(explained.maps["attention"], predicted.attention, atol=1e-5)
+    # CAM and Grad-CAM of the predicted class on the model's own crop,
+    # min-max normalised.
+    x = preprocess(keras_amb.data.read_image(photo), model.image_size, model.resize_ratio)[None]
+    _, expected = maps.explain(model, x, ("cam", "gradcam"))
+    for method in ("cam", "gradcam"):
+        got = explained.maps[method]
+        np.testing.assert_allclose(got, expected[method][0], atol=1e-5)
+        assert got.max() == pytest.approx(1.0) or got.max() == 0
+    [only] = model.explain(photo, methods=["cam"])
+    assert list(only.maps) == ["cam"]
+    with pytest.raises(ValueError, match="'lime'"):
+        model.explain(photo, methods=["lime"])

@@ -41,11 +41,13 @@ from keras_amb.layers.mining_mask import MiningMask
 from keras_amb.models import backbones
 from keras_amb.models import objective
 from keras_amb.models.outputs import predictions
+from keras_amb.models.prediction_methods import PredictionMethods
 from keras_amb.models.two_step_training import TwoStepTraining
 
 
 @keras.saving.register_keras_serializable(package="keras_amb")
-class AttentionBranchNetwork(keras_private.BuiltBeforeFit, TwoStepTraining, keras.Model):
+class AttentionBranchNetwork(keras_private.BuiltBeforeFit, PredictionMethods, TwoStepTraining,
+                             keras.Model):
     """Attention Branch Network, optionally with the paper's improvements.
 
     Figure 1 of the paper: a feature extractor (stem + stages 1..3) gives F;
@@ -346,38 +348,6 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, TwoStepTraining, kera
             `(N, K)` logits (inference mode).
         """
         return self.forward_head(self.forward_features(images), attention)["logits"]
-
-    # === Inference ===
-
-    def get_class_names(self):
-        """The class names, or `class_0 ... class_{K-1}` when none were given."""
-        if self.class_names is not None:
-            return list(self.class_names)
-        return [f"class_{i}" for i in range(self.num_classes)]
-
-    def decode_predictions(self, probabilities, top_k=5):
-        """The top-k `(class name, probability)` pairs of each row.
-
-        Args:
-            probabilities: `(N, K)` array, e.g. `model.predict(x)["probabilities"]`.
-            top_k: int, how many classes per row.
-
-        Returns:
-            A list (one per row) of lists of `(name, probability)`, most
-            likely first.
-        """
-        import numpy as np
-
-        probabilities = np.asarray(ops.convert_to_numpy(probabilities), dtype=np.float64)
-        if probabilities.ndim != 2 or probabilities.shape[1] != self.num_classes:
-            raise ValueError(
-                f"`probabilities` must have shape (N, {self.num_classes}). "
-                f"Received: shape={probabilities.shape}"
-            )
-        k = max(1, min(int(top_k), self.num_classes))
-        names = self.get_class_names()
-        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-        return [[(names[j], float(row[j])) for j in top] for row, top in zip(probabilities, order)]
 
     @property
     def description(self):
