@@ -17,7 +17,7 @@ alone; `configs/synthetic_v3.yaml`), per seed:
 3. **Report.** Per variant: top-1, top-1 with each cue hidden, cue
    densities, map statistics, the intervention test, and the paired
    difference to ABN with a 95% bootstrap CI over images
-   (`keras_amb.ablation`), plus each run's learning curve (history.csv).
+   (`keras_amb.app.ablation`), plus each run's learning curve (history.csv).
 
 Runs are reused when the output folder already holds them, so an
 interrupted run continues. Example (about 45 min per seed on a 2-core CPU):
@@ -96,10 +96,10 @@ def main(argv=None):
                         help="train nothing: report the variants already evaluated in --output")
     args = parser.parse_args(argv)
 
-    from keras_amb import ablation
-    from keras_amb import config as amb_config
-    from keras_amb import runs
-    from keras_amb import trainer
+    from keras_amb.app import ablation
+    from keras_amb.app import config as amb_config
+    from keras_amb.app import runs
+    from keras_amb.app import trainer
     from keras_amb.data import sources
     from keras_amb.explain import evaluation
 
@@ -162,7 +162,7 @@ def main(argv=None):
 
 def _evaluated(root, rows, pc_weights, seeds):
     """`{variant: [evaluation per seed]}` of the variants every seed has."""
-    from keras_amb import ablation
+    from keras_amb.app import ablation
 
     names = [name for name, _ in rows] + [
         f"AMB + PC + COT (pc_weight {w:g})" for w in pc_weights]
@@ -180,7 +180,7 @@ def _evaluated(root, rows, pc_weights, seeds):
 
 def write(results, args, start, evaluate_fn):
     """Writes evidence.md / evidence.json from the runs so far."""
-    from keras_amb import ablation_report
+    from keras_amb.app import ablation_report
 
     premise = []
     for seed in range(args.seeds):

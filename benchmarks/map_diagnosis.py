@@ -114,7 +114,7 @@ def _numpy(x):
 def starting_model(abn, reference_run):
     """The proposed model as its training starts: the reference run's
     arguments, the ABN's weights, PC's centers at the class means."""
-    from keras_amb import runs
+    from keras_amb.app import runs
     from keras_amb.models import AttentionMiningNetwork
 
     config = runs.Run.open(reference_run).load_model().get_config()
@@ -137,8 +137,8 @@ def main(argv=None):
 
     import dataclasses
 
-    from keras_amb import config as amb_config
-    from keras_amb import runs
+    from keras_amb.app import config as amb_config
+    from keras_amb.app import runs
     from keras_amb.data import pipeline
     from keras_amb.data import sources
 

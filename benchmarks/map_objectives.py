@@ -33,7 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_amb.ablation_report import t_interval  # noqa: E402
+from keras_amb.app.ablation_report import t_interval  # noqa: E402
 from keras_amb.arguments import PAPER_OBJECTIVE  # noqa: E402
 
 # Every variant names its objective in full, whatever the config's defaults.
@@ -102,7 +102,7 @@ def evaluate_run(run_dir, source, split, limit):
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    from keras_amb import runs
+    from keras_amb.app import runs
     from keras_amb.explain import evaluation
 
     model = runs.Run.open(run_dir).load_model()
@@ -129,7 +129,7 @@ def training_seconds(run_dir):
 def ensure_trained(run_config, run_dir, log):
     """Trains (or resumes) the run unless it is finished; returns the
     seconds its epochs took (history.csv), whenever they ran."""
-    from keras_amb import trainer
+    from keras_amb.app import trainer
 
     if not os.path.isfile(os.path.join(run_dir, "model.keras")):
         resume = os.path.isfile(os.path.join(run_dir, "state.json"))
@@ -232,7 +232,7 @@ def main(argv=None):
 
     import dataclasses
 
-    from keras_amb import config as amb_config
+    from keras_amb.app import config as amb_config
     from keras_amb.data import sources
 
     start = time.time()

@@ -32,7 +32,7 @@ def main():
     from PIL import Image
 
     import keras_amb
-    from keras_amb.export import export_saved_model
+    from keras_amb.app.export import export_saved_model
 
     model = keras_amb.AttentionMiningNetwork(num_classes=200, backbone=args.backbone,
                                              image_size=args.image_size)

@@ -37,7 +37,7 @@ from keras_amb.cli.common import set_backend
               show_default=True,
               help="Print tables, or the report as one JSON object. --json is short for "
               "--format json.")
-@click.option("--json", "as_json", is_flag=True, hidden=True)
+@click.option("--json", "as_json", is_flag=True, hidden=True)  # `--format json`; goes in 1.0
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
 def ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, assignments,
            output, limit, fmt, as_json, backend):
@@ -69,9 +69,9 @@ def ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, assig
 
 def _ablate(dataset, config_file, seeds, epochs, pretrain_epochs, data_dir, assignments,
             output, limit, as_json):
-    from keras_amb import ablation
-    from keras_amb import config as amb_config
-    from keras_amb import runs
+    from keras_amb.app import ablation
+    from keras_amb.app import config as amb_config
+    from keras_amb.app import runs
 
     start = time.time()
     config = amb_config.resolve(config_file, {

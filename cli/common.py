@@ -90,7 +90,7 @@ def load_backend():
 
 
 def _check_models(models):
-    from keras_amb.runs import Run
+    from keras_amb.app.runs import Run
 
     for model in models:
         if model is not None:
@@ -165,7 +165,7 @@ def run_reporting_errors(fn, *args, **kwargs):
     """Runs a command's work: a usage mistake or a failure becomes one line
     (exit code 2 or 1), and output folders the command made and left empty
     are removed (`safety.made_folders`)."""
-    from keras_amb import safety
+    from keras_amb.app import safety
 
     outer, made = safety.made_folders, safety.OutputFolders()
     safety.made_folders = made

@@ -37,7 +37,7 @@ from keras_amb.cli.common import set_backend
               show_default=True,
               help="Print a table, or one JSON object (with --method all, keyed by method). "
               "--json is short for --format json.")
-@click.option("--json", "as_json", is_flag=True, hidden=True)
+@click.option("--json", "as_json", is_flag=True, hidden=True)  # `--format json`; goes in 1.0
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Where the curves PNG and results JSON go. Default: <run>/evaluation/.")
 @click.option("--backend", type=click.Choice(BACKENDS), help="Keras backend.")
@@ -68,14 +68,14 @@ def evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshold
 
 def _evaluate(run, dataset, data_dir, split, method, limit, batch_size, thresholds,
               rise_steps, as_json, output):
-    from keras_amb import config as amb_config
-    from keras_amb import safety
+    from keras_amb.app import config as amb_config
+    from keras_amb.app import safety
     from keras_amb.data import sources
     from keras_amb.explain import evaluation
     from keras_amb.explain import maps as explain_maps
     from keras_amb.files import atomic_write_text
-    from keras_amb.run_config import DataConfig
-    from keras_amb.runs import Run
+    from keras_amb.app.run_config import DataConfig
+    from keras_amb.app.runs import Run
 
     opened = Run.open(run)
     config = opened.config()

@@ -72,9 +72,9 @@ def default_output(opened, fmt):
 def _export(run, fmt, output, version, max_pixels=None, max_aspect_ratio=None):
     import keras
 
-    from keras_amb import export as amb_export
-    from keras_amb import runs
-    from keras_amb import safety
+    from keras_amb.app import export as amb_export
+    from keras_amb.app import runs
+    from keras_amb.app import safety
 
     if keras.backend.backend() != "tensorflow" and fmt != "preset":
         raise amb_export.ExportError(

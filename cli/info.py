@@ -65,7 +65,7 @@ def _info(run, classes_only):
     from keras_amb.names import for_terminal
     from keras_amb.model_file import describe
     from keras_amb.model_file import read_model_file
-    from keras_amb.runs import Run
+    from keras_amb.app.runs import Run
 
     opened = Run.open(run)
     model = read_model_file(opened.model_path, count_parameters=not classes_only)

@@ -81,13 +81,13 @@ def _csv_row(record, top_k):
 
 
 def _predict(inputs, paths, run, top_k, fmt, output, save_maps, batch_size):
-    from keras_amb import safety
+    from keras_amb.app import safety
     from keras_amb.data import map_store
     from keras_amb.explain.visualize import save_map
     from keras_amb.files import AtomicFile
     from keras_amb.inference import predict_files
     from keras_amb.names import for_terminal
-    from keras_amb.runs import Run
+    from keras_amb.app.runs import Run
 
     opened = Run.open(run)
     # Before any work: outputs that can be written and destroy no input.

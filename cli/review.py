@@ -79,11 +79,11 @@ def review(positional, run, dataset, data_dir, split, images, output, host, port
 
 
 def _review(run, dataset, data_dir, split, images, output, host, port, token, batch_size):
-    from keras_amb.review.server import create_app
-    from keras_amb.review.server import serve
-    from keras_amb.review.session import Review
-    from keras_amb.review.images import image_set
-    from keras_amb.runs import Run
+    from keras_amb.app.review.server import create_app
+    from keras_amb.app.review.server import serve
+    from keras_amb.app.review.session import Review
+    from keras_amb.app.review.images import image_set
+    from keras_amb.app.runs import Run
 
     opened = Run.open(run)
     if output is None:

@@ -15,7 +15,7 @@ from keras_amb.cli.common import set_backend
 def _config_defaults():
     """What the default config (built-in defaults + configs/synthetic.yaml)
     sets, for `--help`; reads YAML only, imports no Keras."""
-    from keras_amb import config as amb_config
+    from keras_amb.app import config as amb_config
 
     try:
         return amb_config.merged()
@@ -218,7 +218,7 @@ def train(config_file, resume, restart_stage, assignments, paper_objective, prin
     Each option overrides the config; [config: key, default X] names the
     config key it sets and the value the default config (synthetic) gives it.
     --set reaches every key, options or not. The [section] of each option is
-    where its key lives in the typed config (`keras_amb.run_config`).
+    where its key lives in the typed config (`keras_amb.app.run_config`).
 
     \b
     Examples:
@@ -248,7 +248,7 @@ def _train(config_file, resume, assignments, print_config, output, options,
            paper_objective=False, restart_stage=False):
     import os
 
-    from keras_amb import config as amb_config
+    from keras_amb.app import config as amb_config
 
     given_options = {_KEYS[name]: value for name, value in options.items() if value is not None}
     overrides = dict(arguments.PAPER_OBJECTIVE) if paper_objective else {}
@@ -263,7 +263,7 @@ def _train(config_file, resume, assignments, print_config, output, options,
                 "--resume continues a run with its saved config; do not combine it "
                 f"with other options (got: {', '.join(given) or '--config/--output'})"
             )
-        from keras_amb import runs
+        from keras_amb.app import runs
 
         path = os.path.join(resume, "config.yaml")
         if not os.path.isfile(path):
@@ -290,7 +290,7 @@ def _train(config_file, resume, assignments, print_config, output, options,
             return
 
     load_backend()
-    from keras_amb import trainer
+    from keras_amb.app import trainer
 
     log = lambda line: click.echo(line)  # noqa: E731
     # --verbose: Keras's epoch line with every logged value; else a short one.

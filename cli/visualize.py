@@ -61,7 +61,7 @@ def visualize(inputs, run, compare, method, class_name, alpha, output, save_maps
 
 
 def _visualize(inputs, run, compare, method, class_name, alpha, output, save_maps):
-    from keras_amb import runs
+    from keras_amb.app import runs
     from keras_amb.explain import maps as explain_maps
     from keras_amb.explain import visualize as explain_visualize
     from keras_amb.names import for_terminal
@@ -95,7 +95,7 @@ def _visualize(inputs, run, compare, method, class_name, alpha, output, save_map
 def _check_output(inputs, output, save_maps):
     """Before any work: --output can be written and holds no input image
     that a figure or map could overwrite."""
-    from keras_amb import safety
+    from keras_amb.app import safety
     from keras_amb.inference import expand_inputs
 
     paths = expand_inputs(inputs, exclude=[output])
@@ -109,7 +109,7 @@ def _load_models(paths):
     file (`run/abn.keras`) with the architecture, made unique."""
     from keras_amb.explain.visualize import LoadedModel
     from keras_amb.explain.visualize import unique_label
-    from keras_amb.runs import Run
+    from keras_amb.app.runs import Run
 
     loaded, used = [], set()
     for path in paths:

@@ -16,6 +16,7 @@ KERAS_AMB_DEFER_IMPORTS=1).
 """
 
 import importlib
+import importlib.util
 import os
 import sys
 import warnings
@@ -70,8 +71,8 @@ _LAZY = {
     "AttentionBranchNetwork": "keras_amb.models",
     "AttentionMiningNetwork": "keras_amb.models",
     "DualOptimizer": "keras_amb.optimizers",
-    "Run": "keras_amb.runs",
-    "load_model": "keras_amb.runs",
+    "Run": "keras_amb.app.runs",
+    "load_model": "keras_amb.app.runs",
     "predict": "keras_amb.inference",
     "save_preset": "keras_amb.presets",
     "upload_preset": "keras_amb.presets",
@@ -81,6 +82,43 @@ _LAZY = {
     "optimizers": "keras_amb.optimizers",
     "data": "keras_amb.data",
 }
+
+
+# Modules that moved under `keras_amb.app` in 0.3 (the application on top of
+# the library). Their old paths (`keras_amb.runs`, `from keras_amb import
+# trainer`) import the same module objects until 1.0, which removes them.
+_MOVED = ("runs", "run_files", "run_lock", "trainer", "callbacks", "ablation",
+          "ablation_report", "export", "config", "config_checks", "overrides",
+          "run_config", "resume_check", "distribution", "console", "review",
+          "yaml_reader", "safety", "runtime")
+
+
+class _MovedModules:
+    """A finder for the old module paths: `keras_amb.<name>` (and its
+    submodules) is `keras_amb.app.<name>`, the same module object."""
+
+    @staticmethod
+    def _new_name(fullname):
+        parts = fullname.split(".")
+        if len(parts) >= 2 and parts[0] == "keras_amb" and parts[1] in _MOVED:
+            return ".".join(["keras_amb", "app"] + parts[1:])
+        return None
+
+    def find_spec(self, fullname, path=None, target=None):
+        if self._new_name(fullname) is None:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):
+        return None  # a placeholder, replaced in sys.modules by exec_module
+
+    def exec_module(self, module):
+        name = module.__spec__.name
+        sys.modules[name] = importlib.import_module(self._new_name(name))
+
+
+if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _MovedModules())
 
 
 def __getattr__(name):

@@ -1,7 +1,7 @@
 """The model's arguments: their choices, limits, checks and old names.
 
 One Keras-free module that the model's constructor and `from_config`, the
-config reader (`keras_amb.config`), the model-file reader
+config reader (`keras_amb.app.config`), the model-file reader
 (`keras_amb.model_file`) and the command line's choices all read, so a bad
 value is refused the same way from each, and reading a config or `--help`
 imports no Keras.
@@ -86,7 +86,8 @@ MINING_SWITCHES = {"bypass": False, "amb": True, "pc": True, "cot": True}
 MINING_DEFAULTS = {**ABN_DEFAULTS, **MINING_SWITCHES, **DEFAULT_OBJECTIVE}
 
 # Constructor arguments renamed since the first release (old: new), accepted
-# when loading the model files of earlier releases.
+# when loading the model files of earlier releases (0.1); kept through 1.x,
+# removed in 2.0 (docs/development.md, "Compatibility shims").
 LEGACY_ARGUMENTS = {
     "mining": "amb",
     "prototype_conformity": "pc",

@@ -12,7 +12,8 @@ This module imports nothing, so reporting an error imports no Keras.
 Example:
 
 ```python
-from keras_amb import config, errors
+from keras_amb import errors
+from keras_amb.app import config
 
 try:
     config.resolve("no_such_config")

@@ -5,10 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from keras_amb import ablation
-from keras_amb import ablation_report
-from keras_amb.run_config import ModelConfig
-from keras_amb.run_config import RunConfig
+from keras_amb.app import ablation
+from keras_amb.app import ablation_report
+from keras_amb.app.run_config import ModelConfig
+from keras_amb.app.run_config import RunConfig
 from tests.conftest import keras_amb_cli
 from tests.conftest import keras_amb_cli_here
 

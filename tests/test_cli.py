@@ -88,7 +88,7 @@ def test_each_train_option_is_listed_under_the_section_of_its_key():
     import keras_amb.cli.main  # noqa: F401 (imports the commands in order)
     from keras_amb.cli.train import _KEYS
     from keras_amb.cli.train import train
-    from keras_amb.run_config import SECTION_OF
+    from keras_amb.app.run_config import SECTION_OF
 
     grouped, research = 0, 0
     for param in train.params:

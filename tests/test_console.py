@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from keras_amb import AttentionBranchNetwork
-from keras_amb.console import EpochSummary
-from keras_amb.console import summary_line
+from keras_amb.app.console import EpochSummary
+from keras_amb.app.console import summary_line
 
 
 def test_the_epoch_line_shows_what_a_user_watches_and_nothing_else():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from keras_amb import config as amb_config
+from keras_amb.app import config as amb_config
 from keras_amb.data import BadImagesError
 from keras_amb.data import DatasetUnavailableError
 from keras_amb.data import ImageReadError
@@ -309,7 +309,7 @@ def test_config_order_defaults_file_command_line(tmp_path):
 
 
 def test_config_sections_and_dotted_overrides(tmp_path):
-    from keras_amb.run_config import RunConfig
+    from keras_amb.app.run_config import RunConfig
 
     path = tmp_path / "c.yaml"
     path.write_text("pc_weight: 0.5\nsynthetic: {version: '2', train_size: 100}\n")

@@ -45,7 +45,7 @@ def test_train_cli_distribute_refused_on_torch(tiny_config, tmp_path):
 
 # Each of several processes trains AMB+PC+COT 3 steps from the same weights,
 # on its share of each global batch of 16 (tf.data sharding on TensorFlow,
-# keras.distribution on JAX), through keras_amb.distribution. "single" is
+# keras.distribution on JAX), through keras_amb.app.distribution. "single" is
 # one process on one device; "mirrored" one process whose two logical CPU
 # devices split each batch as the workers do (TensorFlow); "devices" the
 # same on JAX (DataParallel over two XLA host devices).
@@ -58,7 +58,7 @@ import contextlib
 import keras, keras_amb
 import tensorflow as tf
 from keras_amb.data.pipeline import without_autotune
-from keras_amb.distribution import distribution_scope
+from keras_amb.app.distribution import distribution_scope
 if mode == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -9,7 +9,7 @@ import pytest
 
 from keras_amb import AttentionBranchNetwork
 from keras_amb import AttentionMiningNetwork
-from keras_amb import callbacks
+from keras_amb.app import callbacks
 from keras_amb import losses
 from keras_amb import optimizers
 from keras_amb.data import synthetic

@@ -4,15 +4,15 @@ import os
 import numpy as np
 import pytest
 
-from keras_amb import config as amb_config
+from keras_amb.app import config as amb_config
 from keras_amb import losses
-from keras_amb import runs
-from keras_amb import trainer
+from keras_amb.app import runs
+from keras_amb.app import trainer
 from keras_amb.data import load_source
 from keras_amb.data import prepare
 from keras_amb.explain import maps as explain_maps
 from keras_amb.explain import metrics
-from keras_amb.runs import load_model
+from keras_amb.app.runs import load_model
 from tests.conftest import BACKEND
 from tests.conftest import keras_amb_cli
 from tests.conftest import run_python

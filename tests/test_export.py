@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_amb import AttentionMiningNetwork
-from keras_amb import runs
+from keras_amb.app import runs
 from tests.conftest import BACKEND
 from tests.conftest import keras_amb_cli
 from tests.conftest import run_python
@@ -41,7 +41,7 @@ def trained_run(tmp_path_factory):
 def test_saved_model_signatures_give_the_models_answers(trained_run, tmp_path):
     import tensorflow as tf
 
-    from keras_amb import export
+    from keras_amb.app import export
 
     model = runs.Run.open(trained_run).load_model()
     target = export.export_saved_model(model, str(tmp_path / "serving"))
@@ -63,7 +63,7 @@ VERIFY = r'''
 import base64, io, json, sys
 import numpy as np, tensorflow as tf
 from PIL import Image
-from keras_amb.export import decode_rest_request
+from keras_amb.app.export import decode_rest_request
 run, export = sys.argv[1], sys.argv[2]
 loaded = tf.saved_model.load(export)
 x = np.load(run + "/x.npy")

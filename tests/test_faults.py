@@ -29,8 +29,8 @@ from PIL import Image
 
 from keras_amb import AttentionMiningNetwork
 from keras_amb import files
-from keras_amb import runs
-from keras_amb import trainer
+from keras_amb.app import runs
+from keras_amb.app import trainer
 from keras_amb.cli.main import cli
 from tests.helpers import tiny_model_file
 
@@ -229,7 +229,7 @@ def test_predict_refuses_a_sliver_and_predicts_the_rest(model_file, photos, tmp_
 
 @pytest.mark.backend_independent(ONCE_UNDER)
 def test_model_arguments_have_upper_limits(tmp_path):
-    from keras_amb import config as amb_config
+    from keras_amb.app import config as amb_config
 
     for key, value in (("image_size", 100000), ("resize_ratio", 50.0)):
         path = tmp_path / f"{key}.yaml"
@@ -263,7 +263,7 @@ def test_exported_saved_model_refuses_hostile_images_in_bounded_memory(model_fil
                                                                        tmp_path):
     import tensorflow as tf
 
-    from keras_amb import export
+    from keras_amb.app import export
 
     sliver = str(tmp_path / "sliver.png")
     Image.new("L", (1, 60000)).save(sliver, optimize=True)
@@ -420,7 +420,7 @@ def test_the_command_line_is_blamed_for_its_own_options(tmp_path):
      "config.yaml: backend must be tensorflow, jax or torch, got 'nonsense'"),
 ])
 def test_resume_of_a_damaged_run_is_one_line(state, config, reason, tmp_path):
-    from keras_amb import config as amb_config
+    from keras_amb.app import config as amb_config
 
     run = tmp_path / "run"
     run.mkdir()
@@ -444,7 +444,7 @@ def folder_dataset(root, classes=("ant", "bee", "cat"), per_class=10, hidden=(".
 
 
 def tiny_config(dataset):
-    from keras_amb import config as amb_config
+    from keras_amb.app import config as amb_config
 
     # folder.yaml's imagenet weights are for resnet50
     return amb_config.resolve(None, dict(TINY_TRAIN, dataset=dataset), ["weights=null"])
@@ -452,7 +452,7 @@ def tiny_config(dataset):
 
 @pytest.mark.backend_independent(ONCE_UNDER)
 def test_a_start_that_fails_leaves_nothing_behind(tmp_path, monkeypatch):
-    from keras_amb import trainer
+    from keras_amb.app import trainer
     from keras_amb.errors import DatasetError
 
     monkeypatch.chdir(tmp_path)
@@ -472,7 +472,7 @@ def killed_everywhere(tmp_path_factory):
     The folder starts as a killed start would leave it (config, labels and
     state written, no epoch), and the dataset has a hidden class folder.
     """
-    from keras_amb import trainer
+    from keras_amb.app import trainer
 
     root = tmp_path_factory.mktemp("killed")
     dataset = folder_dataset(root / "data")
@@ -616,7 +616,7 @@ def test_racing_exports_never_share_a_version(tmp_path, monkeypatch):
 
     import tensorflow as tf
 
-    from keras_amb import export
+    from keras_amb.app import export
 
     def slow_save(module, path, signatures=None):  # both pass the "exists?" check
         os.makedirs(os.path.join(path, "variables"))

@@ -9,9 +9,9 @@ import keras
 import pytest
 
 from keras_amb import AttentionMiningNetwork
-from keras_amb import config as amb_config
+from keras_amb.app import config as amb_config
 from keras_amb.files import atomic_write_text
-from keras_amb.runs import Run
+from keras_amb.app.runs import Run
 from tests.conftest import keras_amb_cli
 from tests.conftest import keras_amb_cli_here
 from tests.conftest import run_python

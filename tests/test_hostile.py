@@ -422,7 +422,7 @@ def test_load_model_takes_a_run_folder_as_every_command_does(interrupted_run):
 
 def test_a_misspelt_input_is_a_usage_error_before_the_model_loads(model_file, tmp_path,
                                                                    monkeypatch):
-    from keras_amb import runs
+    from keras_amb.app import runs
 
     monkeypatch.chdir(tmp_path)
     write_png(tmp_path / "photo.png")

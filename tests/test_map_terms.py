@@ -189,7 +189,7 @@ def test_the_map_terms_are_bad_values_refused():
 
 
 def test_abn_stage_ignores_the_map_terms():
-    from keras_amb import config as amb_config
+    from keras_amb.app import config as amb_config
     from keras_amb.models.factory import build_model
 
     cfg = amb_config.resolve("synthetic", {"area_weight": 1.0, "erasing_weight": 1.0,
@@ -226,7 +226,7 @@ def test_matched_inversion_keeps_mean_and_spread_and_flips_the_ranking():
 
 
 def test_map_shape_warning_names_a_wash_and_a_collapse():
-    from keras_amb.callbacks import MapShapeWarning
+    from keras_amb.app.callbacks import MapShapeWarning
 
     model = _model()
     x, y = _batch()
@@ -256,7 +256,7 @@ def test_one_default_per_model_argument_whatever_the_entry_point():
     were trained with."""
     from keras_amb import model_file
     from keras_amb.models import AttentionBranchNetwork
-    from keras_amb.run_config import ModelConfig
+    from keras_amb.app.run_config import ModelConfig
 
     mining, abn = _model(), AttentionBranchNetwork(num_classes=4, backbone="resnet_tiny",
                                                     image_size=SIZE)

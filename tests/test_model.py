@@ -491,7 +491,7 @@ def test_tiny_model_learns_a_tiny_task():
 
 
 def test_non_finite_loss_stops_training_naming_the_component():
-    from keras_amb.callbacks import StopOnNonFinite
+    from keras_amb.app.callbacks import StopOnNonFinite
 
     model = _model(AttentionBranchNetwork)
     model.compile(keras.optimizers.SGD(1e30), **EAGERLY)

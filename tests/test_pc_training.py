@@ -11,9 +11,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_amb import config as amb_config
-from keras_amb import runs
-from keras_amb import trainer
+from keras_amb.app import config as amb_config
+from keras_amb.app import runs
+from keras_amb.app import trainer
 from keras_amb.data import pipeline
 from keras_amb.data import sources
 

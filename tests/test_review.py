@@ -13,14 +13,14 @@ from PIL import Image
 
 pytest.importorskip("flask", reason="keras-amb[review] (Flask) is not installed")
 
-from keras_amb.review import finetune as review_finetune  # noqa: E402
-from keras_amb.review import images as review_images  # noqa: E402
-from keras_amb.review import session as review_session  # noqa: E402
-from keras_amb.review.byte_cache import ByteCache  # noqa: E402
-from keras_amb.review.server import create_app  # noqa: E402
-from keras_amb.review.session import Review  # noqa: E402
-from keras_amb.review.images import image_set  # noqa: E402
-from keras_amb.runs import Run  # noqa: E402
+from keras_amb.app.review import finetune as review_finetune  # noqa: E402
+from keras_amb.app.review import images as review_images  # noqa: E402
+from keras_amb.app.review import session as review_session  # noqa: E402
+from keras_amb.app.review.byte_cache import ByteCache  # noqa: E402
+from keras_amb.app.review.server import create_app  # noqa: E402
+from keras_amb.app.review.session import Review  # noqa: E402
+from keras_amb.app.review.images import image_set  # noqa: E402
+from keras_amb.app.runs import Run  # noqa: E402
 
 # The backend-independent tests run under torch, the shortest suite (the
 # TensorFlow suite sets the time of the three run at once).
@@ -393,7 +393,7 @@ def test_command_line(setup, monkeypatch, tmp_path):
 
     from keras_amb.cli.main import cli  # noqa: I001  (registers the commands first)
     from keras_amb.cli import review as review_cli
-    from keras_amb.review import server
+    from keras_amb.app.review import server
 
     calls = {}
 
@@ -524,7 +524,7 @@ def test_a_run_that_cannot_be_written_says_saving_is_off(setup, tmp_path):
 def test_the_token_never_reaches_the_log_or_later_urls(review, caplog):
     import logging
 
-    from keras_amb.review import server
+    from keras_amb.app.review import server
 
     assert server.redact('"GET /?token=s3cret&x=1 HTTP/1.1" 303') == (
         '"GET /?token=***&x=1 HTTP/1.1" 303')

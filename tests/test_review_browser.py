@@ -70,7 +70,7 @@ def _attention(model_path, image):
 
     from keras_amb.explain.visualize import map_on_image
     from keras_amb.inference import preprocess
-    from keras_amb.runs import load_model
+    from keras_amb.app.runs import load_model
 
     model = load_model(model_path)
     x = preprocess(image, model.image_size, model.resize_ratio)[None]

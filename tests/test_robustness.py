@@ -238,7 +238,7 @@ def test_nearly_full_disk_is_refused_before_training(tmp_path, monkeypatch):
     import collections
     import shutil
 
-    from keras_amb import runs
+    from keras_amb.app import runs
 
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))

@@ -11,11 +11,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.backend_independent("torch")
 
-APPLICATION = ("keras_amb.runs", "keras_amb.trainer", "keras_amb.callbacks",
-               "keras_amb.ablation", "keras_amb.ablation_report", "keras_amb.export",
-               "keras_amb.config", "keras_amb.overrides", "keras_amb.run_config",
-               "keras_amb.resume_check", "keras_amb.distribution", "keras_amb.console",
-               "keras_amb.cli", "keras_amb.review")
+APPLICATION = ("keras_amb.app", "keras_amb.cli")
 
 
 def _module(path):

@@ -16,7 +16,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # its longer side to its shorter one (a 1 x 60000 PNG is 320 bytes, but its
 # shorter side is resized to the model's input size: 64 x 3,840,000 floats).
 # KERAS_AMB_MAX_PIXELS and KERAS_AMB_MAX_ASPECT_RATIO change the defaults;
-# `read_image` and `keras_amb.export.export_saved_model` take them as arguments.
+# `read_image` and `keras_amb.app.export.export_saved_model` take them as arguments.
 DEFAULT_MAX_PIXELS = LIMITS["KERAS_AMB_MAX_PIXELS"][0]
 DEFAULT_MAX_ASPECT_RATIO = LIMITS["KERAS_AMB_MAX_ASPECT_RATIO"][0]
 

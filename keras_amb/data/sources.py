@@ -181,7 +181,7 @@ def source_for_data(data, progress=True):
     """The `DataSource` of a config's data section.
 
     Args:
-        data: `keras_amb.run_config.DataConfig` (its `dataset`, `data_dir`,
+        data: `keras_amb.app.run_config.DataConfig` (its `dataset`, `data_dir`,
             `skip_bad_images`, `synthetic` and `attention_targets` are read).
         progress: bool, show progress while a folder is checked.
     """

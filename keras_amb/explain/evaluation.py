@@ -22,7 +22,7 @@ from keras_amb.explain import metrics
 # mean and spread.
 INTERVENTIONS = ("uniform", "shuffled", "inverted", "object", "inverted_matched")
 
-# Per-image values kept for paired comparisons (`keras_amb.ablation`).
+# Per-image values kept for paired comparisons (`keras_amb.app.ablation`).
 PER_IMAGE = (
     "top1", "top5", "att_top1", "insertion", "deletion", "score", "rise_insertion",
     "rise_deletion", "rise_score", "pointing_game", "energy_inside", "pointing_game_part",

@@ -13,7 +13,7 @@ Two Insertion/Deletion protocols (METHOD.md):
   predicted on the original image against the fraction; trapezoid AUC.
 Everything is batched: one forward pass per threshold or step per batch, and
 every function returns per-image values, so results can be compared image by
-image (paired statistics in `keras_amb.ablation`).
+image (paired statistics in `keras_amb.app.ablation`).
 """
 
 import numpy as np

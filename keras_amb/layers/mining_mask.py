@@ -63,4 +63,5 @@ class MiningMask(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="keras_amb", name="SoftMask")
 class _SoftMask(MiningMask):
     """`MiningMask` under its old name `SoftMask`, so that configs saved
-    before the rename still deserialize (it was soft or hard, by `hard`)."""
+    before the rename still deserialize (it was soft or hard, by `hard`);
+    kept through 1.x, removed in 2.0."""

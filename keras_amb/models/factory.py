@@ -14,7 +14,7 @@ def build_model(model, architecture, class_names, image_size, resize_ratio=None,
     (`"proposed"`) with a config's model arguments and the data's class names.
 
     Args:
-        model: `keras_amb.run_config.ModelConfig`, the config's model section.
+        model: `keras_amb.app.run_config.ModelConfig`, the config's model section.
         architecture: "abn" or "proposed" (a proposed run pre-trains an ABN
             first, so this is the stage's, not always `model.architecture`).
         class_names: the dataset's class names.

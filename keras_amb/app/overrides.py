@@ -1,15 +1,15 @@
 """Command-line overrides of a config: dotted keys and `--set KEY=VALUE`.
 
-`keras_amb.config.resolve` merges them over the YAML file. A key is the
+`keras_amb.app.config.resolve` merges them over the YAML file. A key is the
 YAML path of the value, dotted for nested ones (`optimizer.momentum`,
 `synthetic.train_size`), and may start with the name of its section in the
 typed config (`model.pc_weight`, `schedule.epochs`; see
-`keras_amb.run_config`). A value given with `--set` is read as YAML.
+`keras_amb.app.run_config`). A value given with `--set` is read as YAML.
 
 Example:
 
 ```python
-from keras_amb import overrides
+from keras_amb.app import overrides
 
 overrides.nest_overrides({"optimizer.momentum": 0.8, "model.pc": False})
 # {"optimizer": {"momentum": 0.8}, "pc": False}
@@ -20,11 +20,11 @@ overrides.parse_assignments(["amb_weight=1e-2", "weights=null"])
 
 import re
 
-from keras_amb import yaml_reader
+from keras_amb.app import yaml_reader
 from keras_amb.errors import CommandLineError
 from keras_amb.errors import ConfigError
-from keras_amb.run_config import SECTION_OF
-from keras_amb.run_config import SECTIONS
+from keras_amb.app.run_config import SECTION_OF
+from keras_amb.app.run_config import SECTIONS
 
 # `--set model.pc_weight=1`: a dotted key may start with its section's name.
 SECTION_NAMES = tuple(SECTIONS)

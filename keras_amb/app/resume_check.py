@@ -16,7 +16,7 @@ import os
 from keras_amb.errors import RunError
 from keras_amb.model_file import read_model_file
 from keras_amb.models.factory import model_arguments
-from keras_amb.runs import timestamp
+from keras_amb.app.runs import timestamp
 
 # What an earlier stage's model (the file the next stage starts from) must
 # share with the config: the network's shape and its preprocessing. Its loss
@@ -89,7 +89,7 @@ def check_agreement(run, config, stages, class_names, resize_ratio, restarting=F
             f"{' -> '.join(stages)}, the run was started with {' -> '.join(state['stages'])} "
             "(architecture, init_from or pretrain_epochs changed); put config.yaml back, or "
             "start a new run")
-    from keras_amb.config import load_yaml
+    from keras_amb.app.config import load_yaml
 
     stated = set(load_yaml(config_path))
     for stage, path, keys in _files_to_load(run, state, restarting):

@@ -116,7 +116,7 @@ def image_set(run, dataset=None, data_dir=None, split="train", folder=None):
     """The `ImageSet` of `keras-amb review`.
 
     Args:
-        run: an opened `keras_amb.runs.Run`.
+        run: an opened `keras_amb.app.runs.Run`.
         dataset: str or None, a `--dataset` (default: the run's own).
         data_dir: str or None, TFDS's folder (default: the run's).
         split: str, the split to review.

@@ -22,16 +22,16 @@ import sys
 import keras
 import numpy as np
 
-from keras_amb import callbacks as amb_callbacks
+from keras_amb.app import callbacks as amb_callbacks
 from keras_amb import optimizers
-from keras_amb import runs
-from keras_amb import runtime
+from keras_amb.app import runs
+from keras_amb.app import runtime
 from keras_amb import schedules
-from keras_amb.console import EpochSummary
+from keras_amb.app.console import EpochSummary
 from keras_amb.data import folder
 from keras_amb.data import pipeline
 from keras_amb.data import sources
-from keras_amb.distribution import distribution_scope
+from keras_amb.app.distribution import distribution_scope
 from keras_amb.files import atomic_save_model
 from keras_amb.files import atomic_write
 from keras_amb.files import atomic_write_text
@@ -64,21 +64,21 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None, restart_st
     """Runs (or resumes) a training run; returns a `TrainResult`.
 
     Args:
-        config: a `RunConfig` (`keras_amb.config.resolve`), or a flat
+        config: a `RunConfig` (`keras_amb.app.config.resolve`), or a flat
             mapping as a run's `config.yaml` holds (checked the same way).
         run_dir: str, the run folder (default: a new one under saved_models/);
             with `resume`, also an opened `runs.Run`.
         resume: bool, continue the run in `run_dir` from its last epoch. A
             config that disagrees with the run's checkpoints is refused
-            (`keras_amb.resume_check`).
+            (`keras_amb.app.resume_check`).
         verbose: Keras `fit` verbosity; None (the default): one short line
-            per epoch (`keras_amb.console`) and a progress bar on a terminal,
+            per epoch (`keras_amb.app.console`) and a progress bar on a terminal,
             one line per epoch otherwise).
         log: callable taking a line of text (default: print).
         restart_stage: bool, with `resume`: the current stage starts anew
             with the config as it is (its checkpoints are set aside).
     """
-    from keras_amb import config as amb_config
+    from keras_amb.app import config as amb_config
 
     config = amb_config.as_run_config(config)
     log = log or _print
@@ -154,7 +154,7 @@ def train(config, run_dir=None, resume=False, verbose=None, log=None, restart_st
 
 
 def _check_resume(run, config, source, restart, log):
-    from keras_amb import resume_check
+    from keras_amb.app import resume_check
 
     stages = stages_for(config.model, config.schedule)
     ratio = config.data.resize_ratio or source.resize_ratio
@@ -386,7 +386,7 @@ def resume(run_dir, log=None, verbose=None, restart_stage=False):
     opened `runs.Run`) from its last completed epoch with its saved config:
     what `keras-amb train --resume` does (`restart_stage`: `--restart-stage`).
     Returns a `TrainResult`."""
-    from keras_amb import config as amb_config
+    from keras_amb.app import config as amb_config
 
     run = run_dir if isinstance(run_dir, runs.Run) else runs.Run.open(run_dir)
     config = amb_config.resolve(run.path("config.yaml"))

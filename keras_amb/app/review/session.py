@@ -1,7 +1,7 @@
 """A review: one model's attention maps over keyed images, corrected by a person.
 
 `Review` holds what the review page shows and changes, independent of the
-web framework (`keras_amb.review.server` only routes requests to it):
+web framework (`keras_amb.app.review.server` only routes requests to it):
 
 - predictions and attention maps, computed in batches (a background thread
   scores every image, a page's images are scored first when asked for) and
@@ -20,18 +20,18 @@ import threading
 
 import numpy as np
 
-from keras_amb import safety
+from keras_amb.app import safety
 from keras_amb.data.map_store import MapStore
-from keras_amb.review.images import png_bytes
-from keras_amb.review.images import read_map_upload
-from keras_amb.review.images import review_order
-from keras_amb.review.images import thumbnail_png
+from keras_amb.app.review.images import png_bytes
+from keras_amb.app.review.images import read_map_upload
+from keras_amb.app.review.images import review_order
+from keras_amb.app.review.images import thumbnail_png
 from keras_amb.errors import MapConflictError
 from keras_amb.errors import ReadOnlyError
 from keras_amb.errors import ReviewError  # noqa: F401 (re-exported)
 from keras_amb.errors import UnknownImageError
-from keras_amb.review.byte_cache import ByteCache
-from keras_amb.review.finetune import Finetune
+from keras_amb.app.review.byte_cache import ByteCache
+from keras_amb.app.review.finetune import Finetune
 
 # Pictures, thumbnails and maps kept for the page, bounded in bytes (a 16 Mpx
 # photo's PNG is tens of MB); the least recently used go first.
@@ -45,7 +45,7 @@ class Review:
 
     Args:
         run: str, the run folder or `.keras` file reviewed.
-        images: `keras_amb.review.images.ImageSet`.
+        images: `keras_amb.app.review.images.ImageSet`.
         output_dir: str, where corrected maps (`maps/`) and fine-tuning runs
             go; nothing is written elsewhere.
         model: optional loaded model (default: the run's).
@@ -58,7 +58,7 @@ class Review:
     """
 
     def __init__(self, run, images, output_dir, model=None, batch_size=32, config=None):
-        from keras_amb.runs import Run
+        from keras_amb.app.runs import Run
 
         self.run = os.fspath(run)
         opened = Run.open(self.run)

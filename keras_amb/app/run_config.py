@@ -1,6 +1,6 @@
 """A run's configuration as four typed sections: data, model, schedule, runtime.
 
-`keras_amb.config.resolve` builds one `RunConfig` from the built-in
+`keras_amb.app.config.resolve` builds one `RunConfig` from the built-in
 defaults, a YAML file and the command line, checks it, and hands each part
 of keras-amb only the section it needs: the data layer gets `config.data`,
 the model factory `config.model`, the optimizer and learning-rate schedule
@@ -10,7 +10,7 @@ The YAML files (the bundled configs and every run's `config.yaml`) keep
 their flat format: a section's fields are top-level keys of the same name
 (`pc_weight: 0.1`, not `model: {pc_weight: 0.1}`), and `to_dict` /
 `from_dict` convert between the two. The field defaults here are the
-built-in defaults (`keras_amb.config.DEFAULTS` is read from them), so the
+built-in defaults (`keras_amb.app.config.DEFAULTS` is read from them), so the
 list of keys is written once.
 
 This module imports neither Keras nor YAML.
@@ -18,7 +18,7 @@ This module imports neither Keras nor YAML.
 Example:
 
 ```python
-from keras_amb import config
+from keras_amb.app import config
 
 cfg = config.resolve("synthetic_v2", {"epochs": 2})
 cfg.model.pc_weight, cfg.schedule.epochs, cfg.data.image_size  # (0.1, 2, 64)
@@ -192,7 +192,7 @@ SECTION_OF = {
 class RunConfig:
     """A resolved configuration: `data`, `model`, `schedule`, `runtime`.
 
-    Build it with `keras_amb.config.resolve` (which checks every value);
+    Build it with `keras_amb.app.config.resolve` (which checks every value);
     `from_dict` only sorts keys into sections.
 
     Args:
@@ -244,7 +244,7 @@ class RunConfig:
         an unknown key.
 
         The values are not checked: a config built from user input goes
-        through `keras_amb.config.resolve`."""
+        through `keras_amb.app.config.resolve`."""
         grouped = {}
         for key, value in changes.items():
             if key not in SECTION_OF:

@@ -11,7 +11,7 @@ from keras_amb.errors import MapConflictError
 from keras_amb.errors import ReadOnlyError
 from keras_amb.errors import ReviewError
 from keras_amb.errors import UnknownImageError
-from keras_amb.runs import timestamp
+from keras_amb.app.runs import timestamp
 
 
 def _free_name(base):
@@ -130,7 +130,7 @@ class Finetune:
     def finetuned_model(self):
         """The fine-tuned model (loaded once per run); `UnknownImageError`
         (404) until a run has finished."""
-        from keras_amb.runs import load_model
+        from keras_amb.app.runs import load_model
 
         if self.status()["state"] != "finished":
             raise UnknownImageError("no finished fine-tuning run yet")

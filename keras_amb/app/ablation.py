@@ -7,7 +7,7 @@ batch-norm statistics (each with the paper's objective), the no-bypass model
 without mining (the control), and keras-amb's default objective; evaluate
 each on the test split. The statistics
 (mean and std over seeds, the paired difference to ABN with its bootstrap
-interval) and the report are `keras_amb/ablation_report.py`; its names are
+interval) and the report are `keras_amb/app/ablation_report.py`; its names are
 importable from here too.
 """
 
@@ -15,15 +15,15 @@ import dataclasses
 import json
 import os
 
-from keras_amb.ablation_report import BASELINE  # noqa: F401  (the names callers import from here)
-from keras_amb.ablation_report import BOOTSTRAP_SAMPLES  # noqa: F401
-from keras_amb.ablation_report import COLUMNS  # noqa: F401
-from keras_amb.ablation_report import PAIRED  # noqa: F401
-from keras_amb.ablation_report import PAPER  # noqa: F401
-from keras_amb.ablation_report import paired_difference  # noqa: F401
-from keras_amb.ablation_report import paper_comparison  # noqa: F401
-from keras_amb.ablation_report import summarise
-from keras_amb.ablation_report import write_report
+from keras_amb.app.ablation_report import BASELINE  # noqa: F401  (the names callers import from here)
+from keras_amb.app.ablation_report import BOOTSTRAP_SAMPLES  # noqa: F401
+from keras_amb.app.ablation_report import COLUMNS  # noqa: F401
+from keras_amb.app.ablation_report import PAIRED  # noqa: F401
+from keras_amb.app.ablation_report import PAPER  # noqa: F401
+from keras_amb.app.ablation_report import paired_difference  # noqa: F401
+from keras_amb.app.ablation_report import paper_comparison  # noqa: F401
+from keras_amb.app.ablation_report import summarise
+from keras_amb.app.ablation_report import write_report
 from keras_amb.arguments import PAPER_OBJECTIVE
 from keras_amb.files import atomic_write_text
 
@@ -54,14 +54,14 @@ def run(config, seeds, root, split="test", limit=None, log=print, verbose=None):
     """The whole ablation as one call: what `keras-amb ablate` does.
 
     Trains (or resumes) every variant of `VARIANTS` for each seed under
-    `root` from `config`, a `RunConfig` (`keras_amb.config.resolve`),
+    `root` from `config`, a `RunConfig` (`keras_amb.app.config.resolve`),
     evaluates each on `split` (the first `limit` images), and writes
     `ablation.md`, `ablation.json` and `ablation.png` there.
 
     Example:
 
     ```python
-    from keras_amb import ablation, config
+    from keras_amb.app import ablation, config
     cfg = config.resolve("synthetic_v2", {"epochs": 2, "pretrain_epochs": 2})
     table, text = ablation.run(cfg, seeds=1, root="saved_models/ablation-v2")
     ```
@@ -71,8 +71,8 @@ def run(config, seeds, root, split="test", limit=None, log=print, verbose=None):
     """
     import time
 
-    from keras_amb import runs
-    from keras_amb import trainer
+    from keras_amb.app import runs
+    from keras_amb.app import trainer
     from keras_amb.data import sources
     from keras_amb.explain import evaluation
 

@@ -35,8 +35,8 @@ import urllib.parse
 import flask
 from werkzeug.exceptions import HTTPException
 
-from keras_amb.review import images
-from keras_amb.review import session
+from keras_amb.app.review import images
+from keras_amb.app.review import session
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 COOKIE = "keras_amb_review_token"

@@ -6,10 +6,10 @@ checked, and errors name the file and the key. Config keys are the model's
 constructor arguments where they are model arguments (`amb`, `pc`, `cot`,
 `amb_weight`, ...): the same name everywhere.
 
-`resolve` returns a `RunConfig` (`keras_amb/run_config.py`): the checked
+`resolve` returns a `RunConfig` (`keras_amb/app/run_config.py`): the checked
 config as four typed sections, data, model, schedule and runtime. The
 command line's dotted keys and `--set KEY=VALUE` are read by
-`keras_amb/overrides.py`.
+`keras_amb/app/overrides.py`.
 
 Every key is checked by `config_checks.validate`, with a message naming
 the file (or option) and the key; the model's own arguments and their
@@ -22,22 +22,23 @@ import os
 
 import yaml
 
-from keras_amb import yaml_reader
+from keras_amb.app import yaml_reader
 from keras_amb.errors import CommandLineError
 from keras_amb.errors import ConfigError  # noqa: F401 (re-exported)
-from keras_amb.config_checks import option_name
-from keras_amb.config_checks import validate
+from keras_amb.app.config_checks import option_name
+from keras_amb.app.config_checks import validate
 from keras_amb.files import atomic_write_text
-from keras_amb.overrides import key_path
-from keras_amb.overrides import nest_overrides
-from keras_amb.overrides import parse_assignments
-from keras_amb.run_config import RunConfig
+from keras_amb.app.overrides import key_path
+from keras_amb.app.overrides import nest_overrides
+from keras_amb.app.overrides import parse_assignments
+from keras_amb.app.run_config import RunConfig
 
 # The built-in defaults, flat as in YAML: read from the typed sections
-# field defaults (`keras_amb.run_config`), where the keys are written once.
+# field defaults (`keras_amb.app.run_config`), where the keys are written once.
 DEFAULTS = RunConfig().to_dict()
 
-# Keys of earlier releases: a config that uses one is told the new name.
+# Keys of earlier releases: a config that uses one is told the new name
+# (the message goes in 1.0).
 RENAMED = {
     "model": "architecture",
     "mining_weight": "amb_weight",

@@ -11,7 +11,7 @@ Keras's full line instead.
 Example:
 
 ```python
-from keras_amb.console import EpochSummary
+from keras_amb.app.console import EpochSummary
 
 model.fit(train_ds, validation_data=val_ds, epochs=8, verbose=0,
           callbacks=[EpochSummary(print, "proposed", epochs=8)])

@@ -16,12 +16,12 @@ densities it was about 20 times narrower than the spread between seeds.
 `write_report` writes the table as `ablation.md` (beside the paper's numbers
 where the run is the paper's setup: `paper_comparison`), `ablation.json`
 and `ablation.png`. Training and evaluating the variants is
-`keras_amb/ablation.py`.
+`keras_amb/app/ablation.py`.
 
 Example:
 
 ```python
-from keras_amb import ablation_report
+from keras_amb.app import ablation_report
 table = ablation_report.summarise({"ABN": [abn_eval], "AMB": [amb_eval]})
 print(ablation_report.markdown(table, "synthetic"))
 ```
@@ -72,7 +72,7 @@ def paper_comparison(dataset, model):
 
     Args:
         dataset: str, the data section's `dataset`.
-        model: `keras_amb.run_config.ModelConfig`, the config's model section.
+        model: `keras_amb.app.run_config.ModelConfig`, the config's model section.
     """
     if dataset not in PAPER:
         return None, f"the paper reports no numbers for {dataset!r}"

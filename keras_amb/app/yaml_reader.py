@@ -11,7 +11,7 @@ refusal is a `ConfigError` of one line naming the source. Tags stay those of
 Example:
 
 ```python
-from keras_amb import yaml_reader
+from keras_amb.app import yaml_reader
 
 yaml_reader.load("epochs: 3\\n", "my.yaml")   # {'epochs': 3}
 ```

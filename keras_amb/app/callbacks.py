@@ -100,7 +100,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     any moment resumes from a consistent epoch.
 
     Args:
-        run: `keras_amb.runs.Run`, the run folder.
+        run: `keras_amb.app.runs.Run`, the run folder.
         stage: str, `"abn"` or `"proposed"`.
         stage_index: int, the stage's position in the run.
         monitor: str, the log that picks the best checkpoint (higher is better).

@@ -21,14 +21,14 @@ import os
 import shutil
 import stat
 
-from keras_amb import run_files
-from keras_amb import run_lock
+from keras_amb.app import run_files
+from keras_amb.app import run_lock
 from keras_amb.errors import RunError  # noqa: F401 (re-exported)
 from keras_amb.files import atomic_write_text
 from keras_amb.model_file import check_model_file  # noqa: F401 (re-exported)
-from keras_amb.run_files import LOCK_FILE
-from keras_amb.run_files import MODEL_FILES
-from keras_amb.run_files import STATE_FILE
+from keras_amb.app.run_files import LOCK_FILE
+from keras_amb.app.run_files import MODEL_FILES
+from keras_amb.app.run_files import STATE_FILE
 
 DEFAULT_ROOT = "saved_models"
 
@@ -45,7 +45,7 @@ def default_run_dir(dataset, architecture, root=DEFAULT_ROOT):
 def check_writable(directory, min_free_bytes=200 * 2**20):
     """Fails before training when the output folder cannot be made or
     written (`safety.check_output_folder`) or its disk is nearly full."""
-    from keras_amb import safety
+    from keras_amb.app import safety
 
     safety.check_output_folder(directory, "--output")
     free = shutil.disk_usage(directory).free
@@ -152,7 +152,7 @@ class Run:
     def initialise(self, config, class_names, stages):
         """Writes a new run's config (a `RunConfig`, as flat YAML), labels
         and initial state."""
-        from keras_amb import config as amb_config
+        from keras_amb.app import config as amb_config
 
         amb_config.dump(config.to_dict(), self.path("config.yaml"))
         atomic_write_text(self.path("labels.txt"), "\n".join(class_names) + "\n")
@@ -209,7 +209,7 @@ class Run:
 
     def config(self):
         """The run's resolved config (`{}` for a bare model file)."""
-        from keras_amb import config as amb_config
+        from keras_amb.app import config as amb_config
 
         if self.run_dir is None or not os.path.isfile(self.path("config.yaml")):
             return {}
