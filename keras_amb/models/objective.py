@@ -62,13 +62,23 @@ forward pass's dict."""
 class Objective:
     """The losses of section 3.5's two updates, for one model's switches.
 
+    The arguments are the model's of the same names
+    (`AttentionBranchNetwork`), and nothing else of it.
+
     Args:
-        amb, pc, cot: bool, the model's switches.
+        amb: bool, the attention mining branch is on.
+        pc: bool, the prototype conformity loss is on.
+        cot: bool, complement objective training is on.
         amb_gradient: `"all"` or `"attention"` (L_am in its own step).
-        amb_weight, pc_weight, pc_contrastive_weight, attention_target_weight,
-        area_weight, smoothness_weight, erasing_weight: float, the weights.
+        amb_weight: float, L_am's weight.
+        pc_weight: float, the PC loss's weight.
+        pc_contrastive_weight: float, the contrastive part's weight in PC.
         pc_distance: `"euclidean"` or `"squared"`.
+        attention_target_weight: float, the corrected-map term's weight.
+        area_weight: float, the area term's weight.
         area_target: float, the area term's target.
+        smoothness_weight: float, the total variation's weight.
+        erasing_weight: float, the erasing term's weight.
 
     Example:
     >>> objective = Objective(amb=True, pc=True, cot=True, amb_weight=1e-4)

@@ -234,8 +234,8 @@ class TwoStepTraining:
                 unless `cot=True`.
             jit_compile: `"auto"` compiles with XLA where it is fast (JAX,
                 and TensorFlow on GPU); `True`/`False` force it.
-            loss, metrics: not accepted: the model computes the paper's losses
-                and its own metrics (see the class docstring).
+            loss: not accepted: the model computes the paper's losses.
+            metrics: not accepted: the model reports its own metrics.
             **kwargs: passed to `keras.Model.compile`.
         """
         for name, value in (("loss", loss), ("metrics", metrics)) + tuple(
