@@ -57,8 +57,8 @@ def evaluate(run, dataset, data_dir, split, method, limit, batch_size, threshold
     Progress goes to standard error.
     \b
     Examples:
-      keras-amb evaluate --model saved_models/synthetic-proposed-... --format json
-      keras-amb evaluate --model saved_models/synthetic-proposed-... --method all > report.txt
+      keras-amb evaluate --model saved_models/synthetic-mining-... --format json
+      keras-amb evaluate --model saved_models/synthetic-mining-... --method all > report.txt
     """
     as_json = as_json or fmt == "json"
     set_backend(backend, models=[run])

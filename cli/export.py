@@ -48,7 +48,7 @@ def export(run, fmt, output, version, max_pixels, max_aspect_ratio):
     `probabilities` (N, K) and `attention` (N, h, w).
     \b
     Examples:
-      keras-amb export --model saved_models/synthetic-proposed-20260101-120000
+      keras-amb export --model saved_models/synthetic-mining-20260101-120000
       docker run -p 8501:8501 -v "$PWD/saved_models/<run>-serving:/models/amb" \\
           -e MODEL_NAME=amb tensorflow/serving
       keras-amb export --model saved_models/<run> --format onnx

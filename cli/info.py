@@ -30,8 +30,8 @@ def info(positional, run, classes_only):
 
     \b
     Examples:
-      keras-amb info --model saved_models/synthetic-proposed-20260101-120000
-      keras-amb info -m saved_models/synthetic-proposed-20260101-120000 --classes
+      keras-amb info --model saved_models/synthetic-mining-20260101-120000
+      keras-amb info -m saved_models/synthetic-mining-20260101-120000 --classes
     """
     run = model_given(positional, run, "info")
     run_reporting_errors(_info, run, classes_only)

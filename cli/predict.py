@@ -42,7 +42,7 @@ def predict(inputs, run, top_k, fmt, output, save_maps, batch_size, backend):
 
     \b
     Examples:
-      keras-amb predict photos/ --model saved_models/dogs-proposed-... > predictions.jsonl
+      keras-amb predict photos/ --model saved_models/dogs-mining-... > predictions.jsonl
       keras-amb predict a.jpg b.png --model model.keras --format csv --top-k 3
       keras-amb predict photos/ --model RUN --output preds.csv --format csv --save-maps maps/
     """

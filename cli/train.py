@@ -37,6 +37,14 @@ GROUPS = {"": "Run", "data": "Data", "model": "Model",
           "research": "Research switches (METHOD.md)"}
 
 
+class ArchitectureChoice(click.Choice):
+    """`click.Choice` of the architectures that also takes their old names
+    (`proposed` for `mining`, until 2.0) without listing them."""
+
+    def convert(self, value, param, ctx):
+        return super().convert(arguments.architecture_name(value), param, ctx)
+
+
 class GroupedOption(click.Option):
     """A click option that knows its `train --help` group."""
 
@@ -125,10 +133,10 @@ def _opt(*names, key=None, help="", research=False, **kwargs):
 @_opt("--crop-scale", type=(float, float), key="crop_scale",
       help="[data] Area fraction range MIN MAX of the training crops.")
 # Model
-@_opt("--architecture", "-a", type=click.Choice(arguments.ARCHITECTURES),
+@_opt("--architecture", "-a", type=ArchitectureChoice(arguments.ARCHITECTURES),
       key="architecture",
-      help="[model] 'abn' stops after ABN training; 'proposed' pre-trains an ABN, then "
-      "trains the proposed model from it.")
+      help="[model] 'abn' stops after ABN training; 'mining' pre-trains an ABN, then "
+      "trains the Attention Mining Network (AMB + PC + COT) from it.")
 @_opt("--backbone", type=click.Choice(arguments.BACKBONES), key="backbone",
       help="[model] resnet50 (keras.applications, loads ImageNet weights), "
       "resnet50_official (the official ABN network, for from-scratch runs), or a small "
@@ -171,7 +179,7 @@ def _opt(*names, key=None, help="", research=False, **kwargs):
       help="[model] Weight of the erasing term (ACoL): the classifier learns the "
       "evidence the map left out. 0 is off.")
 @_opt("--init-from", type=click.Path(exists=True), key="init_from",
-      help="[model] Start the proposed model from this ABN run (or .keras file); "
+      help="[model] Start the Attention Mining Network from this ABN run (or .keras file); "
       "skips pre-training.")
 @_opt("--attention-targets", key="attention_targets",
       help="[data] Human-knowledge baseline: 'masks' (the dataset's masks) or a folder "
@@ -179,7 +187,7 @@ def _opt(*names, key=None, help="", research=False, **kwargs):
 # Schedule
 @_opt("--epochs", type=int, key="epochs", help="[schedule] Epochs of the final stage (paper: 300).")
 @_opt("--pretrain-epochs", type=int, key="pretrain_epochs",
-      help="[schedule] Epochs of ABN pre-training before the proposed model (paper: 300).")
+      help="[schedule] Epochs of ABN pre-training before the Attention Mining Network (paper: 300).")
 @_opt("--learning-rate", "--lr", type=float, key="optimizer.learning_rate",
       help="[schedule] Base learning rate.")
 @_opt("--optimizer", type=click.Choice(OPTIMIZER_NAMES), key="optimizer.name",
@@ -205,7 +213,7 @@ def _opt(*names, key=None, help="", research=False, **kwargs):
       help="[runtime] Force XLA on or off (auto: on for JAX and TF-on-GPU).")
 def train(config_file, resume, restart_stage, assignments, paper_objective, print_config, output,
           **options):
-    """Train ABN, then the proposed model (AMB + PC + COT) initialised from it.
+    """Train ABN, then the Attention Mining Network (AMB + PC + COT) initialised from it.
 
     Beyond the paper, the default objective adds an area term on the
     attention map (--area-weight 1) and lets the mining terms move the map
@@ -231,7 +239,7 @@ def train(config_file, resume, restart_stage, assignments, paper_objective, prin
       keras-amb train --dataset caltech_birds2010 --no-cot        # AMB + PC ablation
       keras-amb train --dataset synthetic --paper-objective       # the paper's eq. 5
       keras-amb train --set model.pc_weight=1 --set optimizer.momentum=0.8
-      keras-amb train --resume saved_models/synthetic-proposed-20260101-120000
+      keras-amb train --resume saved_models/synthetic-mining-20260101-120000
     """
     refuse_backend_assignment(assignments)
     if not resume:

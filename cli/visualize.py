@@ -46,7 +46,7 @@ def visualize(inputs, run, compare, method, class_name, alpha, output, save_maps
     \b
     Examples:
       keras-amb visualize bird.jpg
-      keras-amb visualize photos/ --model saved_models/cub-proposed-... --method all
+      keras-amb visualize photos/ --model saved_models/cub-mining-... --method all
       keras-amb visualize bird.jpg --model ABN_RUN --compare AMB_RUN
       keras-amb visualize bird.jpg --method cam --class cardinal --alpha 0.6
     """

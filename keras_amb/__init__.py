@@ -10,7 +10,7 @@ command-line tool defers that until it has applied `--backend` (as does
 KERAS_AMB_DEFER_IMPORTS=1).
 
     import keras_amb
-    model = keras_amb.load_model("saved_models/synthetic-proposed-...")  # or a .keras file
+    model = keras_amb.load_model("saved_models/synthetic-mining-...")  # or a .keras file
     [p] = keras_amb.predict(model, "photo.jpg")  # any size: the model's own preprocessing
     p.label, p.top_k, p.attention               # class, top-5 (name, probability), map
 """

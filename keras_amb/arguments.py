@@ -19,9 +19,23 @@ arguments.check_arguments(mask_threshold=1.5)
 
 from keras_amb.backbone_specs import BACKBONES as BACKBONE_SPECS
 
-# `keras-amb train --architecture`: "abn" stops after the ABN; "proposed"
-# pre-trains one, then trains the proposed model from it.
-ARCHITECTURES = ("abn", "proposed")
+# `keras-amb train --architecture`: "abn" stops after the ABN; "mining"
+# pre-trains one, then trains the Attention Mining Network (the paper's
+# proposed model: AMB + PC + COT) from it. Also the stages' names.
+ARCHITECTURES = ("abn", "mining")
+# The paper's word, keras-amb's name for "mining" before 0.3: configs, run
+# folders and checkpoints that use it keep working (stated removal: 2.0).
+OLD_ARCHITECTURES = {"proposed": "mining"}
+
+
+def architecture_name(value):
+    """Today's name of an architecture or stage (`"proposed"` is `"mining"`).
+
+    Example:
+    >>> architecture_name("proposed"), architecture_name("abn")
+    ('mining', 'abn')
+    """
+    return OLD_ARCHITECTURES.get(value, value)
 # The backbones `keras_amb.models.backbones` builds, from their one table.
 BACKBONES = tuple(BACKBONE_SPECS)
 # The optimizers a config's `optimizer.name` (and `train --optimizer`) names.

@@ -125,7 +125,7 @@ def predict(model, images, top_k=5, batch_size=32, methods=None):
         be read has its `error` instead.
 
     Example:
-    >>> model = keras_amb.load_model("saved_models/synthetic-proposed-...")  # doctest: +SKIP
+    >>> model = keras_amb.load_model("saved_models/synthetic-mining-...")  # doctest: +SKIP
     >>> [p] = keras_amb.predict(model, "photo.jpg")  # doctest: +SKIP
     >>> p.label, p.top_k[:2], p.attention.shape  # doctest: +SKIP
     """

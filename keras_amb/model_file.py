@@ -56,7 +56,7 @@ class ModelFile:
             (as `model.count_params()`), None without `model.weights.h5`.
 
     Example:
-    >>> info = read_model_file("saved_models/synthetic-proposed-.../model.keras")  # doctest: +SKIP
+    >>> info = read_model_file("saved_models/synthetic-mining-.../model.keras")  # doctest: +SKIP
     >>> info.class_name, describe(info.config), info.config["class_names"]  # doctest: +SKIP
     """
 
@@ -198,7 +198,7 @@ def check_model_file(path):
         RunError: naming the file and what is wrong with it.
 
     Example:
-    >>> check_model_file("saved_models/synthetic-proposed-.../model.keras")  # doctest: +SKIP
+    >>> check_model_file("saved_models/synthetic-mining-.../model.keras")  # doctest: +SKIP
     """
     return _inspect(path)[0]
 

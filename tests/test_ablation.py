@@ -120,7 +120,7 @@ def test_ablate_end_to_end_and_resume(tmp_path):
     resumed = keras_amb_cli_here(args + ["--json"])  # in this process: started just above
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = resumed.stdout + resumed.stderr
-    assert log.count("Stage 'proposed'") == 1 and "Stage 'abn'" not in log  # only AMB trains
+    assert log.count("Stage 'mining'") == 1 and "Stage 'abn'" not in log  # only AMB trains
     assert (out / "seed0-amb" / "model.keras").is_file()
     assert (out / "seed0-amb-pc" / "ablation-evaluation.json").is_file()
     again = json.loads(resumed.stdout)

@@ -62,7 +62,7 @@ def test_print_config_shows_the_resolved_config(tmp_path):
     config = yaml.safe_load(result.stdout)
     assert config["epochs"] == 3 and config["flip"] is False
     assert config["crop_scale"] == [0.5, 0.9] and config["synthetic"]["version"] == "2"
-    assert not os.path.exists("saved_models/synthetic-proposed") and "Run " not in result.stdout
+    assert not os.path.exists("saved_models/synthetic-mining") and "Run " not in result.stdout
     # --set reaches keys no option has, dotted and by section; it comes last.
     result = keras_amb_cli_here([
         "train", "--config", "synthetic_v2", "--lr", "0.2", "--print-config",
@@ -110,13 +110,13 @@ def test_train_end_to_end_writes_a_complete_run(trained):
     assert "oneDNN" not in result.stderr and "cuInit" not in result.stderr
     for name in ("config.yaml", "labels.txt", "history.csv", "model.keras", "abn.keras",
                  "state.json", "test_metrics.json",
-                 "checkpoints/proposed-best.keras", "checkpoints/proposed-last.keras"):
+                 "checkpoints/mining-best.keras", "checkpoints/mining-last.keras"):
         assert os.path.isfile(os.path.join(run, name)), name
     config = yaml.safe_load(open(os.path.join(run, "config.yaml")))
     assert config["seed"] == 3 and config["epochs"] == 1 and config["backbone"] == "resnet_tiny"
     labels = open(os.path.join(run, "labels.txt")).read().split()
     assert len(labels) == 4
-    assert _history(run) == [("abn", 1), ("proposed", 1)]
+    assert _history(run) == [("abn", 1), ("mining", 1)]
     assert any("attention" in d for d, _, fs in os.walk(os.path.join(run, "logs")) if fs)
     import keras_amb  # noqa: F401  (registers the classes)
 
@@ -284,7 +284,7 @@ def test_info_describes_a_run(trained):
     labels = open(os.path.join(trained["run"], "labels.txt")).read().split()
     for needle in ("AttentionMiningNetwork: AMB (attention only) + PC + COT + area, no bypass",
                    "resnet_tiny",
-                   f"4: {labels[0]}", "32x32", "finished", "last epoch      proposed 1",
+                   f"4: {labels[0]}", "32x32", "finished", "last epoch      mining 1",
                    "model.keras", "history.csv", "1 ABN + 1 epochs"):
         assert needle in out, needle
 

@@ -12,8 +12,8 @@ def test_the_epoch_line_shows_what_a_user_watches_and_nothing_else():
     logs = {"loss": 4.98501, "top1": 0.2675, "val_top1": 0.1175, "val_att_top1": 0.15,
             "learning_rate": 0.05, "att_feature_norm": 3.7, "map_grad_pc_loss": 0.05,
             "val_pc_loss": 6.4}
-    assert summary_line("proposed", 1, 8, logs, 36.2) == (
-        "proposed epoch 1/8: loss 4.985, top-1 0.268, val top-1 0.117, "
+    assert summary_line("mining", 1, 8, logs, 36.2) == (
+        "mining epoch 1/8: loss 4.985, top-1 0.268, val top-1 0.117, "
         "val attention top-1 0.150, lr 0.05 (36 s)")
     assert summary_line("abn", 2, 8, {"loss": 1.0}, 0.4) == "abn epoch 2/8: loss 1.000 (0 s)"
 

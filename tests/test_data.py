@@ -334,7 +334,7 @@ def test_config_sections_and_dotted_overrides(tmp_path):
     variant = config.replace(seed=3, architecture="abn", image_size=96)
     assert (variant.runtime.seed, variant.model.architecture, variant.data.image_size) \
         == (3, "abn", 96)
-    assert (config.runtime.seed, config.model.architecture) == (0, "proposed")
+    assert (config.runtime.seed, config.model.architecture) == (0, "mining")
     with pytest.raises(ValueError, match="'epochz'"):
         config.replace(epochz=3)
 

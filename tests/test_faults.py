@@ -526,7 +526,7 @@ def test_a_killed_start_is_reused_and_hidden_classes_are_reported(killed_everywh
     assert "Skipped 1 hidden folder(s)" in log and "..hidden" in log
     # The proposed stage copies the weights of the ABN in memory (no reload
     # of abn.keras in the same process).
-    assert "Initialising the proposed model from the ABN just trained" in log
+    assert "Initialising the Attention Mining Network from the ABN just trained" in log
     run = runs.Run(killed_everywhere["run"])
     assert run.labels() == ["ant", "bee", "cat"]
     assert run.load_model().get_class_names() == ["ant", "bee", "cat"]
@@ -544,7 +544,7 @@ def test_a_kill_during_any_write_leaves_whole_files(killed_everywhere):
     # (history.csv is appended row by row; resuming drops rows past the state.)
     for name in ("config.yaml", "labels.txt", "state.json", "abn.keras",
                  "model.keras", "test_metrics.json", os.path.join("checkpoints",
-                                                                   "proposed-last.keras")):
+                                                                   "mining-last.keras")):
         assert name in written, sorted(written)
     for name, snapshot in snapshots:
         for dirpath, dirnames, filenames in os.walk(snapshot):

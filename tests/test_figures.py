@@ -51,11 +51,11 @@ def _overlap(a, b, tolerance=0.5):
 @pytest.mark.parametrize("methods", [["attention"], ["attention", "cam", "gradcam"]])
 def test_no_two_labels_overlap_with_long_names_and_compare(tmp_path, monkeypatch, methods):
     rng = np.random.default_rng(0)
-    long_run = "synthetic-proposed-20261201-201411-with-a-much-longer-name-than-usual-x" * 2
+    long_run = "synthetic-mining-20261201-201411-with-a-much-longer-name-than-usual-x" * 2
     classes = ["a_class_name_long_enough_to_run_into_the_next_panel_by_itself",
                "short", "yellow_headed_blackbird", "b", "c", "d"]
     rows = [_row(f"{long_run} (AMB + PC + COT, no bypass)", classes, rng),
-            _row("synthetic-proposed-20261201-201411 (AMB + PC + COT, no bypass)", classes, rng),
+            _row("synthetic-mining-20261201-201411 (AMB + PC + COT, no bypass)", classes, rng),
             _row(f"{long_run}/abn.keras (ABN, bypass)", classes[::-1], rng)]
     path = tmp_path / "figure.png"
     texts = _drawn_text_boxes(monkeypatch, lambda: explain_visualize.draw(

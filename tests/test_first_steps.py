@@ -40,7 +40,7 @@ def run(tmp_path_factory):
     """A run folder as training leaves it (an untrained model: nothing here
     depends on what it predicts)."""
     root = tmp_path_factory.mktemp("first-steps")
-    run = root / "synthetic-proposed-20261201-201411"
+    run = root / "synthetic-mining-20261201-201411"
     run.mkdir()
     (root / "tiny.yaml").write_text(CONFIG)
     amb_config.dump(amb_config.resolve(str(root / "tiny.yaml")).to_dict(),
@@ -168,7 +168,7 @@ def test_evaluate_all_methods_json_is_one_object_and_progress_is_on_stderr(run, 
     result = keras_amb_cli_here(args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "/image" in result.stderr and "/image" not in result.stdout
-    assert result.stdout.lstrip().startswith("synthetic-proposed-20261201-201411 on synthetic")
+    assert result.stdout.lstrip().startswith("synthetic-mining-20261201-201411 on synthetic")
 
 
 def test_export_goes_beside_the_run(run, tmp_path):

@@ -241,7 +241,7 @@ def test_hostile_yaml_in_set_is_a_usage_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def interrupted_run(tmp_path_factory):
-    """A tiny run whose proposed stage stopped after its first epoch."""
+    """A tiny run whose mining stage stopped after its first epoch."""
     from tests.test_faults import TINY_TRAIN
 
     root = tmp_path_factory.mktemp("resume")
@@ -300,13 +300,13 @@ def test_restart_stage_trains_the_stage_anew_and_keeps_the_old_checkpoints(
     assert "start a new run" in line
     (run / "config.yaml").write_text(original)
     _edit_config(run, pc_weight=0.5)
-    old = hashes(run / "checkpoints" / "proposed-last.keras")
+    old = hashes(run / "checkpoints" / "mining-last.keras")
     result = invoke("train", "--resume", run, "--restart-stage")
     assert result.exit_code == 0, result.output
-    assert "Restarting stage 'proposed'" in result.output
+    assert "Restarting stage 'mining'" in result.output
     aside = [d for d in os.listdir(run / "checkpoints") if d.startswith("replaced-")]
     assert len(aside) == 1
-    kept = hashes(run / "checkpoints" / aside[0] / "proposed-last.keras")
+    kept = hashes(run / "checkpoints" / aside[0] / "mining-last.keras")
     assert list(kept.values()) == list(old.values())
     saved = amb_model_file.read_model_file(str(run / "model.keras"), count_parameters=False)
     assert saved.config["pc_weight"] == 0.5
@@ -457,3 +457,19 @@ def test_info_takes_the_model_as_every_command_does(model_file):
     assert as_argument.output == as_option.output
     assert invoke("info", "-m", model_file, "--classes").output.split() == CLASSES
     assert invoke("info").exit_code == 2
+
+
+def test_the_old_architecture_name_still_reads_as_mining(tmp_path):
+    """`proposed`, the paper's word and keras-amb's name before 0.3, is read
+    as `mining` on the command line and in config files; `--help` lists only
+    the new name; run folders of 0.2 (stages and checkpoints named
+    `proposed`) resume unchanged (tests/test_compatibility.py)."""
+    printed = invoke("train", "--architecture", "proposed", "--print-config")
+    assert printed.exit_code == 0 and "architecture: mining" in printed.output
+    config = tmp_path / "old.yaml"
+    config.write_text("architecture: proposed\nepochs: 3\n")
+    printed = invoke("train", "--config", config, "--print-config")
+    assert printed.exit_code == 0 and "architecture: mining" in printed.output
+    assert "[abn|mining]" in invoke("train", "--help").output
+    wrong = invoke("train", "--architecture", "mine", "--print-config")
+    assert wrong.exit_code == 2 and "'mine' is not one of 'abn', 'mining'" in wrong.output

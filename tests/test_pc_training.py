@@ -61,7 +61,7 @@ def _val_top1_and_norm(run_dir):
 @pytest.mark.slow
 def test_pc_keeps_accuracy_and_feature_norm(tmp_path):
     abn = _train(tmp_path, "abn")
-    common = dict(architecture="proposed", init_from=abn, epochs=3, amb=True, cot=False)
+    common = dict(architecture="mining", init_from=abn, epochs=3, amb=True, cot=False)
     amb = _train(tmp_path, "amb", pc=False, **common)
     pc = _train(tmp_path, "pc", pc=True, pc_weight=1.0, **common)  # the paper's weight
     amb_top1, amb_norm = _val_top1_and_norm(amb)

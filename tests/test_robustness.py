@@ -196,11 +196,11 @@ def test_killed_at_any_point_nothing_is_lost(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(run, "history.csv")) as f:
         epochs = [(r["stage"], int(r["epoch"])) for r in csv.DictReader(f)]
-    assert epochs == [("abn", 1), ("abn", 2), ("proposed", 1), ("proposed", 2), ("proposed", 3)]
+    assert epochs == [("abn", 1), ("abn", 2), ("mining", 1), ("mining", 2), ("mining", 3)]
     assert json.load(open(os.path.join(run, "state.json")))["finished"]
     assert _load_every_model_file(run) == [
         "abn.keras", "checkpoints/abn-best.keras", "checkpoints/abn-last.keras",
-        "checkpoints/proposed-best.keras", "checkpoints/proposed-last.keras", "model.keras"]
+        "checkpoints/mining-best.keras", "checkpoints/mining-last.keras", "model.keras"]
     result = keras_amb_cli_here(["train", "--resume", run, "--epochs", "4"])
     assert result.returncode != 0 and "do not combine" in result.stderr
 

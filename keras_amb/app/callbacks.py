@@ -101,7 +101,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     Args:
         run: `keras_amb.app.runs.Run`, the run folder.
-        stage: str, `"abn"` or `"proposed"`.
+        stage: str, `"abn"` or `"mining"`.
         stage_index: int, the stage's position in the run.
         monitor: str, the log that picks the best checkpoint (higher is better).
     """

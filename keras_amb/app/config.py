@@ -25,6 +25,7 @@ import yaml
 from keras_amb.app import yaml_reader
 from keras_amb.errors import CommandLineError
 from keras_amb.errors import ConfigError  # noqa: F401 (re-exported)
+from keras_amb.arguments import architecture_name
 from keras_amb.app.config_checks import option_name
 from keras_amb.app.config_checks import validate
 from keras_amb.files import atomic_write_text
@@ -118,6 +119,8 @@ def _merge(base, update, source):
                 f"{source}: unknown option {key!r}. Known options: "
                 f"{', '.join(sorted(DEFAULTS))}"
             )
+        if key == "architecture":
+            value = architecture_name(value)  # "proposed" is "mining"
         if key in SHORT_FORMS and isinstance(value, str):
             value = {"name": value}  # `optimizer: sgd` is `optimizer: {name: sgd}`
         if isinstance(base.get(key), dict) and isinstance(value, dict):

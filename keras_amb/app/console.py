@@ -14,8 +14,8 @@ Example:
 from keras_amb.app.console import EpochSummary
 
 model.fit(train_ds, validation_data=val_ds, epochs=8, verbose=0,
-          callbacks=[EpochSummary(print, "proposed", epochs=8)])
-# proposed epoch 1/8: loss 4.985, top-1 0.268, val top-1 0.118, val attention top-1 0.150, lr 0.05 (36 s)
+          callbacks=[EpochSummary(print, "mining", epochs=8)])
+# mining epoch 1/8: loss 4.985, top-1 0.268, val top-1 0.118, val attention top-1 0.150, lr 0.05 (36 s)
 ```
 """
 

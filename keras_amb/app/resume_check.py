@@ -17,6 +17,7 @@ from keras_amb.errors import RunError
 from keras_amb.model_file import read_model_file
 from keras_amb.models.factory import model_arguments
 from keras_amb.app.runs import timestamp
+from keras_amb.arguments import architecture_name
 
 # What an earlier stage's model (the file the next stage starts from) must
 # share with the config: the network's shape and its preprocessing. Its loss
@@ -49,7 +50,7 @@ def disagreements(config, stage, path, class_names, resize_ratio, keys=None, sta
     lacks, from a release before the key existed, takes today's default,
     which may differ from the run's own) and the data's `DATA_KEYS`."""
     cls, expected = model_arguments(
-        config.model, "abn" if stage == "abn" else "proposed", class_names,
+        config.model, "abn" if stage == "abn" else "mining", class_names,
         config.data.image_size, resize_ratio,
         attention_targets=config.data.attention_targets is not None)
     saved = read_model_file(path, count_parameters=False)
@@ -83,7 +84,8 @@ def check_agreement(run, config, stages, class_names, resize_ratio, restarting=F
     """
     state = run.state()
     config_path = run.path("config.yaml")
-    if list(stages) != list(state["stages"]):
+    # A run of 0.2 or earlier names its mining stage "proposed".
+    if list(stages) != [architecture_name(s) for s in state["stages"]]:
         raise RunError(
             f"{config_path} disagrees with the run's state.json: it trains the stages "
             f"{' -> '.join(stages)}, the run was started with {' -> '.join(state['stages'])} "

@@ -78,10 +78,11 @@ class ModelConfig:
     the same names, checked by `keras_amb.arguments`).
 
     Args:
-        architecture: "abn" (stop after the ABN) or "proposed".
+        architecture: "abn" (stop after the ABN) or "mining" (then the
+            Attention Mining Network; "proposed", its old name, is read as it).
         backbone: one of `keras_amb.arguments.BACKBONES`.
         weights: backbone weights: "imagenet", a file, or None.
-        init_from: an ABN run (or .keras file) to start the proposed model
+        init_from: an ABN run (or .keras file) to start the Attention Mining Network
             from, skipping pre-training.
         amb, pc, cot: the ablation switches.
         mask_threshold, mask_slope, hard_mask: the AMB's mask T(A).
@@ -102,7 +103,7 @@ class ModelConfig:
         dropout: dropout before the perception branch's classifier.
     """
 
-    architecture: str = "proposed"
+    architecture: str = "mining"
     backbone: str = _M["backbone"]
     weights: str = None
     init_from: str = None
@@ -136,7 +137,7 @@ class ScheduleConfig:
     """How long and how fast each stage trains.
 
     Args:
-        pretrain_epochs: epochs of ABN pre-training before the proposed model.
+        pretrain_epochs: epochs of ABN pre-training before the Attention Mining Network.
         epochs: epochs of the final stage.
         optimizer: `{name, learning_rate, momentum, nesterov, weight_decay}`.
         lr_schedule: `{name: step | cosine | constant, milestones, gamma}`.

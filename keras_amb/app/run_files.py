@@ -9,7 +9,8 @@ LOCK_FILE = ".lock"
 # Where a run's trained model is, best first.
 MODEL_FILES = (
     "model.keras",
-    os.path.join("checkpoints", "proposed-best.keras"),
+    os.path.join("checkpoints", "mining-best.keras"),
+    os.path.join("checkpoints", "proposed-best.keras"),  # runs of 0.2 and earlier
     "abn.keras",
     os.path.join("checkpoints", "abn-best.keras"),
 )

@@ -64,7 +64,7 @@ def load_model(path):
     (`Run.open(path).load_model()`, as every command does).
 
     Example:
-    >>> model = keras_amb.load_model("saved_models/synthetic-proposed-...")  # doctest: +SKIP
+    >>> model = keras_amb.load_model("saved_models/synthetic-mining-...")  # doctest: +SKIP
     """
     from keras_amb import presets
 
@@ -109,7 +109,7 @@ class Run:
             (a preset folder, read through a temporary archive).
 
     Example:
-    >>> run = Run.open("saved_models/synthetic-proposed-20260101-120000")  # doctest: +SKIP
+    >>> run = Run.open("saved_models/synthetic-mining-20260101-120000")  # doctest: +SKIP
     >>> model = run.load_model()  # doctest: +SKIP
     >>> model.decode_predictions(model.predict(images)["probabilities"])  # doctest: +SKIP
     """
@@ -268,9 +268,9 @@ class Run:
                            "can be resumed")
         stages = state.get("stages")
         index, epochs = state.get("stage_index"), state.get("completed_epochs")
-        if not (isinstance(stages, list) and stages and all(s in ("abn", "proposed")
+        if not (isinstance(stages, list) and stages and all(s in ("abn", "mining", "proposed")
                                                             for s in stages)):
-            raise RunError(f"{path}: damaged, 'stages' must be a list of 'abn'/'proposed', "
+            raise RunError(f"{path}: damaged, 'stages' must be a list of 'abn'/'mining', "
                            f"got {stages!r}")
         if not (isinstance(index, int) and 0 <= index <= len(stages)):
             raise RunError(f"{path}: damaged, 'stage_index' must be 0..{len(stages)}, "

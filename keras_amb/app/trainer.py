@@ -1,7 +1,7 @@
 """The paper's training procedure as a resumable run (used by `keras-amb train`).
 
-Stage "abn": pre-train an ABN (with bypass). Stage "proposed": initialise the
-proposed model from it and train with eq. 5 + COT. Each stage checkpoints
+Stage "abn": pre-train an ABN (with bypass). Stage "mining" ("proposed"
+before 0.3): initialise the Attention Mining Network from it and train with eq. 5 + COT. Each stage checkpoints
 every epoch; `train(..., resume=True)` continues a killed run from its last
 completed epoch with both optimizers' state. One process at a time trains in
 a run folder (`Run.lock`).
@@ -50,12 +50,12 @@ def stages_for(model, schedule):
     if model.architecture == "abn":
         return ["abn"]
     if model.init_from or schedule.pretrain_epochs == 0:
-        return ["proposed"]
-    return ["abn", "proposed"]
+        return ["mining"]
+    return ["abn", "mining"]
 
 
 def stage_epochs(model, schedule, stage):
-    if stage == "abn" and model.architecture == "proposed":
+    if stage == "abn" and model.architecture != "abn":
         return schedule.pretrain_epochs
     return schedule.epochs
 
@@ -273,7 +273,9 @@ class _Training:
         if completed > 0 and os.path.isfile(last):
             self.log(f"Resuming stage {stage!r} after epoch {completed} from {last}")
             return runs.load_model(last), completed
-        architecture = "abn" if stage == "abn" else "proposed"
+        # A stage is "abn" or "mining" ("proposed" in runs of 0.2 and
+        # earlier, whose checkpoints keep that name).
+        architecture = "abn" if stage == "abn" else "mining"
         model = build_model(
             config, architecture, self.source.class_names, self.config.data.image_size,
             resize_ratio=self.resize_ratio,
@@ -291,13 +293,14 @@ class _Training:
         else:
             path = runs.Run.open(init).model_path if init else self.run.path("abn.keras")
             if previous is not None and init is None:
-                self.log(f"Initialising the proposed model from the ABN just trained ({path})")
+                self.log("Initialising the Attention Mining Network from the ABN just "
+                         f"trained ({path})")
                 model.transfer_weights_from(previous)
             elif os.path.isfile(path):
-                self.log(f"Initialising the proposed model from {path}")
+                self.log(f"Initialising the Attention Mining Network from {path}")
                 model.transfer_weights_from(runs.load_model(path))
             elif init is None and "abn" in self.run.state()["stages"]:
-                raise runs.RunError(f"{path} is missing; cannot start stage 'proposed'")
+                raise runs.RunError(f"{path} is missing; cannot start stage {stage!r}")
             if model.pc:
                 self._initialize_centers(model)
         model.compile(

@@ -11,11 +11,11 @@ from keras_amb.models.attention_mining_network import AttentionMiningNetwork
 def build_model(model, architecture, class_names, image_size, resize_ratio=None,
                 attention_targets=False):
     """`AttentionBranchNetwork` (`"abn"`) or `AttentionMiningNetwork`
-    (`"proposed"`) with a config's model arguments and the data's class names.
+    (`"mining"`) with a config's model arguments and the data's class names.
 
     Args:
         model: `keras_amb.app.run_config.ModelConfig`, the config's model section.
-        architecture: "abn" or "proposed" (a proposed run pre-trains an ABN
+        architecture: "abn" or "mining" (a mining run pre-trains an ABN
             first, so this is the stage's, not always `model.architecture`).
         class_names: the dataset's class names.
         image_size: int, the input side (the data section's `image_size`).
