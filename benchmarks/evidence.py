@@ -168,7 +168,7 @@ def _evaluated(root, rows, pc_weights, seeds):
         f"AMB + PC + COT (pc_weight {w:g})" for w in pc_weights]
     results = {}
     for name in names:
-        paths = [os.path.join(root, f"seed{s}-{ablation.slug(name)}",
+        paths = [os.path.join(root, f"seed{s}-{ablation.variant_folder(name)}",
                               "ablation-evaluation.json") for s in range(seeds)]
         if all(os.path.isfile(p) for p in paths):
             results[name] = []

@@ -46,8 +46,11 @@ VARIANTS = (
 )
 
 
-def slug(name):
-    return (name.lower().replace(" + ", "-").replace(", ", "-").replace(" ", "-"))
+def variant_folder(name):
+    """The run folder's name part of a variant (`"AMB + PC + COT"` ->
+    `"amb-pc-cot"`); existing ablation roots use these names, so they stay
+    (not `explain.visualize.slug`, which makes file names of row labels)."""
+    return name.lower().replace(" + ", "-").replace(", ", "-").replace(" ", "-")
 
 
 def run(config, seeds, root, split="test", limit=None, log=print, verbose=None):
@@ -133,7 +136,7 @@ def ablate(base_config, seeds, root, has_masks, evaluate_fn, train_fn, log=print
         for name, overrides in variants:
             if overrides.get("attention_targets") and not has_masks:
                 continue
-            run_dir = os.path.join(root, f"seed{seed}-{slug(name)}")
+            run_dir = os.path.join(root, f"seed{seed}-{variant_folder(name)}")
             config = base_config.replace(
                 **{"seed": seed, "init_from": abn_dir, "attention_targets": None, **overrides})
             log(f"[seed {seed}] {name}: {config.schedule.epochs} epochs from the "
