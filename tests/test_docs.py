@@ -54,7 +54,8 @@ def test_the_built_site_opens_in_a_browser(site):
     try:
         for page, needle in (("index.html", "explain themselves"),
                              ("cli/index.html", "keras-amb train"),
-                             ("guides/review/index.html", "review")):
+                             ("guides/review/index.html", "review"),
+                             ("api/index.html", "main_step_loss")):
             browser.get((site / page).as_uri())
             text = browser.find_element("tag name", "body").text
             assert needle in text, (page, text[:300])
