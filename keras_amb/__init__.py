@@ -16,7 +16,6 @@ KERAS_AMB_DEFER_IMPORTS=1).
 """
 
 import importlib
-import importlib.util
 import os
 import sys
 import warnings
@@ -85,43 +84,18 @@ _LAZY = {
 
 
 # Modules that moved under `keras_amb.app` in 0.3 (the application on top of
-# the library). Their old paths (`keras_amb.runs`, `from keras_amb import
-# trainer`) import the same module objects until 1.0, which removes them.
+# the library). `from keras_amb import runs` (and `keras_amb.runs`) still
+# gives the moved module, through `__getattr__` (no import hook, no import
+# side effect), until 1.0 removes it; `import keras_amb.runs` does not.
 _MOVED = ("runs", "run_files", "run_lock", "trainer", "callbacks", "ablation",
           "ablation_report", "export", "config", "config_checks", "overrides",
           "run_config", "resume_check", "distribution", "console", "review",
           "yaml_reader", "safety", "runtime")
 
 
-class _MovedModules:
-    """A finder for the old module paths: `keras_amb.<name>` (and its
-    submodules) is `keras_amb.app.<name>`, the same module object."""
-
-    @staticmethod
-    def _new_name(fullname):
-        parts = fullname.split(".")
-        if len(parts) >= 2 and parts[0] == "keras_amb" and parts[1] in _MOVED:
-            return ".".join(["keras_amb", "app"] + parts[1:])
-        return None
-
-    def find_spec(self, fullname, path=None, target=None):
-        if self._new_name(fullname) is None:
-            return None
-        return importlib.util.spec_from_loader(fullname, self)
-
-    def create_module(self, spec):
-        return None  # a placeholder, replaced in sys.modules by exec_module
-
-    def exec_module(self, module):
-        name = module.__spec__.name
-        sys.modules[name] = importlib.import_module(self._new_name(name))
-
-
-if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _MovedModules())
-
-
 def __getattr__(name):
+    if name in _MOVED:
+        return importlib.import_module(f"keras_amb.app.{name}")
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name])
         return module if module.__name__.endswith(name) else getattr(module, name)

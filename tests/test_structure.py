@@ -97,3 +97,14 @@ def test_the_library_imports_no_application():
                    if module.startswith("keras_amb") and not application(module)
                    and module != "keras_amb"}
     assert {m: d for m, d in reaching_up.items() if d} == {}
+
+
+def test_the_moved_modules_answer_to_their_old_names_without_an_import_hook():
+    import sys
+
+    import keras_amb
+    from keras_amb import trainer
+    from keras_amb.app import trainer as moved
+
+    assert trainer is moved and keras_amb.review.__name__ == "keras_amb.app.review"
+    assert not [f for f in sys.meta_path if type(f).__module__.startswith("keras_amb")]
