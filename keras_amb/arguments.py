@@ -139,6 +139,23 @@ def is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def as_table_type(name, value):
+    """`value` of the model argument `name` as its default's type in
+    `ABN_DEFAULTS` (a float default gives a float, an int one an int; other
+    values as given).
+
+    Example:
+    >>> as_table_type("amb_weight", 1), as_table_type("image_size", 64.0)
+    (1.0, 64)
+    """
+    default = ABN_DEFAULTS[name]
+    if isinstance(default, float):
+        return float(value)
+    if is_int(default):
+        return int(value)
+    return value
+
+
 # One check per argument: (test, what a good value is).
 CHECKS = {
     "num_classes": (lambda v: is_number(v) and int(v) == v and v >= 2, "an int >= 2"),

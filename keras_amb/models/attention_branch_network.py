@@ -30,7 +30,7 @@ from keras_amb import losses
 from keras_amb.arguments import ABN_DEFAULTS
 from keras_amb.arguments import ABN_DEFAULTS as _D
 from keras_amb.arguments import check_arguments
-from keras_amb.arguments import is_int
+from keras_amb.arguments import as_table_type
 from keras_amb.arguments import saved_arguments
 from keras_amb.layers.attention_branch import AttentionBranch
 from keras_amb.layers.attention_mechanism import AttentionMechanism
@@ -188,13 +188,8 @@ class AttentionBranchNetwork(keras_private.BuiltBeforeFit, PredictionMethods, Tw
             )
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
-        for name, value in given.items():  # numbers as the table's types
-            default = ABN_DEFAULTS[name]
-            if isinstance(default, float):
-                value = float(value)
-            elif is_int(default):
-                value = int(value)
-            setattr(self, name, value)
+        for name, value in given.items():
+            setattr(self, name, as_table_type(name, value))
         self.class_names = (
             [str(n) for n in class_names] if class_names is not None else None
         )

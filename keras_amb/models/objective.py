@@ -37,6 +37,8 @@ import numpy as np
 from keras import ops
 
 from keras_amb import losses
+from keras_amb.arguments import ABN_DEFAULTS as _D
+from keras_amb.arguments import as_table_type
 from keras_amb.models import compiled
 
 # The feature statistics logged per epoch (`history.csv`): a PC loss that
@@ -45,6 +47,10 @@ FEATURE_STATISTICS = (
     "per_feature_norm", "per_feature_zero_fraction",
     "att_feature_norm", "att_feature_zero_fraction",
 )
+
+# Every loss component by name, in the order the logs list them.
+TERMS = ("att_loss", "per_loss", "pc_loss", "amb_loss", "cot_loss",
+         "attention_target_loss", "area_loss", "smoothness_loss", "erasing_loss")
 
 # The updates of section 3.5's iteration, and "eval" (eq. 5, with every
 # other component logged), for validation.
@@ -92,22 +98,17 @@ class Objective:
         "area_weight", "area_target", "smoothness_weight", "erasing_weight",
     )
 
-    def __init__(self, amb=False, pc=False, cot=False, amb_gradient="all",
-                 amb_weight=1e-4, pc_weight=1.0, pc_contrastive_weight=1e-4,
-                 pc_distance="euclidean", attention_target_weight=0.0,
-                 area_weight=0.0, area_target=0.0, smoothness_weight=0.0,
-                 erasing_weight=0.0):
-        self.amb, self.pc, self.cot = bool(amb), bool(pc), bool(cot)
-        self.amb_gradient = amb_gradient
-        self.amb_weight = float(amb_weight)
-        self.pc_weight = float(pc_weight)
-        self.pc_contrastive_weight = float(pc_contrastive_weight)
-        self.pc_distance = pc_distance
-        self.attention_target_weight = float(attention_target_weight)
-        self.area_weight = float(area_weight)
-        self.area_target = float(area_target)
-        self.smoothness_weight = float(smoothness_weight)
-        self.erasing_weight = float(erasing_weight)
+    def __init__(self, amb=_D["amb"], pc=_D["pc"], cot=_D["cot"],
+                 amb_gradient=_D["amb_gradient"], amb_weight=_D["amb_weight"],
+                 pc_weight=_D["pc_weight"], pc_contrastive_weight=_D["pc_contrastive_weight"],
+                 pc_distance=_D["pc_distance"],
+                 attention_target_weight=_D["attention_target_weight"],
+                 area_weight=_D["area_weight"], area_target=_D["area_target"],
+                 smoothness_weight=_D["smoothness_weight"],
+                 erasing_weight=_D["erasing_weight"]):
+        given = locals()
+        for name in self.ARGUMENTS:  # defaults and types: `arguments.ABN_DEFAULTS`
+            setattr(self, name, as_table_type(name, given[name]))
 
     @classmethod
     def of(cls, model):
@@ -146,6 +147,11 @@ class Objective:
             if weight > 0:
                 weights[f"{name}_loss"] = weight
         return weights
+
+    def tracked(self):
+        """Every component this objective ever logs, in `TERMS` order (the
+        model's loss trackers): validation logs them all."""
+        return [name for name in TERMS if name in self.logged("eval")]
 
     def logged(self, step):
         """The components `step` computes: its terms, and in the complement

@@ -323,11 +323,9 @@ class _JaxSteps:
             return loss_fn(subset, self.non_trainable)[1][0].terms
 
         terms, pullback = jax.vjp(terms_fn, self.read(variables))
-        norms = {}
-        for name in terms:
-            cotangent = {k: jnp.asarray(k == name, v.dtype) for k, v in terms.items()}
-            norms[name] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in pullback(cotangent)[0]))
-        return norms
+        return _norms({
+            name: pullback({k: jnp.asarray(k == name, v.dtype) for k, v in terms.items()})[0]
+            for name in terms})
 
 
 def _jax_train_step(model, state, data):

@@ -44,20 +44,8 @@ class TwoStepTraining:
         # Grouped as Keras groups compiled metrics, each with its direction,
         # so `ModelCheckpoint(monitor="val_top1")` and
         # `EarlyStopping(monitor="val_per_loss")` infer max / min by themselves.
-        names = ["loss", "att_loss", "per_loss"]
-        if self.pc:
-            names.append("pc_loss")
-        if self.amb:
-            names.append("amb_loss")
-        if self.cot:
-            names.append("cot_loss")
-        if self.attention_target_weight > 0:
-            names.append("attention_target_loss")
-        for name in ("area", "smoothness", "erasing"):
-            if getattr(self, f"{name}_weight") > 0:
-                names.append(f"{name}_loss")
         self.loss_trackers = {}
-        for name in names:
+        for name in ["loss"] + self.objective.tracked():
             self.loss_trackers[name] = keras_private.set_metric_direction(
                 keras.metrics.Mean(name=name), "down")
         # The health of the features PC acts on: their mean norm and the
