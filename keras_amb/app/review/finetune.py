@@ -23,6 +23,11 @@ def _free_name(base):
     return name
 
 
+def _state_of(returncode):
+    """A child's state from its `poll()`."""
+    return "running" if returncode is None else "finished" if returncode == 0 else "failed"
+
+
 class Finetune:
     """The fine-tuning of one review: ABN initialised from the reviewed run
     and trained with the corrected maps as attention targets (Mitsuhara et
@@ -106,9 +111,13 @@ class Finetune:
                         "epochs": int(epochs), "command": shlex.join(argv)}
         return self.status()
 
+    def state(self):
+        """`idle`, `running`, `finished` or `failed` (the child is polled,
+        nothing read)."""
+        return "idle" if self.job is None else _state_of(self.job["process"].poll())
+
     def status(self, offset=0):
-        """The state (`idle`, `running`, `finished`, `failed`), the log from
-        byte `offset` on, and the epochs done."""
+        """The state, the log from byte `offset` on, and the epochs done."""
         if self.job is None:
             return {"state": "idle"}
         job = self.job
@@ -122,8 +131,7 @@ class Finetune:
         if os.path.isfile(history):
             with open(history, encoding="utf-8") as f:
                 epoch = max(0, sum(1 for line in f if line.strip()) - 1)
-        state = "running" if code is None else "finished" if code == 0 else "failed"
-        return {"state": state, "returncode": code, "log": text, "offset": end,
+        return {"state": _state_of(code), "returncode": code, "log": text, "offset": end,
                 "epoch": epoch, "epochs": job["epochs"], "output": job["output"],
                 "command": job["command"]}
 
@@ -132,7 +140,7 @@ class Finetune:
         (404) until a run has finished."""
         from keras_amb.app.runs import load_model
 
-        if self.status()["state"] != "finished":
+        if self.state() != "finished":
             raise UnknownImageError("no finished fine-tuning run yet")
         path = os.path.join(self.job["output"], "model.keras")
         if self._loaded[0] != path:
