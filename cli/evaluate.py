@@ -131,8 +131,11 @@ def _print_table(name, dataset, split, method, result, plot):
     ]
     labels = {
         "pointing_game": "pointing game (object)", "energy_inside": "energy inside (object)",
+        "energy_inside_normalised": "energy inside (object, min-max map)",
         "iou": "IoU at 0.5 (object)", "pointing_game_part": "pointing game (parts)",
-        "energy_inside_part": "energy inside (parts)", "iou_part": "IoU at 0.5 (parts)",
+        "energy_inside_part": "energy inside (parts)",
+        "energy_inside_part_normalised": "energy inside (parts, min-max map)",
+        "iou_part": "IoU at 0.5 (parts)",
         "energy_part1": "energy in part 1 (head)", "energy_part2": "energy in part 2 (tail)",
         "coverage_both_parts": "both parts covered", "top1_occluded_part1": "top-1, part 1 hidden",
         "top1_occluded_part2": "top-1, part 2 hidden",

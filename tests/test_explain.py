@@ -126,6 +126,15 @@ def test_localisation_and_helpers():
     assert metrics.auc(np.ones(5)) == pytest.approx(1.0)
     empty = metrics.localisation(masks, np.zeros_like(masks))[0]
     assert np.isnan(empty).all()
+    # A floor of 0.2 under a map that is 0.8 on the object: the raw energy is
+    # 0.8a / (0.8a + 0.2(1 - a)) for an object of area fraction a; min-max
+    # normalised (how evaluation also scores every map) the floor is gone.
+    floored = 0.2 + 0.6 * masks
+    a = masks.mean(axis=(1, 2))
+    np.testing.assert_allclose(metrics.localisation(floored, masks)[1],
+                               0.8 * a / (0.8 * a + 0.2 * (1 - a)), rtol=1e-5)
+    np.testing.assert_allclose(metrics.localisation(explain_maps.normalise(floored), masks)[1],
+                               1.0, atol=1e-6)
 
 
 # === A model trained on the synthetic data (shared by the tests below) ===
@@ -271,6 +280,11 @@ def test_evaluate_reports_part_coverage_and_occlusion_on_two_part_data():
     together = evaluation.evaluate_methods(model, source, "test", batch_size=12,
                                            progress=False, thresholds=3, rise_steps=2)
     assert set(together) == {"attention", "cam", "gradcam"}
+    # Grad-CAM comes min-max normalised: its two energies are one number.
+    gradcam = together["gradcam"]["per_image"]
+    np.testing.assert_allclose(gradcam["energy_inside_normalised"],
+                               gradcam["energy_inside"], atol=1e-5)
+    assert len(together["attention"]["per_image"]["energy_inside_normalised"]) == 12
     np.testing.assert_equal(together["attention"]["per_image"], per_image)
     alone = evaluation.evaluate(model, source, "test", batch_size=12, progress=False,
                                 method="gradcam", thresholds=3, rise_steps=2)

@@ -26,7 +26,8 @@ INTERVENTIONS = ("uniform", "shuffled", "inverted", "object", "inverted_matched"
 PER_IMAGE = (
     "top1", "top5", "att_top1", "insertion", "deletion", "score", "rise_insertion",
     "rise_deletion", "rise_score", "pointing_game", "energy_inside", "pointing_game_part",
-    "energy_inside_part", "energy_part1", "energy_part2", "coverage_both_parts",
+    "energy_inside_part", "energy_inside_normalised", "energy_inside_part_normalised",
+    "energy_part1", "energy_part2", "coverage_both_parts",
     "top1_occluded_part1", "top1_occluded_part2", "density_part1", "density_part2",
     "map_entropy", "map_area_above_half", "map_concentration",
     "map_entropy_normalised", "map_area_above_half_normalised",
@@ -36,7 +37,8 @@ PER_IMAGE = (
 SUMMARY_KEYS = (
     "top1", "top5", "att_top1", "insertion", "deletion", "score", "rise_insertion",
     "rise_deletion", "rise_score", "pointing_game", "energy_inside", "iou",
-    "pointing_game_part", "energy_inside_part", "iou_part", "energy_part1",
+    "pointing_game_part", "energy_inside_part", "iou_part", "energy_inside_normalised",
+    "energy_inside_part_normalised", "energy_part1",
     "energy_part2", "coverage_both_parts", "top1_occluded_part1", "top1_occluded_part2",
     "density_part1", "density_part2", "map_entropy", "map_area_above_half",
     "map_concentration", "map_entropy_normalised", "map_area_above_half_normalised",
@@ -70,7 +72,10 @@ def evaluate(
     Keys: `top1`, `top5`, `att_top1`, `insertion`, `deletion`, `score`
     (paper's threshold sweep), `rise_insertion`, `rise_deletion`,
     `rise_score`, `pointing_game`, `energy_inside`, `iou` (against the
-    object mask or box; None where the dataset has none), `*_part` against
+    object mask or box; None where the dataset has none),
+    `energy_inside_normalised` (the same energy on the map min-max
+    normalised per image, the scale CAM and Grad-CAM come in, so that a
+    raw attention map's floor does not count against it), `*_part` against
     the synthetic discriminative parts, and where the dataset has two part
     masks (synthetic version 2): `energy_part1`, `energy_part2` (fraction of
     the map's mass in each part), `coverage_both_parts` (fraction of images
@@ -183,6 +188,11 @@ def evaluate_methods(
                     p, e, i = metrics.localisation(saliency, batch[mask_key].numpy())
                     add(store, "pointing_game" + suffix, p)
                     add(store, "energy_inside" + suffix, e)
+                    # The same on the map min-max normalised per image, the
+                    # scale CAM and Grad-CAM are given in: no floor counts.
+                    add(store, "energy_inside" + suffix + "_normalised",
+                        metrics.localisation(explain_maps.normalise(saliency),
+                                             batch[mask_key].numpy())[1])
                     iou[each][suffix].append(i)
             for name, values in metrics.map_statistics(saliency, masks).items():
                 add(store, name, values)
