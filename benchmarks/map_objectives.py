@@ -61,6 +61,8 @@ VARIANTS = {
     "no-mining-area": ("No mining + area", dict(NO_MINING, area_weight=1.0)),
     "area-attn": ("AMB + PC + COT (map only) + area, the default",
                   dict(PROPOSED, area_weight=1.0, amb_gradient="attention")),
+    "area-0.3w-attn": ("AMB + PC + COT (map only) + area x0.3",
+                       dict(PROPOSED, area_weight=0.3, amb_gradient="attention")),
     "area-0.1-attn": ("AMB + PC + COT (map only) + area 0.1 (extremal)",
                       dict(PROPOSED, area_weight=1.0, area_target=0.1,
                            amb_gradient="attention")),
