@@ -69,3 +69,25 @@ def test_the_built_site_opens_in_a_browser(site):
                     shots, "docs-" + page.replace("/", "-").replace(".html", ".png")))
     finally:
         browser.quit()
+
+
+def test_the_results_tables_are_the_committed_json():
+    """The README's and the evidence page's results tables are generated
+    from `benchmarks/results/*.json` (`benchmarks/results_tables.py`): a
+    number copied by hand, or a JSON updated without its tables, fails."""
+    script = os.path.join(REPO, "benchmarks", "results_tables.py")
+    done = subprocess.run([sys.executable, script, "--check"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # A number edited by hand is put back from the JSON.
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    try:
+        import results_tables
+    finally:
+        sys.path.pop(0)
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    table = results_tables.render("maps_v1")
+    assert table in readme and "| +61.5 ± 1.2 |" in table
+    edited = readme.replace("| +61.5 ± 1.2 |", "| +70.0 ± 1.2 |")
+    assert results_tables.update(edited) == readme
