@@ -39,6 +39,8 @@ from keras_amb.arguments import PAPER_OBJECTIVE  # noqa: E402
 # Every variant names its objective in full, whatever the config's defaults.
 PROPOSED = dict(PAPER_OBJECTIVE, architecture="mining", amb=True, pc=True, cot=True)
 NO_MINING = dict(PROPOSED, amb=False, cot=False)
+# The mining terms move the map alone (the default's route).
+MAP_ONLY = dict(PROPOSED, amb_gradient="attention")
 # name -> (label, config overrides); each from the seed's pre-trained ABN.
 VARIANTS = {
     "abn": ("ABN (bypass), continued", {"architecture": "abn"}),
@@ -56,27 +58,23 @@ VARIANTS = {
     "area-norm-all": ("AMB + PC + COT + area, normalised map",
                       dict(PROPOSED, area_weight=1.0, map_normalization="all")),
     "area-erasing": ("AMB + PC + COT (map only) + area + erasing",
-                     dict(PROPOSED, area_weight=1.0, erasing_weight=1.0,
-                          amb_gradient="attention")),
+                     dict(MAP_ONLY, area_weight=1.0, erasing_weight=1.0)),
     "no-mining-area": ("No mining + area", dict(NO_MINING, area_weight=1.0)),
     "area-attn": ("AMB + PC + COT (map only) + area, the default",
-                  dict(PROPOSED, area_weight=1.0, amb_gradient="attention")),
+                  dict(MAP_ONLY, area_weight=1.0)),
     "area-0.3w-attn": ("AMB + PC + COT (map only) + area x0.3",
-                       dict(PROPOSED, area_weight=0.3, amb_gradient="attention")),
+                       dict(MAP_ONLY, area_weight=0.3)),
     "area-3w-attn": ("AMB + PC + COT (map only) + area x3",
-                     dict(PROPOSED, area_weight=3.0, amb_gradient="attention")),
+                     dict(MAP_ONLY, area_weight=3.0)),
     "area-0.05-attn": ("AMB + PC + COT (map only) + area 0.05 (extremal)",
-                       dict(PROPOSED, area_weight=1.0, area_target=0.05,
-                            amb_gradient="attention")),
+                       dict(MAP_ONLY, area_weight=1.0, area_target=0.05)),
     "area-0.1-attn": ("AMB + PC + COT (map only) + area 0.1 (extremal)",
-                      dict(PROPOSED, area_weight=1.0, area_target=0.1,
-                           amb_gradient="attention")),
+                      dict(MAP_ONLY, area_weight=1.0, area_target=0.1)),
     "area-erasing-tv": ("AMB + PC + COT (map only) + area + erasing + smoothness",
-                        dict(PROPOSED, area_weight=1.0, erasing_weight=1.0,
-                             smoothness_weight=1.0, amb_gradient="attention")),
+                        dict(MAP_ONLY, area_weight=1.0, erasing_weight=1.0,
+                             smoothness_weight=1.0)),
     "area3-erasing": ("AMB + PC + COT (map only) + area x3 + erasing",
-                      dict(PROPOSED, area_weight=3.0, erasing_weight=1.0,
-                           amb_gradient="attention")),
+                      dict(MAP_ONLY, area_weight=3.0, erasing_weight=1.0)),
     "area-erasing-all": ("AMB + PC + COT + area + erasing",
                          dict(PROPOSED, area_weight=1.0, erasing_weight=1.0)),
     "area-0.3w": ("AMB + PC + COT + area x0.3", dict(PROPOSED, area_weight=0.3)),
